@@ -1,0 +1,103 @@
+// Assembles a coordinator: config -> tfjs -> dataset -> job registry -> HTTP + socket.io.
+// Used by server/main.ts (the CLI) and by integration tests (port 0, temp data dir).
+
+import { Server as IoServer } from 'socket.io';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from '../shared/clock.ts';
+import { initNodeBackend } from '../shared/training/node-backend.ts';
+import { loadMnist, type Dataset } from './data/dataset.ts';
+import { JobRegistry } from './jobs/registry.ts';
+import { demoConfig, type DemoName } from './jobs/demos.ts';
+import type { JobConfig } from './jobs/job-config.ts';
+import type { Logger } from './jobs/job-runtime.ts';
+import { attachWorkerHandlers, type FlockServer } from './transport/socket-handlers.ts';
+import { createHttpServer } from './http/http-server.ts';
+
+export interface CoordinatorOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  readonly clientDir: string;
+  readonly adminToken?: string | undefined;
+  /** Demo job created when the data dir has no job yet; null for none. */
+  readonly demo: DemoName | null;
+  readonly demoOverrides?: Partial<JobConfig> | undefined;
+  readonly clock?: Clock | undefined;
+  readonly log?: Logger | undefined;
+  readonly dataset?: Dataset | undefined;
+  readonly sweepIntervalMs?: number | undefined;
+  /** socket.io message size cap; weights of big models exceed the 1 MB default. */
+  readonly maxMessageBytes?: number | undefined;
+}
+
+export interface Coordinator {
+  readonly url: string;
+  readonly port: number;
+  readonly adminToken: string;
+  readonly registry: JobRegistry;
+  readonly io: FlockServer;
+  close(): Promise<void>;
+}
+
+export const consoleLogger: Logger = {
+  info: (m) => console.log(`[flock] ${m}`),
+  warn: (m) => console.warn(`[flock] WARN ${m}`),
+};
+
+export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
+  const clock = opts.clock ?? systemClock;
+  const log = opts.log ?? consoleLogger;
+  await initNodeBackend('wasm');
+  const dataset = opts.dataset ?? (await loadMnist());
+  const registry = new JobRegistry({ clock, dataset, log, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3 });
+  await registry.loadAll();
+  if (registry.all().length === 0 && opts.demo) {
+    await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
+    log.info(`created demo job ${opts.demo}`);
+  }
+  const adminToken = opts.adminToken || randomBytes(18).toString('base64url');
+
+  let workersFn: () => unknown[] = () => [];
+  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn() });
+  const io: FlockServer = new IoServer(http, {
+    maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
+    pingInterval: 10_000,
+    pingTimeout: 10_000,
+    perMessageDeflate: false,
+  });
+  const handlers = attachWorkerHandlers(io, registry, clock, log);
+  workersFn = handlers.workers;
+
+  const sweep = setInterval(() => {
+    for (const job of registry.all()) {
+      const n = job.sweep();
+      if (n > 0) log.info(`job ${job.id}: ${n} lease(s) expired and will be reissued`);
+    }
+  }, opts.sweepIntervalMs ?? 1000);
+  sweep.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port, opts.host, () => resolve());
+  });
+  const port = (http.address() as AddressInfo).port;
+  const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+
+  return {
+    url,
+    port,
+    adminToken,
+    registry,
+    io,
+    async close() {
+      clearInterval(sweep);
+      io.close();
+      await new Promise<void>((r) => http.close(() => r()));
+      for (const job of registry.all()) {
+        await job.settle();
+        job.dispose();
+      }
+    },
+  };
+}

@@ -1,0 +1,77 @@
+// Built-in demo jobs on the real MNIST: an MLP (784-128-10) and a small CNN. Chosen at start-up
+// with FLOCK_DEMO; the topology is produced by tfjs itself so it is exactly what tfjs loads.
+
+import { tf } from '../../shared/training/tf.ts';
+import type { JobConfig } from './job-config.ts';
+
+export const DEMOS = ['mnist-mlp', 'mnist-cnn'] as const;
+export type DemoName = (typeof DEMOS)[number];
+
+function mlp(): tf.LayersModel {
+  return tf.sequential({
+    name: 'mnist_mlp',
+    layers: [
+      tf.layers.flatten({ inputShape: [28, 28, 1], name: 'flatten' }),
+      tf.layers.dense({ units: 128, activation: 'relu', name: 'hidden' }),
+      tf.layers.dense({ units: 10, activation: 'softmax', name: 'output' }),
+    ],
+  });
+}
+
+function cnn(): tf.LayersModel {
+  return tf.sequential({
+    name: 'mnist_cnn',
+    layers: [
+      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 8, kernelSize: 3, activation: 'relu', name: 'conv1' }),
+      tf.layers.maxPooling2d({ poolSize: 2, name: 'pool1' }),
+      tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu', name: 'conv2' }),
+      tf.layers.maxPooling2d({ poolSize: 2, name: 'pool2' }),
+      tf.layers.flatten({ name: 'flatten' }),
+      tf.layers.dense({ units: 10, activation: 'softmax', name: 'output' }),
+    ],
+  });
+}
+
+export interface DemoJob {
+  readonly config: JobConfig;
+}
+
+/** The demo's config; its topology comes from building the model once (then disposed). */
+export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): JobConfig {
+  const model = name === 'mnist-cnn' ? cnn() : mlp();
+  const modelTopology = model.toJSON(null, false) as unknown as Record<string, unknown>;
+  model.dispose();
+  const base: JobConfig =
+    name === 'mnist-cnn'
+      ? {
+          name: 'MNIST CNN',
+          description: 'Teach a small convolutional network to read handwritten digits (MNIST, 60,000 images).',
+          dataset: 'mnist',
+          modelTopology,
+          loss: 'categoricalCrossentropy',
+          optimizer: { kind: 'adam', learningRate: 0.002 },
+          batchSize: 64,
+          staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
+          stop: { maxEpochs: 10, targetAccuracy: null },
+          evalEveryVersions: 100,
+          leaseTimeoutMs: 30_000,
+          maxGradNorm: 1000,
+          seed: 42,
+        }
+      : {
+          name: 'MNIST MLP',
+          description: 'Teach a small neural network (784-128-10) to read handwritten digits (MNIST, 60,000 images).',
+          dataset: 'mnist',
+          modelTopology,
+          loss: 'categoricalCrossentropy',
+          optimizer: { kind: 'adam', learningRate: 0.002 },
+          batchSize: 64,
+          staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
+          stop: { maxEpochs: 10, targetAccuracy: null },
+          evalEveryVersions: 100,
+          leaseTimeoutMs: 20_000,
+          maxGradNorm: 1000,
+          seed: 42,
+        };
+  return { ...base, ...overrides };
+}

@@ -1,0 +1,43 @@
+// What defines a job: the model, how it learns, on which data, until when. Plain JSON, stored in
+// <dataDir>/jobs/<id>/job.json when the job is created; validated whenever it enters the process.
+
+import { z } from 'zod';
+import { STALENESS_RULES } from '../aggregation/staleness.ts';
+
+export const JobConfigSchema = z.object({
+  name: z.string().min(1).max(200),
+  description: z.string().max(2000),
+  dataset: z.enum(['mnist']),
+  /** tfjs Layers topology (model.toJSON(null, false)). */
+  modelTopology: z.record(z.string(), z.unknown()),
+  loss: z.enum(['categoricalCrossentropy', 'meanSquaredError']),
+  optimizer: z.discriminatedUnion('kind', [
+    z.object({
+      kind: z.literal('adam'),
+      learningRate: z.number().positive().max(10),
+      beta1: z.number().min(0).max(1).optional(),
+      beta2: z.number().min(0).max(1).optional(),
+      epsilon: z.number().positive().optional(),
+    }),
+    z.object({
+      kind: z.literal('sgd'),
+      learningRate: z.number().positive().max(10),
+      momentum: z.number().min(0).max(1).optional(),
+      nesterov: z.boolean().optional(),
+    }),
+  ]),
+  /** Examples per lease: one gradient is computed over this many. */
+  batchSize: z.number().int().min(1).max(65536),
+  staleness: z.object({ rule: z.enum(STALENESS_RULES), maxStaleness: z.number().int().min(0).max(100000) }),
+  stop: z.object({
+    maxEpochs: z.number().int().min(1).max(100000),
+    targetAccuracy: z.number().min(0).max(1).nullable(),
+  }),
+  evalEveryVersions: z.number().int().min(1).max(1_000_000),
+  leaseTimeoutMs: z.number().int().min(100).max(3_600_000),
+  /** Gradients whose L2 norm exceeds this are refused (poison guard). */
+  maxGradNorm: z.number().positive(),
+  seed: z.number().int().min(0).max(2 ** 31),
+});
+
+export type JobConfig = z.infer<typeof JobConfigSchema>;

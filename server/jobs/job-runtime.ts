@@ -1,0 +1,520 @@
+// One running job: wires its lease manager, aggregation (staleness rule + server optimizer),
+// evaluator and checkpoints around the job's model. Owns the model's variables, the version
+// counter, the job's status, metric history and counters. Every push is applied synchronously on
+// the event loop, so a checkpoint snapshot (weights + optimizer + shard ledger) is one version.
+
+import { tf } from '../../shared/training/tf.ts';
+import type { Clock } from '../../shared/clock.ts';
+import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
+import type { GradientPush, JobDescriptor, JobStatus, JobUpdate, LeaseAck, PushAck } from '../../shared/protocol/messages.ts';
+import { decodeTensors, encodeTensors, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
+import { buildModel, trainableSpecs, weightSpecs } from '../../shared/training/model.ts';
+import { LeaseManager, type LedgerSnapshot, type WorkerId } from '../leases/lease-manager.ts';
+import { judgeStaleness } from '../aggregation/staleness.ts';
+import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
+import { checkGradient } from '../aggregation/gradient-check.ts';
+import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
+import { gatherRows, type Dataset } from '../data/dataset.ts';
+import { Sharder } from '../data/sharder.ts';
+import type { CheckpointStore } from '../storage/checkpoint-store.ts';
+import type { JobConfig } from './job-config.ts';
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+export interface JobRuntimeDeps {
+  readonly clock: Clock;
+  readonly dataset: Dataset;
+  readonly store: CheckpointStore;
+  readonly log: Logger;
+  readonly newId: () => string;
+}
+
+export interface Counters {
+  applied: number;
+  refused: Record<string, number>;
+  samplesApplied: number;
+  bytesDown: number;
+  bytesUp: number;
+  /** Histogram of applied staleness: index = tau (last bucket collects the rest). */
+  staleness: number[];
+}
+
+interface RuntimeSnapshot {
+  status: JobStatus;
+  ledger: LedgerSnapshot;
+  metrics: EvalResult[];
+  trainLoss: { version: number; loss: number }[];
+  counters: Counters;
+  createdAt: number;
+  finishedAt: number | null;
+  activeMs: number;
+}
+
+export interface JobSummary {
+  id: string;
+  name: string;
+  description: string;
+  status: JobStatus;
+  version: number;
+  epoch: number;
+  maxEpochs: number;
+  targetAccuracy: number | null;
+  progress: number;
+  workers: number;
+  samplesPerSec: number;
+  metrics: { testAccuracy: number | null; testLoss: number | null };
+  updates: { applied: number; refused: Record<string, number> };
+  shards: { perEpoch: number; done: number; leased: number; waiting: number };
+  bytes: { down: number; up: number };
+  samplesApplied: number;
+  createdAt: number;
+  finishedAt: number | null;
+  lastCheckpointVersion: number | null;
+}
+
+const STALENESS_BUCKETS = 33;
+const MAX_ACKS_KEPT = 20_000;
+const MAX_TRAIN_LOSS_KEPT = 5_000;
+
+export class JobRuntime {
+  private version = 0;
+  status: JobStatus = 'running';
+  private metrics: EvalResult[] = [];
+  private trainLoss: { version: number; loss: number }[] = [];
+  private counters: Counters = { applied: 0, refused: {}, samplesApplied: 0, bytesDown: 0, bytesUp: 0, staleness: new Array<number>(STALENESS_BUCKETS).fill(0) };
+  private readonly acks = new Map<string, { workerId: WorkerId; ack: Extract<PushAck, { ok: true }> }>();
+  private readonly leases: LeaseManager;
+  private readonly sharder: Sharder;
+  private readonly vars: tf.Variable[];
+  private readonly trainSpecs: TensorSpec[];
+  private readonly allSpecs: TensorSpec[];
+  private readonly evaluator: Evaluator;
+  private weightsCache: { version: number; data: Uint8Array } | null = null;
+  private lastEvalVersion = -1;
+  private evaluating: Promise<void> | null = null;
+  private saving: Promise<void> = Promise.resolve();
+  private lastCheckpointVersion: number | null = null;
+  private recent: { at: number; samples: number }[] = [];
+  private createdAt: number;
+  private finishedAt: number | null = null;
+  private activeMs = 0;
+  private activeSince: number | null;
+  private listeners = new Set<(u: JobUpdate) => void>();
+  /** Workers working on this job right now (set by the transport). */
+  readonly workers = new Set<WorkerId>();
+
+  private constructor(
+    readonly id: string,
+    readonly config: JobConfig,
+    private readonly model: tf.LayersModel,
+    private readonly optimizer: ServerOptimizer,
+    private readonly deps: JobRuntimeDeps,
+    snapshot: RuntimeSnapshot | null,
+    version: number,
+  ) {
+    const ds = deps.dataset;
+    this.sharder = new Sharder(ds.train.count, config.batchSize, config.seed);
+    this.leases = new LeaseManager(
+      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId },
+      snapshot?.ledger,
+    );
+    this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    this.trainSpecs = trainableSpecs(model);
+    this.allSpecs = weightSpecs(model);
+    this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, numClasses: ds.numClasses, featureShape: ds.featureShape, featureScale: ds.featureScale }, ds.test);
+    this.version = version;
+    this.createdAt = snapshot?.createdAt ?? deps.clock.now();
+    if (snapshot) {
+      this.status = snapshot.status;
+      this.metrics = snapshot.metrics;
+      this.trainLoss = snapshot.trainLoss;
+      this.counters = snapshot.counters;
+      this.finishedAt = snapshot.finishedAt;
+      this.activeMs = snapshot.activeMs;
+      this.lastEvalVersion = snapshot.metrics.at(-1)?.version ?? -1;
+      this.lastCheckpointVersion = version;
+    }
+    this.activeSince = this.status === 'running' ? deps.clock.now() : null;
+  }
+
+  /** A new job with freshly initialised weights; checkpoint v0 is written before it returns. */
+  static async create(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
+    const model = await buildModel(config.modelTopology);
+    const opt = createOptimizer(config.optimizer, trainableSpecs(model).map((s) => s.name));
+    const rt = new JobRuntime(id, config, model, opt, deps, null, 0);
+    await rt.checkpoint();
+    return rt;
+  }
+
+  /** Resumes from the newest valid checkpoint, or starts fresh when there is none. */
+  static async open(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
+    const cp = await deps.store.loadLatest();
+    if (!cp) return JobRuntime.create(id, config, deps);
+    const model = await buildModel(config.modelTopology);
+    const specs = weightSpecs(model);
+    const arrays = decodeTensors(specs, cp.weights);
+    tf.tidy(() => model.setWeights(arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape]))));
+    const opt = createOptimizer(config.optimizer, trainableSpecs(model).map((s) => s.name));
+    const optSpecs = cp.state.optimizer.specs;
+    const slotArrays = decodeTensors(optSpecs, cp.optimizer);
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    opt.restore(vars, {
+      step: cp.state.optimizer.step,
+      slots: slotArrays.map((a) => ({ name: a.spec.name, shape: [...a.spec.shape], data: a.data as Float32Array })),
+    });
+    const snap = cp.state.runtime as RuntimeSnapshot;
+    deps.log.info(`job ${id}: resumed from checkpoint v${cp.state.version} (epoch ${snap.ledger.epochs[0]?.epoch ?? '-'})`);
+    return new JobRuntime(id, config, model, opt, deps, snap, cp.state.version);
+  }
+
+  get currentVersion(): number {
+    return this.version;
+  }
+
+  descriptor(): JobDescriptor {
+    const ds = this.deps.dataset;
+    return {
+      id: this.id,
+      name: this.config.name,
+      description: this.config.description,
+      modelTopology: this.config.modelTopology,
+      loss: this.config.loss,
+      batchSize: this.config.batchSize,
+      numClasses: ds.numClasses,
+      featureShape: ds.featureShape,
+      featureScale: ds.featureScale,
+      trainableSpecs: this.trainSpecs,
+    };
+  }
+
+  onUpdate(cb: (u: JobUpdate) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  // ---- leases ---------------------------------------------------------------------------------
+
+  requestLease(workerId: WorkerId, cachedVersion: number | null): LeaseAck {
+    const unavailable = this.unavailable();
+    if (unavailable) return unavailable;
+    const lease = this.leases.grant(workerId, this.version, this.config.leaseTimeoutMs);
+    if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
+    const rows = gatherRows(this.deps.dataset.train, this.deps.dataset.featureShape, this.sharder.indices(lease.epoch, lease.shard));
+    const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
+    this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
+    return {
+      ok: true,
+      lease: {
+        leaseId: lease.id,
+        jobId: this.id,
+        epoch: lease.epoch,
+        shardIndex: lease.shard,
+        baseVersion: lease.baseVersion,
+        deadlineAt: lease.deadlineAt,
+        numSamples: rows.y.length,
+        x: rows.x,
+        y: rows.y,
+      },
+      weights,
+    };
+  }
+
+  release(workerId: WorkerId, leaseId: string): boolean {
+    const claim = this.leases.claim(leaseId, workerId);
+    if (!claim.ok) return false;
+    return this.leases.release(leaseId) !== null;
+  }
+
+  workerLeft(workerId: WorkerId): number {
+    this.workers.delete(workerId);
+    return this.leases.releaseWorker(workerId).length;
+  }
+
+  /** Reclaims expired leases; called by the coordinator's periodic sweep. */
+  sweep(): number {
+    return this.leases.sweep().length;
+  }
+
+  shardCounts(): { done: number; leased: number; waiting: number } {
+    return this.leases.shardCounts();
+  }
+
+  get outstandingLeases(): number {
+    return this.leases.outstanding.length;
+  }
+
+  // ---- aggregation ----------------------------------------------------------------------------
+
+  /** Validates and applies one gradient. Idempotent per lease: a retried push gets 'duplicate'. */
+  push(workerId: WorkerId, msg: GradientPush): PushAck {
+    const prior = this.acks.get(msg.leaseId);
+    if (prior) {
+      if (prior.workerId !== workerId) return fail(ErrorCode.LeaseNotYours, 'lease belongs to another worker');
+      return { ...prior.ack, status: 'duplicate' };
+    }
+    if (this.status === 'finished' || this.status === 'cancelled') return this.refuse(fail(ErrorCode.JobFinished, `job is ${this.status}`));
+    const claim = this.leases.claim(msg.leaseId, workerId);
+    if (!claim.ok) return this.refuse(fail(claim.code, claim.message));
+    const lease = claim.lease;
+    if (msg.baseVersion !== lease.baseVersion) {
+      return this.refuse(fail(ErrorCode.BadRequest, `lease was granted at v${lease.baseVersion}, push says v${msg.baseVersion}`));
+    }
+    const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
+    if (!check.ok) {
+      this.leases.release(lease.id);
+      return this.refuse(fail(check.code, check.message));
+    }
+    const verdict = judgeStaleness(this.config.staleness, this.version, lease.baseVersion);
+    if (!verdict.accept) {
+      this.leases.release(lease.id);
+      return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
+    }
+
+    tf.tidy(() => {
+      const grads = check.arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape], 'float32'));
+      this.optimizer.apply(this.vars, grads, this.config.optimizer.learningRate * verdict.scale);
+    });
+    this.version++;
+    const completedEpochs = this.leases.complete(lease);
+
+    const ack = { ok: true as const, status: 'applied' as const, version: this.version, staleness: verdict.tau, scale: verdict.scale };
+    this.acks.set(lease.id, { workerId, ack });
+    if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
+    this.counters.applied++;
+    this.counters.samplesApplied += lease.epoch >= 0 ? msg.numSamples : 0;
+    this.counters.bytesUp += check.arrays.reduce((s, a) => s + a.data.byteLength, 0);
+    this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, verdict.tau)]!++;
+    if (Number.isFinite(msg.loss)) {
+      this.trainLoss.push({ version: this.version, loss: msg.loss });
+      if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);
+    }
+    this.noteSamples(msg.numSamples);
+
+    if (completedEpochs.length > 0) this.deps.log.info(`job ${this.id}: epoch ${completedEpochs.join(',')} complete at v${this.version}`);
+    if (completedEpochs.length > 0 || this.version - this.lastEvalVersion >= this.config.evalEveryVersions || this.leases.exhausted) {
+      void this.evaluateNow();
+    }
+    return ack;
+  }
+
+  private refuse(f: Failure): Failure {
+    this.counters.refused[f.code] = (this.counters.refused[f.code] ?? 0) + 1;
+    return f;
+  }
+
+  private unavailable(): Failure | null {
+    switch (this.status) {
+      case 'paused':
+        return fail(ErrorCode.JobPaused, 'paused by admin', 2000);
+      case 'finished':
+        return fail(ErrorCode.JobFinished, `finished at ${this.metrics.at(-1)?.testAccuracy.toFixed(4) ?? '?'} test accuracy`);
+      case 'cancelled':
+        return fail(ErrorCode.JobFinished, 'cancelled by admin');
+      case 'running':
+        return null;
+    }
+  }
+
+  /** All weights packed (cached per version). */
+  private packedWeights(): Uint8Array {
+    if (this.weightsCache?.version !== this.version) {
+      const flat = tf.tidy(() => tf.concat(this.model.weights.map((w) => w.read().reshape([-1]))));
+      const data = flat.dataSync() as Float32Array;
+      flat.dispose();
+      this.weightsCache = { version: this.version, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    }
+    return this.weightsCache.data;
+  }
+
+  // ---- evaluation, stop condition, checkpoints --------------------------------------------------
+
+  /** Evaluates the current version (one evaluation at a time), then checks the stop condition. */
+  evaluateNow(): Promise<void> {
+    if (this.evaluating) return this.evaluating;
+    const version = this.version;
+    this.lastEvalVersion = version;
+    const packed = this.packedWeights();
+    const weights = new Float32Array(packed.buffer, packed.byteOffset, packed.byteLength / 4);
+    this.evaluating = (async () => {
+      try {
+        const r = await this.evaluator.evaluate(version, this.allSpecs, weights, () => this.deps.clock.now());
+        this.metrics.push(r);
+        const target = this.config.stop.targetAccuracy;
+        if (this.status === 'running' && ((target !== null && r.testAccuracy >= target) || (this.leases.exhausted && this.version === version))) {
+          this.finish();
+        }
+        this.emit();
+        await this.checkpoint();
+      } catch (err) {
+        this.deps.log.warn(`job ${this.id}: evaluation failed: ${(err as Error).message}`);
+      } finally {
+        this.evaluating = null;
+      }
+      // Work that arrived while evaluating may already warrant another evaluation.
+      if (this.status === 'running' && (this.version - this.lastEvalVersion >= this.config.evalEveryVersions || (this.leases.exhausted && this.lastEvalVersion !== this.version))) {
+        void this.evaluateNow();
+      }
+    })();
+    return this.evaluating;
+  }
+
+  /** Writes a checkpoint of this instant (snapshot taken synchronously; writes serialized). */
+  checkpoint(): Promise<void> {
+    const version = this.version;
+    const weights = this.packedWeights().slice();
+    const opt: OptimizerState = this.optimizer.state();
+    const optSpecs: TensorSpec[] = opt.slots.map((s) => ({ name: s.name, shape: s.shape, dtype: 'float32' }));
+    const optimizer = new Uint8Array(encodeTensors(optSpecs, opt.slots.map((s) => s.data)));
+    const runtime: RuntimeSnapshot = {
+      status: this.status,
+      ledger: this.leases.snapshot(),
+      metrics: [...this.metrics],
+      trainLoss: [...this.trainLoss],
+      counters: structuredClone(this.counters),
+      createdAt: this.createdAt,
+      finishedAt: this.finishedAt,
+      activeMs: this.elapsedActiveMs(),
+    };
+    const next = this.saving.then(async () => {
+      await this.deps.store.save({
+        modelTopology: this.config.modelTopology,
+        weightSpecs: this.allSpecs,
+        weights,
+        optimizer,
+        state: { version, createdAt: this.deps.clock.now(), runtime, optimizer: { step: opt.step, specs: optSpecs } },
+      });
+      this.lastCheckpointVersion = version;
+    });
+    this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: checkpoint v${version} failed: ${err.message}`));
+    return this.saving;
+  }
+
+  // ---- admin controls -------------------------------------------------------------------------
+
+  pause(): void {
+    if (this.status !== 'running') return;
+    this.activeMs = this.elapsedActiveMs();
+    this.activeSince = null;
+    this.status = 'paused';
+    this.emit();
+    void this.checkpoint();
+  }
+
+  resume(): void {
+    if (this.status !== 'paused') return;
+    this.status = 'running';
+    this.activeSince = this.deps.clock.now();
+    this.emit();
+    void this.checkpoint();
+  }
+
+  cancel(): void {
+    if (this.status === 'finished' || this.status === 'cancelled') return;
+    this.activeMs = this.elapsedActiveMs();
+    this.activeSince = null;
+    this.status = 'cancelled';
+    this.finishedAt = this.deps.clock.now();
+    this.emit();
+    void this.checkpoint();
+  }
+
+  private finish(): void {
+    this.activeMs = this.elapsedActiveMs();
+    this.activeSince = null;
+    this.status = 'finished';
+    this.finishedAt = this.deps.clock.now();
+    this.deps.log.info(`job ${this.id}: finished at v${this.version}, test accuracy ${this.metrics.at(-1)?.testAccuracy.toFixed(4)}`);
+  }
+
+  private elapsedActiveMs(): number {
+    return this.activeMs + (this.activeSince === null ? 0 : this.deps.clock.now() - this.activeSince);
+  }
+
+  /** Waits for the evaluation and checkpoint writes in flight (shutdown, tests). */
+  async settle(): Promise<void> {
+    while (this.evaluating) await this.evaluating;
+    await this.saving;
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.optimizer.dispose();
+    this.evaluator.dispose();
+  }
+
+  // ---- reporting ------------------------------------------------------------------------------
+
+  private noteSamples(n: number): void {
+    const now = this.deps.clock.now();
+    this.recent.push({ at: now, samples: n });
+    while (this.recent.length > 0 && this.recent[0]!.at < now - 10_000) this.recent.shift();
+  }
+
+  samplesPerSec(): number {
+    const now = this.deps.clock.now();
+    const recent = this.recent.filter((r) => r.at >= now - 10_000);
+    if (recent.length < 2) return 0;
+    const span = Math.max(1000, now - recent[0]!.at);
+    return (recent.reduce((s, r) => s + r.samples, 0) * 1000) / span;
+  }
+
+  progress(): number {
+    if (this.status === 'finished') return 1;
+    const byEpochs = (this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch + this.leases.epochFraction) / this.config.stop.maxEpochs;
+    const target = this.config.stop.targetAccuracy;
+    const acc = this.metrics.at(-1)?.testAccuracy ?? 0;
+    const byAccuracy = target ? Math.min(1, acc / target) : 0;
+    return Math.min(1, Math.max(byEpochs, byAccuracy));
+  }
+
+  metricHistory(): { evaluations: readonly EvalResult[]; trainLoss: readonly { version: number; loss: number }[] } {
+    return { evaluations: this.metrics, trainLoss: this.trainLoss };
+  }
+
+  stalenessHistogram(): readonly number[] {
+    return this.counters.staleness;
+  }
+
+  summary(): JobSummary {
+    const last = this.metrics.at(-1);
+    const shards = this.leases.shardCounts();
+    return {
+      id: this.id,
+      name: this.config.name,
+      description: this.config.description,
+      status: this.status,
+      version: this.version,
+      epoch: this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch,
+      maxEpochs: this.config.stop.maxEpochs,
+      targetAccuracy: this.config.stop.targetAccuracy,
+      progress: this.progress(),
+      workers: this.workers.size,
+      samplesPerSec: this.samplesPerSec(),
+      metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null },
+      updates: { applied: this.counters.applied, refused: { ...this.counters.refused } },
+      shards: { perEpoch: this.leases.shardsPerEpoch, ...shards },
+      bytes: { down: this.counters.bytesDown, up: this.counters.bytesUp },
+      samplesApplied: this.counters.samplesApplied,
+      createdAt: this.createdAt,
+      finishedAt: this.finishedAt,
+      lastCheckpointVersion: this.lastCheckpointVersion,
+    };
+  }
+
+  private emit(): void {
+    const last = this.metrics.at(-1);
+    const u: JobUpdate = {
+      jobId: this.id,
+      status: this.status,
+      version: this.version,
+      epoch: this.leases.currentEpoch,
+      progress: this.progress(),
+      testAccuracy: last?.testAccuracy ?? null,
+      testLoss: last?.testLoss ?? null,
+    };
+    for (const l of this.listeners) l(u);
+  }
+}

@@ -1,0 +1,226 @@
+// Lease manager: who holds which shard until when. Owns the shard ledger of the open epochs
+// (waiting / leased / done) and every lease's deadline. Pure state driven by an injected Clock;
+// the transport calls it, and a periodic sweep() reclaims expired leases.
+//
+// Invariants: a shard is done at most once per epoch; a lease's shard returns to the front of the
+// queue when the lease expires, is released, or its worker leaves. A late push from an expired lease
+// still counts if its shard is not done yet (its replacement lease is then void).
+
+import type { Clock } from '../../shared/clock.ts';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+
+export type LeaseId = string & { readonly __brand: 'LeaseId' };
+export type WorkerId = string & { readonly __brand: 'WorkerId' };
+
+export interface Lease {
+  readonly id: LeaseId;
+  readonly workerId: WorkerId;
+  readonly epoch: number;
+  readonly shard: number;
+  readonly baseVersion: number;
+  readonly grantedAt: number;
+  readonly deadlineAt: number;
+}
+
+interface EpochLedger {
+  readonly epoch: number;
+  readonly done: Uint8Array;
+  doneCount: number;
+  /** Shards not done and not leased, in hand-out order (reissues go to the front). */
+  waiting: number[];
+  /** shard -> lease currently responsible for it. */
+  readonly leasedBy: Map<number, LeaseId>;
+}
+
+export interface LedgerSnapshot {
+  /** Epochs still open, each with the shards already done. */
+  readonly epochs: readonly { epoch: number; done: number[] }[];
+}
+
+export type ClaimResult = { ok: true; lease: Lease } | { ok: false; code: ErrorCode; message: string };
+
+export interface LeaseManagerOptions {
+  readonly shardsPerEpoch: number;
+  /** Leases are not handed out for epochs >= this (the stop condition); Infinity for none. */
+  readonly maxEpochs: number;
+  readonly clock: Clock;
+  readonly newId: () => string;
+}
+
+export class LeaseManager {
+  private ledgers: EpochLedger[] = [];
+  private leases = new Map<LeaseId, Lease>();
+  private expired = new Map<LeaseId, Lease>();
+  private readonly opts: LeaseManagerOptions;
+
+  constructor(opts: LeaseManagerOptions, snapshot?: LedgerSnapshot) {
+    this.opts = opts;
+    const open = snapshot ? snapshot.epochs : [{ epoch: 0, done: [] }];
+    for (const e of open) this.openEpoch(e.epoch, e.done);
+  }
+
+  /** The oldest open epoch: training is "in" this epoch. */
+  get currentEpoch(): number {
+    return this.ledgers[0]?.epoch ?? 0;
+  }
+
+  get shardsPerEpoch(): number {
+    return this.opts.shardsPerEpoch;
+  }
+
+  /** Fraction of the current epoch done. */
+  get epochFraction(): number {
+    const l = this.ledgers[0];
+    return l ? l.doneCount / this.opts.shardsPerEpoch : 0;
+  }
+
+  /** Counts of the current epoch's shards, for dashboards. */
+  shardCounts(): { done: number; leased: number; waiting: number } {
+    const l = this.ledgers[0];
+    if (!l) return { done: 0, leased: 0, waiting: 0 };
+    return { done: l.doneCount, leased: l.leasedBy.size, waiting: l.waiting.length };
+  }
+
+  get outstanding(): readonly Lease[] {
+    return [...this.leases.values()];
+  }
+
+  /** Hands the next shard to `workerId`, or null when every open shard is taken or done. */
+  grant(workerId: WorkerId, baseVersion: number, timeoutMs: number): Lease | null {
+    let ledger = this.ledgers.find((l) => l.waiting.length > 0);
+    if (!ledger) {
+      // Everything in the open epochs is leased or done: open the next epoch early so that
+      // the tail of an epoch never idles the workers.
+      const last = this.ledgers[this.ledgers.length - 1];
+      const next = last ? last.epoch + 1 : 0;
+      if (this.ledgers.length >= 2 || next >= this.opts.maxEpochs) return null;
+      ledger = this.openEpoch(next, []);
+    }
+    const shard = ledger.waiting.shift()!;
+    const now = this.opts.clock.now();
+    const lease: Lease = {
+      id: this.opts.newId() as LeaseId,
+      workerId,
+      epoch: ledger.epoch,
+      shard,
+      baseVersion,
+      grantedAt: now,
+      deadlineAt: now + timeoutMs,
+    };
+    ledger.leasedBy.set(shard, lease.id);
+    this.leases.set(lease.id, lease);
+    return lease;
+  }
+
+  /**
+   * Checks that `leaseId` may deliver its shard now. Does not change state: the caller applies
+   * the gradient, then calls complete(). A late lease (expired, shard not yet done) is accepted.
+   */
+  claim(leaseId: string, workerId: WorkerId): ClaimResult {
+    const lease = this.leases.get(leaseId as LeaseId) ?? this.expired.get(leaseId as LeaseId);
+    if (!lease) return { ok: false, code: ErrorCode.UnknownLease, message: `no lease ${leaseId}` };
+    if (lease.workerId !== workerId) return { ok: false, code: ErrorCode.LeaseNotYours, message: 'lease belongs to another worker' };
+    const ledger = this.ledger(lease.epoch);
+    if (!ledger || ledger.done[lease.shard]) {
+      return { ok: false, code: ErrorCode.ShardAlreadyDone, message: `shard ${lease.shard} of epoch ${lease.epoch} is already done` };
+    }
+    return { ok: true, lease };
+  }
+
+  /** Marks the lease's shard done. Returns the epochs completed by this (usually none). */
+  complete(lease: Lease): number[] {
+    const ledger = this.ledger(lease.epoch);
+    this.leases.delete(lease.id);
+    this.expired.delete(lease.id);
+    if (!ledger || ledger.done[lease.shard]) return [];
+    ledger.done[lease.shard] = 1;
+    ledger.doneCount++;
+    const holder = ledger.leasedBy.get(lease.shard);
+    if (holder !== undefined) {
+      ledger.leasedBy.delete(lease.shard);
+      if (holder !== lease.id) {
+        // A late push won: the replacement lease is void.
+        const other = this.leases.get(holder);
+        this.leases.delete(holder);
+        if (other) this.expired.set(holder, other);
+      }
+    } else {
+      ledger.waiting = ledger.waiting.filter((s) => s !== lease.shard);
+    }
+    const completed: number[] = [];
+    while (this.ledgers[0] && this.ledgers[0].doneCount === this.opts.shardsPerEpoch) {
+      const doneLedger = this.ledgers.shift()!;
+      completed.push(doneLedger.epoch);
+      for (const [id, l] of this.expired) if (l.epoch <= doneLedger.epoch) this.expired.delete(id);
+      if (this.ledgers.length === 0 && doneLedger.epoch + 1 < this.opts.maxEpochs) this.openEpoch(doneLedger.epoch + 1, []);
+    }
+    return completed;
+  }
+
+  /** Hands a lease back (worker stopped, or its gradient was refused): the shard is reissued first. */
+  release(leaseId: string): Lease | null {
+    const lease = this.leases.get(leaseId as LeaseId);
+    if (!lease) return null;
+    this.requeue(lease);
+    return lease;
+  }
+
+  /** Releases every lease held by a worker that left. */
+  releaseWorker(workerId: WorkerId): Lease[] {
+    const gone = [...this.leases.values()].filter((l) => l.workerId === workerId);
+    for (const l of gone) this.requeue(l);
+    return gone;
+  }
+
+  /** Reclaims leases past their deadline; returns them. */
+  sweep(): Lease[] {
+    const now = this.opts.clock.now();
+    const late = [...this.leases.values()].filter((l) => l.deadlineAt <= now);
+    for (const l of late) {
+      this.requeue(l);
+      this.expired.set(l.id, l);
+    }
+    return late;
+  }
+
+  /** No more shards will ever be handed out (the stop condition's epochs are all done). */
+  get exhausted(): boolean {
+    return this.ledgers.length === 0;
+  }
+
+  snapshot(): LedgerSnapshot {
+    return {
+      epochs: this.ledgers.map((l) => {
+        const done: number[] = [];
+        l.done.forEach((d, i) => d && done.push(i));
+        return { epoch: l.epoch, done };
+      }),
+    };
+  }
+
+  private requeue(lease: Lease): void {
+    this.leases.delete(lease.id);
+    const ledger = this.ledger(lease.epoch);
+    if (!ledger || ledger.done[lease.shard]) return;
+    if (ledger.leasedBy.get(lease.shard) === lease.id) {
+      ledger.leasedBy.delete(lease.shard);
+      ledger.waiting.unshift(lease.shard);
+    }
+  }
+
+  private ledger(epoch: number): EpochLedger | undefined {
+    return this.ledgers.find((l) => l.epoch === epoch);
+  }
+
+  private openEpoch(epoch: number, done: readonly number[]): EpochLedger {
+    const n = this.opts.shardsPerEpoch;
+    const mark = new Uint8Array(n);
+    for (const s of done) if (s >= 0 && s < n) mark[s] = 1;
+    const waiting: number[] = [];
+    for (let i = 0; i < n; i++) if (!mark[i]) waiting.push(i);
+    const ledger: EpochLedger = { epoch, done: mark, doneCount: n - waiting.length, waiting, leasedBy: new Map() };
+    this.ledgers.push(ledger);
+    this.ledgers.sort((a, b) => a.epoch - b.epoch);
+    return ledger;
+  }
+}

@@ -1,0 +1,62 @@
+// Command-line entry: reads the environment, starts the coordinator with the demo job, prints the
+// volunteer and dashboard URLs, and shuts down cleanly on SIGINT/SIGTERM (checkpoint, then exit).
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startCoordinator, consoleLogger } from './coordinator.ts';
+import { DEMOS, type DemoName } from './jobs/demos.ts';
+import type { JobConfig } from './jobs/job-config.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const env = process.env;
+
+function demoFromEnv(): DemoName | null {
+  const d = env.FLOCK_DEMO ?? 'mnist-mlp';
+  if (d === 'none') return null;
+  if (!(DEMOS as readonly string[]).includes(d)) {
+    console.error(`FLOCK_DEMO must be one of ${DEMOS.join(', ')} or none; got ${d}`);
+    process.exit(2);
+  }
+  return d as DemoName;
+}
+
+function overridesFromEnv(): Partial<JobConfig> {
+  const o: { stop?: JobConfig['stop'] } = {};
+  const epochs = env.FLOCK_MAX_EPOCHS ? Number(env.FLOCK_MAX_EPOCHS) : undefined;
+  const target = env.FLOCK_TARGET_ACCURACY ? Number(env.FLOCK_TARGET_ACCURACY) : undefined;
+  if (epochs !== undefined || target !== undefined) o.stop = { maxEpochs: epochs ?? 10, targetAccuracy: target ?? null };
+  return o;
+}
+
+const coordinator = await startCoordinator({
+  port: Number(env.PORT ?? 8080),
+  host: env.HOST ?? '127.0.0.1',
+  dataDir: path.resolve(env.FLOCK_DATA_DIR ?? './data'),
+  clientDir: path.join(root, 'dist', 'client'),
+  adminToken: env.FLOCK_ADMIN_TOKEN,
+  demo: demoFromEnv(),
+  demoOverrides: overridesFromEnv(),
+  log: consoleLogger,
+});
+
+console.log(`
+  Flock coordinator is running.
+  Volunteer page:  ${coordinator.url}/
+  Dashboard:       ${coordinator.url}/admin/#token=${coordinator.adminToken}
+  Admin token:     ${coordinator.adminToken}${env.FLOCK_ADMIN_TOKEN ? ' (from FLOCK_ADMIN_TOKEN)' : ' (generated; set FLOCK_ADMIN_TOKEN to fix it)'}
+  Jobs API:        ${coordinator.url}/api/jobs
+`);
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  consoleLogger.info(`${signal}: checkpointing and stopping`);
+  const timer = setTimeout(() => process.exit(1), 15_000);
+  for (const job of coordinator.registry.all()) await job.checkpoint();
+  await coordinator.close();
+  clearTimeout(timer);
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,161 @@
+// Checkpoints of one job on disk, in TensorFlow.js format so tf.loadLayersModel reads them:
+//   <dir>/v000000123/{model.json, weights.bin, optimizer.bin, state.json}
+// A checkpoint is written into a temp directory (every file fsynced) and renamed into place, so a
+// crash leaves either a complete checkpoint or none. state.json carries SHA-256 checksums of the
+// binaries; load() skips a checkpoint whose files are missing or do not match, and uses the previous.
+
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fsyncDir, writeFileSynced } from './atomic-file.ts';
+import type { TensorSpec } from '../../shared/codec/tensor-codec.ts';
+
+export interface CheckpointState {
+  readonly version: number;
+  readonly createdAt: number;
+  /** Anything the job runtime needs to resume (ledger, metrics, counters); JSON. */
+  readonly runtime: unknown;
+  readonly optimizer: { step: number; specs: TensorSpec[] };
+}
+
+export interface CheckpointData {
+  readonly modelTopology: unknown;
+  readonly weightSpecs: readonly TensorSpec[];
+  readonly weights: Uint8Array;
+  readonly optimizer: Uint8Array;
+  readonly state: CheckpointState;
+}
+
+export interface StoredCheckpoint extends CheckpointData {
+  readonly dir: string;
+}
+
+export interface CheckpointInfo {
+  readonly version: number;
+  readonly createdAt: number;
+  readonly dir: string;
+  readonly runtime: unknown;
+}
+
+interface StateFile extends CheckpointState {
+  readonly sha256: { weights: string; optimizer: string; model: string };
+}
+
+const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+const dirName = (v: number): string => `v${String(v).padStart(10, '0')}`;
+
+export type Warn = (msg: string) => void;
+
+export class CheckpointStore {
+  constructor(
+    readonly root: string,
+    private readonly keep = 3,
+    private readonly warn: Warn = (m) => console.warn(m),
+  ) {}
+
+  /** Writes a checkpoint atomically and prunes all but the newest `keep`. */
+  async save(cp: CheckpointData): Promise<string> {
+    await mkdir(this.root, { recursive: true });
+    const final = path.join(this.root, dirName(cp.state.version));
+    const tmp = path.join(this.root, `.tmp-${dirName(cp.state.version)}-${randomBytes(4).toString('hex')}`);
+    await mkdir(tmp);
+    const modelJson = JSON.stringify({
+      format: 'layers-model',
+      generatedBy: 'flock',
+      convertedBy: null,
+      modelTopology: cp.modelTopology,
+      weightsManifest: [{ paths: ['weights.bin'], weights: cp.weightSpecs }],
+    });
+    const state: StateFile = {
+      ...cp.state,
+      sha256: { weights: sha256(cp.weights), optimizer: sha256(cp.optimizer), model: sha256(modelJson) },
+    };
+    await Promise.all([
+      writeFileSynced(path.join(tmp, 'model.json'), modelJson),
+      writeFileSynced(path.join(tmp, 'weights.bin'), cp.weights),
+      writeFileSynced(path.join(tmp, 'optimizer.bin'), cp.optimizer),
+    ]);
+    // state.json last: a directory without it is never trusted.
+    await writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state));
+    await fsyncDir(tmp);
+    await rm(final, { recursive: true, force: true });
+    await rename(tmp, final);
+    await fsyncDir(this.root);
+    await this.prune();
+    return final;
+  }
+
+  /** Checkpoint directories, newest first (not verified). */
+  async list(): Promise<{ version: number; dir: string }[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch {
+      return [];
+    }
+    return names
+      .filter((n) => /^v\d{10}$/.test(n))
+      .map((n) => ({ version: Number(n.slice(1)), dir: path.join(this.root, n) }))
+      .sort((a, b) => b.version - a.version);
+  }
+
+  /** Verified checkpoints' headline info, newest first. */
+  async infos(): Promise<CheckpointInfo[]> {
+    const out: CheckpointInfo[] = [];
+    for (const { dir } of await this.list()) {
+      try {
+        const st = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as StateFile;
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch {
+        /* incomplete: not listed */
+      }
+    }
+    return out;
+  }
+
+  /** The newest checkpoint whose checksums verify, or null. Corrupt ones are reported and skipped. */
+  async loadLatest(): Promise<StoredCheckpoint | null> {
+    for (const { dir } of await this.list()) {
+      const cp = await this.read(dir);
+      if (cp) return cp;
+    }
+    return null;
+  }
+
+  async read(dir: string): Promise<StoredCheckpoint | null> {
+    try {
+      const [stateRaw, modelRaw, weights, optimizer] = await Promise.all([
+        readFile(path.join(dir, 'state.json'), 'utf8'),
+        readFile(path.join(dir, 'model.json'), 'utf8'),
+        readFile(path.join(dir, 'weights.bin')),
+        readFile(path.join(dir, 'optimizer.bin')),
+      ]);
+      const st = JSON.parse(stateRaw) as StateFile;
+      if (sha256(weights) !== st.sha256.weights || sha256(optimizer) !== st.sha256.optimizer || sha256(modelRaw) !== st.sha256.model) {
+        this.warn(`checkpoint ${dir} failed its checksum; using an older one`);
+        return null;
+      }
+      const model = JSON.parse(modelRaw) as { modelTopology: unknown; weightsManifest: { weights: TensorSpec[] }[] };
+      return {
+        dir,
+        modelTopology: model.modelTopology,
+        weightSpecs: model.weightsManifest[0]?.weights ?? [],
+        weights: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength),
+        optimizer: new Uint8Array(optimizer.buffer, optimizer.byteOffset, optimizer.byteLength),
+        state: { version: st.version, createdAt: st.createdAt, runtime: st.runtime, optimizer: st.optimizer },
+      };
+    } catch (err) {
+      this.warn(`checkpoint ${dir} is unreadable (${(err as Error).message}); using an older one`);
+      return null;
+    }
+  }
+
+  private async prune(): Promise<void> {
+    const all = await this.list();
+    for (const old of all.slice(this.keep)) await rm(old.dir, { recursive: true, force: true });
+    // Leftover temp directories from a crash mid-write (saves are serialized, so none is live).
+    for (const n of await readdir(this.root)) {
+      if (n.startsWith('.tmp-')) await rm(path.join(this.root, n), { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,163 @@
+// socket.io handlers for workers: validate the payload -> call the job runtime -> answer an ack.
+// Owns the per-connection worker record (id, capabilities, job) and nothing else.
+
+import type { Server, Socket } from 'socket.io';
+import { randomUUID } from 'node:crypto';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/events.ts';
+import { ErrorCode, fail } from '../../shared/protocol/errors.ts';
+import { PROTOCOL_VERSION, type WorkerCapabilities } from '../../shared/protocol/messages.ts';
+import {
+  GradientPushSchema,
+  HelloRequestSchema,
+  JobGetRequestSchema,
+  LeaseReleaseSchema,
+  LeaseRequestSchema,
+  RefuseJobSchema,
+  parse,
+} from '../../shared/protocol/schemas.ts';
+import type { WorkerId } from '../leases/lease-manager.ts';
+import type { JobRegistry } from '../jobs/registry.ts';
+import type { JobRuntime, Logger } from '../jobs/job-runtime.ts';
+import type { Clock } from '../../shared/clock.ts';
+
+/** The acknowledgement payload type of a client->server event. */
+type AckOf<K extends keyof ClientToServerEvents> = Parameters<Parameters<ClientToServerEvents[K]>[1]>[0];
+
+export interface SocketData {
+  workerId?: WorkerId;
+  capabilities?: WorkerCapabilities;
+  jobId?: string;
+  connectedAt?: number;
+}
+
+export type FlockServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type FlockSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export interface WorkerInfo {
+  readonly workerId: WorkerId;
+  readonly capabilities: WorkerCapabilities;
+  readonly jobId: string | undefined;
+  readonly connectedAt: number;
+}
+
+/** Wraps an ack so a handler never answers twice and a missing callback never crashes. */
+function safeAck<T>(ack: unknown): (res: T) => void {
+  let done = false;
+  return (res) => {
+    if (done || typeof ack !== 'function') return;
+    done = true;
+    (ack as (r: T) => void)(res);
+  };
+}
+
+export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger): { workers(): WorkerInfo[] } {
+  const room = (jobId: string): string => `job:${jobId}`;
+  for (const job of registry.all()) subscribe(job);
+
+  function subscribe(job: JobRuntime): void {
+    job.onUpdate((u) => io.to(room(job.id)).emit('job:update', u));
+  }
+
+  io.on('connection', (socket: FlockSocket) => {
+    socket.data.connectedAt = clock.now();
+
+    const jobFor = (jobId: string | undefined): JobRuntime | undefined => (jobId ? registry.get(jobId) : registry.defaultJob());
+
+    const join = (job: JobRuntime): void => {
+      const wid = socket.data.workerId!;
+      if (socket.data.jobId && socket.data.jobId !== job.id) {
+        registry.get(socket.data.jobId)?.workerLeft(wid);
+        void socket.leave(room(socket.data.jobId));
+      }
+      socket.data.jobId = job.id;
+      job.workers.add(wid);
+      void socket.join(room(job.id));
+    };
+
+    socket.on('worker:hello', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'worker:hello'>>(rawAck);
+      const msg = parse(HelloRequestSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      if (msg.value.protocol !== PROTOCOL_VERSION) {
+        return ack(fail(ErrorCode.ProtocolMismatch, `coordinator speaks protocol ${PROTOCOL_VERSION}, worker ${msg.value.protocol}: reload the page`));
+      }
+      socket.data.workerId ??= `w-${randomUUID().slice(0, 8)}` as WorkerId;
+      socket.data.capabilities = msg.value.capabilities;
+      ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now() });
+    });
+
+    socket.on('job:get', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'job:get'>>(rawAck);
+      const msg = parse(JobGetRequestSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      if (!socket.data.workerId) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      const job = jobFor(msg.value.jobId);
+      if (!job) return ack(fail(ErrorCode.UnknownJob, msg.value.jobId ? `no job ${msg.value.jobId}` : 'no job yet', 5000));
+      join(job);
+      ack({ ok: true, job: job.descriptor() });
+    });
+
+    socket.on('lease:request', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'lease:request'>>(rawAck);
+      const msg = parse(LeaseRequestSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      const wid = socket.data.workerId;
+      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      const job = jobFor(msg.value.jobId);
+      if (!job) return ack(fail(ErrorCode.UnknownJob, 'no such job', 5000));
+      join(job);
+      ack(job.requestLease(wid, msg.value.cachedVersion));
+    });
+
+    socket.on('gradient:push', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'gradient:push'>>(rawAck);
+      const msg = parse(GradientPushSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      const wid = socket.data.workerId;
+      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
+      if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
+      try {
+        ack(job.push(wid, msg.value));
+      } catch (err) {
+        log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
+        ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
+      }
+    });
+
+    socket.on('lease:release', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'lease:release'>>(rawAck);
+      const msg = parse(LeaseReleaseSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      const wid = socket.data.workerId;
+      const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
+      if (!wid || !job || !job.release(wid, msg.value.leaseId)) return ack(fail(ErrorCode.UnknownLease, 'no such lease held by this worker'));
+      ack({ ok: true });
+    });
+
+    socket.on('job:refuse', (raw, rawAck) => {
+      const ack = safeAck<AckOf<'job:refuse'>>(rawAck);
+      const msg = parse(RefuseJobSchema, raw);
+      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+      const wid = socket.data.workerId;
+      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      registry.get(msg.value.jobId)?.workerLeft(wid);
+      log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason}`);
+      ack({ ok: true });
+    });
+
+    socket.on('disconnect', () => {
+      const wid = socket.data.workerId;
+      if (!wid || !socket.data.jobId) return;
+      const released = registry.get(socket.data.jobId)?.workerLeft(wid) ?? 0;
+      if (released > 0) log.info(`worker ${wid} left; ${released} lease(s) reissued`);
+    });
+  });
+
+  return {
+    workers: () =>
+      [...io.of('/').sockets.values()]
+        .filter((s) => s.data.workerId && s.data.capabilities)
+        .map((s) => ({ workerId: s.data.workerId!, capabilities: s.data.capabilities!, jobId: s.data.jobId, connectedAt: s.data.connectedAt ?? 0 })),
+  };
+}

@@ -1,0 +1,137 @@
+// Payloads exchanged between coordinator and workers, versioned by PROTOCOL_VERSION.
+// Binary fields are one ArrayBuffer (browser) or Buffer (Node) described by TensorSpec[].
+
+import type { BinaryLike, TensorSpec } from '../codec/tensor-codec.ts';
+import type { Failure } from './errors.ts';
+
+export const PROTOCOL_VERSION = 1;
+
+export const BACKENDS = ['webgpu', 'wasm', 'cpu', 'webgl'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface AdapterInfo {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly description: string;
+  readonly isFallbackAdapter: boolean;
+}
+
+export interface ProbeResult {
+  readonly backend: BackendName;
+  /** Gradient-step throughput of the job's model measured at start-up, samples/s. */
+  readonly samplesPerSec: number;
+}
+
+export interface WorkerCapabilities {
+  readonly backend: BackendName;
+  readonly adapter?: AdapterInfo | undefined;
+  readonly wasmSimd?: boolean | undefined;
+  readonly wasmThreads?: boolean | undefined;
+  readonly userAgent?: string | undefined;
+  readonly hardwareConcurrency?: number | undefined;
+  readonly probes?: readonly ProbeResult[] | undefined;
+  /** 'browser' tab / Web Worker, or 'node' contributor. */
+  readonly runtime: 'browser' | 'node';
+}
+
+export interface HelloRequest {
+  readonly protocol: number;
+  readonly capabilities: WorkerCapabilities;
+}
+export type HelloAck = { ok: true; workerId: string; serverTime: number } | Failure;
+
+export type LossName = 'categoricalCrossentropy' | 'meanSquaredError';
+
+/** What a worker needs to know about a job to train it. */
+export interface JobDescriptor {
+  readonly id: string;
+  readonly name: string;
+  readonly description: string;
+  /** tfjs Layers topology, as `model.toJSON(null, false)` returns it (parsed). */
+  readonly modelTopology: unknown;
+  readonly loss: LossName;
+  readonly batchSize: number;
+  readonly numClasses: number;
+  /** Shape of one example, e.g. [28, 28, 1]. */
+  readonly featureShape: readonly number[];
+  /** Features travel as uint8; the worker multiplies by this scale (1/255 for pixels). */
+  readonly featureScale: number;
+  /** The trainable weights in gradient order; a pushed gradient must match exactly. */
+  readonly trainableSpecs: readonly TensorSpec[];
+}
+
+export interface JobGetRequest {
+  readonly jobId?: string | undefined;
+}
+export type JobGetAck = { ok: true; job: JobDescriptor } | Failure;
+
+export interface LeaseRequest {
+  readonly jobId?: string | undefined;
+  /** Version of the weights the worker already holds for this job, or null. */
+  readonly cachedVersion: number | null;
+}
+
+export interface WeightsPayload {
+  readonly version: number;
+  readonly specs: readonly TensorSpec[];
+  readonly data: BinaryLike;
+}
+
+export interface LeasePayload {
+  readonly leaseId: string;
+  readonly jobId: string;
+  readonly epoch: number;
+  readonly shardIndex: number;
+  readonly baseVersion: number;
+  readonly deadlineAt: number;
+  readonly numSamples: number;
+  /** uint8 features, numSamples x featureShape. */
+  readonly x: BinaryLike;
+  /** uint8 class labels, numSamples. */
+  readonly y: BinaryLike;
+}
+
+export type LeaseAck =
+  | { ok: true; lease: LeasePayload; weights: WeightsPayload | null }
+  | Failure;
+
+export interface GradientPush {
+  readonly leaseId: string;
+  readonly baseVersion: number;
+  readonly numSamples: number;
+  /** Mean training loss over the shard, as the worker measured it. */
+  readonly loss: number;
+  readonly computeMs: number;
+  readonly specs: readonly TensorSpec[];
+  readonly data: BinaryLike;
+}
+
+export type PushStatus = 'applied' | 'duplicate';
+export type PushAck =
+  | { ok: true; status: PushStatus; version: number; staleness: number; scale: number }
+  | Failure;
+
+export interface LeaseRelease {
+  readonly leaseId: string;
+}
+export type ReleaseAck = { ok: true } | Failure;
+
+export interface RefuseJob {
+  readonly jobId: string;
+  readonly reason: string;
+}
+export type SimpleAck = { ok: true } | Failure;
+
+/** Pushed to workers whenever a job's headline figures change. */
+export interface JobUpdate {
+  readonly jobId: string;
+  readonly status: JobStatus;
+  readonly version: number;
+  readonly epoch: number;
+  readonly progress: number;
+  readonly testAccuracy: number | null;
+  readonly testLoss: number | null;
+}
+
+export const JOB_STATUSES = ['running', 'paused', 'finished', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];

@@ -1,0 +1,323 @@
+// The volunteer's training loop, isomorphic: the same code runs in a browser Web Worker and in Node
+// (integration tests, benchmarks, Node contributors). It owns the worker-side state: the job, the
+// model and its cached weight version, the lease in hand, pause/stop and the usage cap.
+
+import type { Clock } from '../clock.ts';
+import { ErrorCode } from '../protocol/errors.ts';
+import {
+  PROTOCOL_VERSION,
+  type JobDescriptor,
+  type JobUpdate,
+  type LeasePayload,
+  type WorkerCapabilities,
+} from '../protocol/messages.ts';
+import { toBytes } from '../codec/tensor-codec.ts';
+import { buildModel, setWeightsFromPacked, trainableSpecs } from './model.ts';
+import { computeGradients } from './gradient-step.ts';
+import type { CoordinatorLink } from './link.ts';
+import type { tf } from './tf.ts';
+
+export type WorkerState =
+  | 'connecting'
+  | 'downloading'
+  | 'computing'
+  | 'uploading'
+  | 'waiting'
+  | 'paused'
+  | 'paused-by-admin'
+  | 'finished'
+  | 'stopped'
+  | 'unsupported'
+  | 'retrying';
+
+export interface WorkerStats {
+  shardsDone: number;
+  samplesDone: number;
+  accepted: number;
+  refused: number;
+  refusedByCode: Record<string, number>;
+  computeMs: number;
+  bytesDown: number;
+  bytesUp: number;
+  /** Samples/s over the last few leases (compute + transfer + waits). */
+  samplesPerSec: number;
+  lastLoss: number | null;
+  lastStaleness: number | null;
+}
+
+export interface LoopListener {
+  state?(state: WorkerState, detail?: string): void;
+  job?(job: JobDescriptor): void;
+  jobUpdate?(u: JobUpdate): void;
+  stats?(s: Readonly<WorkerStats>): void;
+}
+
+export interface LoopOptions {
+  readonly capabilities: WorkerCapabilities;
+  readonly clock: Clock;
+  readonly jobId?: string | undefined;
+  readonly listener?: LoopListener | undefined;
+  /** Fraction of wall time spent computing, (0, 1]. 1 = no cap. */
+  readonly dutyCycle?: number | undefined;
+  /** Stop after this many leases (tests, benchmarks). */
+  readonly maxLeases?: number | undefined;
+  /** Backoff bounds for transport failures. */
+  readonly minBackoffMs?: number | undefined;
+  readonly maxBackoffMs?: number | undefined;
+  /** Test hook: runs after the gradient is computed, before the push. */
+  readonly beforePush?: ((lease: LeasePayload) => Promise<void> | void) | undefined;
+}
+
+export class WorkerLoop {
+  readonly stats: WorkerStats = {
+    shardsDone: 0,
+    samplesDone: 0,
+    accepted: 0,
+    refused: 0,
+    refusedByCode: {},
+    computeMs: 0,
+    bytesDown: 0,
+    bytesUp: 0,
+    samplesPerSec: 0,
+    lastLoss: null,
+    lastStaleness: null,
+  };
+  private job: JobDescriptor | null = null;
+  private model: tf.LayersModel | null = null;
+  private cachedVersion: number | null = null;
+  private registered = false;
+  private stopped = false;
+  private paused = false;
+  private wake = new AbortController();
+  private currentLease: LeasePayload | null = null;
+  private dutyCycle: number;
+  private backoffMs: number;
+  private recent: { at: number; samples: number }[] = [];
+  private leases = 0;
+  workerId: string | null = null;
+
+  constructor(
+    private readonly link: CoordinatorLink,
+    private readonly opts: LoopOptions,
+  ) {
+    this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
+    this.backoffMs = opts.minBackoffMs ?? 250;
+    link.onConnect(() => {
+      this.registered = false;
+      this.poke();
+    });
+    link.onJobUpdate((u) => opts.listener?.jobUpdate?.(u));
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.poke();
+  }
+  resume(): void {
+    this.paused = false;
+    this.poke();
+  }
+  setDutyCycle(d: number): void {
+    this.dutyCycle = clampDuty(d);
+  }
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Stops the loop; a lease in hand is handed back at once instead of left to expire. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.poke();
+    const lease = this.currentLease;
+    this.currentLease = null;
+    if (lease && this.link.connected) {
+      try {
+        await this.link.releaseLease(lease.leaseId);
+      } catch {
+        /* the deadline will reclaim it */
+      }
+    }
+  }
+
+  /** Runs until stop(), the job finishes, or maxLeases is reached. */
+  async run(): Promise<void> {
+    try {
+      while (!this.stopped) {
+        if (this.paused) {
+          this.setState('paused');
+          await this.waitForPoke(60_000);
+          continue;
+        }
+        try {
+          const done = await this.step();
+          if (done) break;
+          this.backoffMs = this.opts.minBackoffMs ?? 250;
+        } catch (err) {
+          // Transport failure (timeout, disconnect): back off exponentially with jitter, then retry.
+          this.registered = false;
+          this.setState('retrying', errorText(err));
+          const max = this.opts.maxBackoffMs ?? 10_000;
+          const wait = this.backoffMs * (0.5 + Math.random() * 0.5);
+          this.backoffMs = Math.min(max, this.backoffMs * 2);
+          await this.waitForPoke(wait);
+        }
+      }
+    } finally {
+      if (this.stopped) this.setState('stopped');
+      this.model?.dispose();
+      this.model = null;
+    }
+  }
+
+  /** One lease: returns true when the loop should end. */
+  private async step(): Promise<boolean> {
+    const { link, opts } = this;
+    if (!this.registered) {
+      this.setState('connecting');
+      const hello = await link.hello({ protocol: PROTOCOL_VERSION, capabilities: opts.capabilities });
+      if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
+      this.workerId = hello.workerId;
+      this.registered = true;
+    }
+    if (!this.job || !this.model) {
+      this.setState('downloading', 'model');
+      const res = await link.getJob({ jobId: opts.jobId });
+      if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
+      await this.adoptJob(res.job);
+    }
+    const job = this.job!;
+    const model = this.model!;
+
+    const started = opts.clock.now();
+    this.setState('waiting', 'asking for work');
+    const res = await link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion });
+    if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
+    const { lease, weights } = res;
+    this.currentLease = lease;
+    this.stats.bytesDown += toBytes(lease.x).byteLength + toBytes(lease.y).byteLength;
+    if (weights) {
+      this.setState('downloading', `weights v${weights.version}`);
+      setWeightsFromPacked(model, weights.specs, weights.data);
+      this.cachedVersion = weights.version;
+      this.stats.bytesDown += toBytes(weights.data).byteLength;
+    }
+    if (this.stopped) return true;
+
+    this.setState('computing', `shard ${lease.shardIndex} of epoch ${lease.epoch + 1}`);
+    const t0 = opts.clock.now();
+    const grad = await computeGradients(model, job, {
+      x: toBytes(lease.x),
+      y: toBytes(lease.y),
+      numSamples: lease.numSamples,
+    });
+    const computeMs = opts.clock.now() - t0;
+    this.stats.computeMs += computeMs;
+    if (this.stopped) return true;
+    await opts.beforePush?.(lease);
+
+    this.setState('uploading');
+    const ack = await link.pushGradient({
+      leaseId: lease.leaseId,
+      baseVersion: lease.baseVersion,
+      numSamples: lease.numSamples,
+      loss: grad.loss,
+      computeMs,
+      specs: job.trainableSpecs,
+      data: grad.gradients.buffer as ArrayBuffer,
+    });
+    this.currentLease = null;
+    this.stats.bytesUp += grad.gradients.byteLength;
+    this.stats.shardsDone++;
+    this.stats.samplesDone += lease.numSamples;
+    this.stats.lastLoss = grad.loss;
+    if (ack.ok) {
+      this.stats.accepted++;
+      this.stats.lastStaleness = ack.staleness;
+    } else {
+      this.stats.refused++;
+      this.stats.refusedByCode[ack.code] = (this.stats.refusedByCode[ack.code] ?? 0) + 1;
+      if (ack.code === ErrorCode.NotRegistered) this.registered = false;
+    }
+    this.noteThroughput(lease.numSamples);
+    opts.listener?.stats?.(this.stats);
+    this.leases++;
+    if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) return true;
+
+    // Usage cap: after computing for c ms, rest c * (1 - d) / d so compute is a fraction d of time.
+    if (this.dutyCycle < 1) {
+      const busy = opts.clock.now() - started;
+      const rest = (busy * (1 - this.dutyCycle)) / this.dutyCycle;
+      this.setState('waiting', `usage cap ${Math.round(this.dutyCycle * 100)}%`);
+      await this.waitForPoke(rest);
+    }
+    return false;
+  }
+
+  private async adoptJob(job: JobDescriptor): Promise<void> {
+    this.model?.dispose();
+    this.model = await buildModel(job.modelTopology);
+    this.cachedVersion = null;
+    const own = trainableSpecs(this.model);
+    if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
+    this.job = job;
+    this.opts.listener?.job?.(job);
+  }
+
+  private async onFailure(code: string, message: string, retryAfterMs?: number): Promise<boolean> {
+    this.currentLease = null;
+    switch (code) {
+      case ErrorCode.JobFinished:
+        this.setState('finished', message);
+        return true;
+      case ErrorCode.JobPaused:
+        this.setState('paused-by-admin', message);
+        await this.waitForPoke(retryAfterMs ?? 2000);
+        return false;
+      case ErrorCode.NoWork:
+        this.setState('waiting', message);
+        await this.waitForPoke(retryAfterMs ?? 1000);
+        return false;
+      case ErrorCode.NotRegistered:
+        this.registered = false;
+        return false;
+      case ErrorCode.UnknownJob:
+        this.job = null;
+        this.setState('waiting', message);
+        await this.waitForPoke(retryAfterMs ?? 2000);
+        return false;
+      default:
+        throw new Error(`${code}: ${message}`);
+    }
+  }
+
+  private noteThroughput(samples: number): void {
+    const now = this.opts.clock.now();
+    this.recent.push({ at: now, samples });
+    while (this.recent.length > 20) this.recent.shift();
+    const first = this.recent[0]!;
+    const span = now - first.at;
+    const total = this.recent.slice(1).reduce((s, r) => s + r.samples, 0);
+    if (span > 0) this.stats.samplesPerSec = (total * 1000) / span;
+  }
+
+  private setState(s: WorkerState, detail?: string): void {
+    this.opts.listener?.state?.(s, detail);
+  }
+
+  private poke(): void {
+    this.wake.abort();
+    this.wake = new AbortController();
+  }
+
+  private waitForPoke(ms: number): Promise<void> {
+    return this.opts.clock.sleep(ms, this.wake.signal);
+  }
+}
+
+function clampDuty(d: number): number {
+  return Number.isFinite(d) ? Math.min(1, Math.max(0.05, d)) : 1;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
