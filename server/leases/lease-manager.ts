@@ -52,11 +52,15 @@ export class LeaseManager {
   private leases = new Map<LeaseId, Lease>();
   private expired = new Map<LeaseId, Lease>();
   private readonly opts: LeaseManagerOptions;
+  /** One past the highest epoch ever opened: an epoch, once closed, is never opened again. */
+  private nextEpoch = 0;
 
   constructor(opts: LeaseManagerOptions, snapshot?: LedgerSnapshot) {
     this.opts = opts;
     const open = snapshot ? snapshot.epochs : [{ epoch: 0, done: [] }];
     for (const e of open) this.openEpoch(e.epoch, e.done);
+    // A snapshot with no open epoch was taken after the last one closed: it stays exhausted.
+    if (open.length === 0) this.nextEpoch = Infinity;
   }
 
   /** The oldest open epoch: training is "in" this epoch. */
@@ -91,8 +95,7 @@ export class LeaseManager {
     if (!ledger) {
       // Everything in the open epochs is leased or done: open the next epoch early so that
       // the tail of an epoch never idles the workers.
-      const last = this.ledgers[this.ledgers.length - 1];
-      const next = last ? last.epoch + 1 : 0;
+      const next = this.nextEpoch;
       if (this.ledgers.length >= 2 || next >= this.opts.maxEpochs) return null;
       ledger = this.openEpoch(next, []);
     }
@@ -219,6 +222,7 @@ export class LeaseManager {
     const waiting: number[] = [];
     for (let i = 0; i < n; i++) if (!mark[i]) waiting.push(i);
     const ledger: EpochLedger = { epoch, done: mark, doneCount: n - waiting.length, waiting, leasedBy: new Map() };
+    this.nextEpoch = Math.max(this.nextEpoch, epoch + 1);
     this.ledgers.push(ledger);
     this.ledgers.sort((a, b) => a.epoch - b.epoch);
     return ledger;

@@ -1,0 +1,27 @@
+// Messages between the volunteer page (main thread) and its training Web Worker.
+
+import type { BackendName, JobDescriptor, JobUpdate, AdapterInfo } from '../../shared/protocol/messages.ts';
+import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
+
+export type ToWorker =
+  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number }
+  | { type: 'pause' }
+  | { type: 'resume' }
+  | { type: 'stop' }
+  | { type: 'duty'; value: number };
+
+export interface BackendReport {
+  readonly backend: BackendName;
+  readonly adapter: AdapterInfo | null;
+  /** Why this backend (e.g. "no WebGPU adapter: using WASM"). */
+  readonly reason: string;
+  readonly wasmThreads: boolean;
+}
+
+export type FromWorker =
+  | { type: 'backend'; report: BackendReport }
+  | { type: 'state'; state: WorkerState; detail: string | null }
+  | { type: 'stats'; stats: WorkerStats }
+  | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize'>; flopsPerSample: number }
+  | { type: 'jobUpdate'; update: JobUpdate }
+  | { type: 'fatal'; message: string };

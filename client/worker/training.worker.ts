@@ -1,0 +1,83 @@
+// The volunteer tab's Web Worker: picks a tfjs backend, connects to the coordinator and runs the
+// shared WorkerLoop, so training never blocks the page. Talks to the page only by messages.
+
+import { io } from 'socket.io-client';
+import { systemClock } from '../../shared/clock.ts';
+import { SocketLink, type FlockSocket } from '../../shared/training/link.ts';
+import { WorkerLoop } from '../../shared/training/worker-loop.ts';
+import { tf } from '../../shared/training/tf.ts';
+import { chooseBackend } from './backends.ts';
+import type { FromWorker, ToWorker } from './messages.ts';
+
+const post = (m: FromWorker): void => (self as unknown as Worker).postMessage(m);
+let loop: WorkerLoop | null = null;
+
+/** Forward + backward FLOPs per sample of a Layers model, roughly 3x the forward multiply-adds x2. */
+function flopsPerSample(model: tf.LayersModel): number {
+  let macs = 0;
+  for (const layer of model.layers) {
+    const w = layer.getWeights()[0];
+    if (!w) continue;
+    const out = layer.outputShape as number[];
+    const spatial = out.length === 4 ? (out[1] ?? 1) * (out[2] ?? 1) : 1;
+    macs += w.size * spatial;
+  }
+  return macs * 2 * 3;
+}
+
+self.onmessage = async (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  switch (m.type) {
+    case 'start': {
+      if (loop) return;
+      try {
+        const report = await chooseBackend(m.backend);
+        post({ type: 'backend', report });
+        const socket: FlockSocket = io(m.url, { transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 10_000 });
+        socket.on('connect_error', () => post({ type: 'state', state: 'retrying', detail: 'coordinator unreachable, retrying' }));
+        const link = new SocketLink(socket, 30_000);
+        loop = new WorkerLoop(link, {
+          clock: systemClock,
+          jobId: m.jobId ?? undefined,
+          dutyCycle: m.dutyCycle,
+          capabilities: {
+            backend: report.backend,
+            adapter: report.adapter ?? undefined,
+            wasmThreads: report.wasmThreads,
+            userAgent: navigator.userAgent.slice(0, 500),
+            hardwareConcurrency: navigator.hardwareConcurrency,
+            runtime: 'browser',
+          },
+          listener: {
+            state: (state, detail) => post({ type: 'state', state, detail: detail ?? null }),
+            stats: (stats) => post({ type: 'stats', stats: { ...stats, refusedByCode: { ...stats.refusedByCode } } }),
+            jobUpdate: (update) => post({ type: 'jobUpdate', update }),
+            job: (job) => {
+              void tf.models.modelFromJSON({ modelTopology: job.modelTopology } as unknown as tf.io.ModelJSON).then((model) => {
+                post({ type: 'job', job: { id: job.id, name: job.name, description: job.description, batchSize: job.batchSize }, flopsPerSample: flopsPerSample(model) });
+                model.dispose();
+              });
+            },
+          },
+        });
+        await loop.run();
+        socket.close();
+      } catch (err) {
+        post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+    }
+    case 'pause':
+      loop?.pause();
+      return;
+    case 'resume':
+      loop?.resume();
+      return;
+    case 'duty':
+      loop?.setDutyCycle(m.value);
+      return;
+    case 'stop':
+      await loop?.stop();
+      return;
+  }
+};
