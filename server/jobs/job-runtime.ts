@@ -94,6 +94,8 @@ export class JobRuntime {
   private readonly evaluator: Evaluator;
   private weightsCache: { version: number; data: Uint8Array } | null = null;
   private lastEvalVersion = -1;
+  /** True while the final version is evaluated: no lease is granted and no push applied. */
+  private finalizing = false;
   private evaluating: Promise<void> | null = null;
   private saving: Promise<void> = Promise.resolve();
   private lastCheckpointVersion: number | null = null;
@@ -200,6 +202,7 @@ export class JobRuntime {
   requestLease(workerId: WorkerId, cachedVersion: number | null): LeaseAck {
     const unavailable = this.unavailable();
     if (unavailable) return unavailable;
+    if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
     const lease = this.leases.grant(workerId, this.version, this.config.leaseTimeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     const rows = gatherRows(this.deps.dataset.train, this.deps.dataset.featureShape, this.sharder.indices(lease.epoch, lease.shard));
@@ -259,6 +262,10 @@ export class JobRuntime {
     const claim = this.leases.claim(msg.leaseId, workerId);
     if (!claim.ok) return this.refuse(fail(claim.code, claim.message));
     const lease = claim.lease;
+    if (this.finalizing) {
+      this.leases.release(lease.id);
+      return this.refuse(fail(ErrorCode.Finalizing, 'evaluating the final model; the shard will be reissued', 500));
+    }
     if (msg.baseVersion !== lease.baseVersion) {
       return this.refuse(fail(ErrorCode.BadRequest, `lease was granted at v${lease.baseVersion}, push says v${msg.baseVersion}`));
     }
@@ -344,7 +351,20 @@ export class JobRuntime {
         this.metrics.push(r);
         const target = this.config.stop.targetAccuracy;
         if (this.status === 'running' && ((target !== null && r.testAccuracy >= target) || (this.leases.exhausted && this.version === version))) {
-          this.finish();
+          if (this.version === version) {
+            this.finish();
+          } else {
+            // Pushes landed while evaluating. Hold new work (a barrier) and evaluate the final
+            // weights: "finished" must describe the model that is saved and served.
+            this.finalizing = true;
+            const finalPacked = this.packedWeights();
+            const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
+            const last = await this.evaluator.evaluate(this.version, this.allSpecs, finalWeights, () => this.deps.clock.now());
+            this.metrics.push(last);
+            this.lastEvalVersion = this.version;
+            this.finalizing = false;
+            if ((target !== null && last.testAccuracy >= target) || this.leases.exhausted) this.finish();
+          }
         }
         this.emit();
         await this.checkpoint();

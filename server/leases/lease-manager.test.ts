@@ -202,7 +202,9 @@ test('snapshot/restore keeps done shards; leased ones come back as waiting', () 
 });
 
 test('property: every shard is completed exactly once per epoch over random interleavings', () => {
-  for (let seed = 1; seed <= 30; seed++) {
+  let lateAccepted = 0;
+  let refusedDone = 0;
+  for (let seed = 1; seed <= 100; seed++) {
     const rnd = mulberry32(seed);
     const shards = 1 + Math.floor(rnd() * 7);
     const maxEpochs = 1 + Math.floor(rnd() * 3);
@@ -232,12 +234,14 @@ test('property: every shard is completed exactly once per epoch over random inte
           assert.ok(lm.exhausted || l.epoch < lm.currentEpoch, `seed ${seed}: lease of open epoch ${l.epoch} unknown`);
         } else {
           assert.equal(c.code, ErrorCode.ShardAlreadyDone, `seed ${seed}`);
+          refusedDone++;
         }
       } else if (r < 0.7 && expiredHeld.length > 0) {
         // A worker whose lease expired pushes late.
         const l = expiredHeld.splice(Math.floor(rnd() * expiredHeld.length), 1)[0]!;
         const c = lm.claim(l.id, l.workerId);
         if (c.ok) {
+          lateAccepted++;
           const key = `${l.epoch}/${l.shard}`;
           completions.set(key, (completions.get(key) ?? 0) + 1);
           completedEpochs.push(...lm.complete(c.lease));
@@ -268,4 +272,7 @@ test('property: every shard is completed exactly once per epoch over random inte
     for (const [k, n] of completions) assert.equal(n, 1, `seed ${seed}: shard ${k} completed ${n} times`);
     assert.equal(lm.grant(workers[0]!, 0, TIMEOUT), null);
   }
+  // The interleavings did exercise late pushes and void replacements.
+  assert.ok(lateAccepted > 5, `late pushes accepted: ${lateAccepted}`);
+  assert.ok(refusedDone > 5, `void replacements refused: ${refusedDone}`);
 });

@@ -20,6 +20,8 @@ export const ErrorCode = {
   TooLarge: 'GRADIENT_TOO_LARGE',
   Internal: 'INTERNAL',
   Unsupported: 'MODEL_UNSUPPORTED_ON_DEVICE',
+  /** The stop condition was met; the final version is being evaluated. Retry shortly. */
+  Finalizing: 'JOB_FINALIZING',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -28,6 +30,7 @@ export const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.NoWork,
   ErrorCode.JobPaused,
   ErrorCode.Internal,
+  ErrorCode.Finalizing,
 ]);
 
 export interface Failure {

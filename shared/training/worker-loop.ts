@@ -274,6 +274,7 @@ export class WorkerLoop {
         await this.waitForPoke(retryAfterMs ?? 2000);
         return false;
       case ErrorCode.NoWork:
+      case ErrorCode.Finalizing:
         this.setState('waiting', message);
         await this.waitForPoke(retryAfterMs ?? 1000);
         return false;

@@ -84,7 +84,7 @@ describe('wasm Conv2DBackpropFilter', () => {
     const fv = seeded(3 * 3 * 3 * 4, 4);
     const r = await compareWithCpu(() => {
       const x = tf.tensor4d(xv, [2, 9, 9, 3]);
-      const loss = (f: tf.Tensor4D) => tf.sum(tf.square(tf.conv2d(x, f, 2, 'same')));
+      const loss = (f: tf.Tensor) => tf.sum(tf.square(tf.conv2d(x, f as tf.Tensor4D, 2, 'same')));
       return tf.grad(loss)(tf.tensor4d(fv, [3, 3, 3, 4]));
     });
     assert.ok(r.rel < REL_TOLERANCE, `relative error ${r.rel}`);

@@ -108,7 +108,8 @@ describe('wasm DepthwiseConv2dNativeBackpropFilter / BackpropInput', () => {
     const xv = seeded(2 * 9 * 9 * 3, 14);
     const fv = seeded(3 * 3 * 3 * 2, 15);
     const grads = (which: 0 | 1) => () => {
-      const f = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.sum(tf.square(tf.depthwiseConv2d(x, w, 2, 'same')));
+      const f = (x: tf.Tensor, w: tf.Tensor) =>
+        tf.sum(tf.square(tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, 'same')));
       const g = tf.grads(f)([tf.tensor4d(xv, [2, 9, 9, 3]), tf.tensor4d(fv, [3, 3, 3, 2])]);
       return g[which] as tf.Tensor;
     };

@@ -15,7 +15,7 @@ function poolGrad(xShape: [number, number, number, number], size: [number, numbe
   const outShape = tf.backend_util.computePool2DInfo(xShape, size, strides, 1, pad).outShape;
   const dyv = seeded(sizeOf(outShape), 32);
   return () => {
-    const f = (x: tf.Tensor4D) => tf.maxPool(x, size, strides, pad);
+    const f = (x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, size, strides, pad);
     return tf.grad(f)(tf.tensor4d(xv, xShape), tf.tensor4d(dyv, outShape as [number, number, number, number]));
   };
 }
@@ -43,7 +43,8 @@ describe('wasm MaxPoolGrad (replacement)', () => {
     const fv = seeded(3 * 3 * 2 * 4, 34, -0.3);
     const r = await compareWithCpu(() => {
       const x = tf.tensor4d(xv, [2, 10, 10, 2]);
-      const f = (w: tf.Tensor4D) => tf.sum(tf.square(tf.maxPool(tf.relu(tf.conv2d(x, w, 1, 'same')), 2, 2, 'same')));
+      const f = (w: tf.Tensor) =>
+        tf.sum(tf.square(tf.maxPool(tf.relu(tf.conv2d(x, w as tf.Tensor4D, 1, 'same')), 2, 2, 'same')));
       return tf.grad(f)(tf.tensor4d(fv, [3, 3, 2, 4]));
     });
     assert.ok(r.rel < REL_TOLERANCE, `relative error ${r.rel}`);
@@ -69,7 +70,7 @@ describe('wasm MaxPoolGrad (replacement)', () => {
     });
     // The max is -1 at index 3; the native kernel credits index 0 instead.
     assert.notDeepEqual(dx, [0, 0, 0, 1]);
-    const ours = await compareWithCpu(() => tf.grad((x: tf.Tensor4D) => tf.maxPool(x, 2, 2, 'valid'))(
+    const ours = await compareWithCpu(() => tf.grad((x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid'))(
       tf.tensor4d([-4, -3, -2, -1], [1, 2, 2, 1])));
     assert.deepEqual(Array.from(ours.wasm.values), [0, 0, 0, 1]);
   });

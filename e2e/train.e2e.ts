@@ -1,0 +1,106 @@
+// Journey: two volunteer tabs (WebGPU and WASM) train the MNIST MLP demo to 95% test accuracy while
+// the coordinator is killed (SIGKILL) and restarted mid-run; training resumes from the checkpoint,
+// and the saved model loads with tf.loadLayersModel and scores the same test accuracy.
+
+import { test, expect, type Page } from '@playwright/test';
+import { mkdtempSync, rmSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { startCoordinatorProcess, type CoordinatorProcess } from './coordinator-process.ts';
+import { loadMnist } from '../server/data/dataset.ts';
+import { Evaluator } from '../server/evaluation/evaluator.ts';
+import { weightSpecs } from '../shared/training/model.ts';
+
+interface JobJson {
+  id: string;
+  status: string;
+  version: number;
+  workers: number;
+  metrics: { testAccuracy: number | null; testLoss: number | null };
+  lastCheckpointVersion: number | null;
+}
+
+const TOKEN = 'e2e-admin-token';
+
+async function job(url: string): Promise<JobJson> {
+  const jobs = (await (await fetch(`${url}/api/jobs`)).json()) as JobJson[];
+  return jobs[0]!;
+}
+
+async function pageStats(p: Page): Promise<{ accepted: number; backend: string | undefined; state: string }> {
+  return p.evaluate(() => {
+    const f = (window as unknown as { flock: { stats: { accepted: number } | null; backend: { backend: string } | null; state: string } }).flock;
+    return { accepted: f.stats?.accepted ?? 0, backend: f.backend?.backend, state: f.state };
+  });
+}
+
+function checkpointVersions(dataDir: string): number[] {
+  const dir = path.join(dataDir, 'jobs', 'mnist-mlp', 'checkpoints');
+  return readdirSync(dir).filter((n) => /^v\d+$/.test(n)).map((n) => Number(n.slice(1))).sort((a, b) => b - a);
+}
+
+test('two tabs train the MLP to 95% through a coordinator crash, and the model loads', async ({ browser }) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-e2e-'));
+  const env = { FLOCK_DATA_DIR: dataDir, FLOCK_ADMIN_TOKEN: TOKEN, FLOCK_DEMO: 'mnist-mlp', FLOCK_TARGET_ACCURACY: '0.95', FLOCK_MAX_EPOCHS: '10' };
+  let coord: CoordinatorProcess = await startCoordinatorProcess(env);
+  try {
+    const ctx = await browser.newContext();
+    const gpuTab = await ctx.newPage();
+    const wasmTab = await ctx.newPage();
+    await gpuTab.goto(`${coord.url}/?autostart=1&backend=webgpu`);
+    await wasmTab.goto(`${coord.url}/?autostart=1&backend=wasm`);
+
+    // Both tabs run on the backend they were asked for and get gradients accepted.
+    await expect.poll(async () => (await pageStats(gpuTab)).backend, { timeout: 60_000 }).toBe('webgpu');
+    await expect.poll(async () => (await pageStats(wasmTab)).backend).toBe('wasm');
+    await expect.poll(async () => (await job(coord.url)).workers, { timeout: 60_000 }).toBe(2);
+
+    // Train until a checkpoint past v100 is on disk, then kill the coordinator without warning.
+    await expect.poll(async () => (await job(coord.url)).lastCheckpointVersion ?? 0, { timeout: 120_000, intervals: [500] }).toBeGreaterThan(100);
+    const before = await job(coord.url);
+    expect(before.status).toBe('running');
+    await coord.stop('SIGKILL');
+    const onDisk = checkpointVersions(dataDir)[0]!;
+    expect(onDisk).toBeGreaterThan(100);
+
+    coord = await startCoordinatorProcess({ ...env, PORT: String(coord.port) });
+    const resumed = await job(coord.url);
+    // Resumed from the newest checkpoint, not from scratch.
+    expect(resumed.version).toBe(onDisk);
+    expect(coord.logs.join('\n')).toContain(`resumed from checkpoint v${onDisk}`);
+
+    // The tabs reconnect by themselves and training reaches the target.
+    await expect.poll(async () => (await job(coord.url)).status, { timeout: 180_000, intervals: [1000] }).toBe('finished');
+    // The final checkpoint (written after the final evaluation) is the one served.
+    await expect.poll(async () => { const j = await job(coord.url); return j.lastCheckpointVersion === j.version; }).toBe(true);
+    const done = await job(coord.url);
+    expect(done.metrics.testAccuracy!).toBeGreaterThanOrEqual(0.95);
+    expect(done.version).toBeGreaterThan(onDisk);
+    const gpu = await pageStats(gpuTab);
+    const wasm = await pageStats(wasmTab);
+    expect(gpu.accepted).toBeGreaterThan(0);
+    expect(wasm.accepted).toBeGreaterThan(0);
+    await expect.poll(async () => (await pageStats(wasmTab)).state, { timeout: 30_000 }).toBe('finished');
+    await wasmTab.screenshot({ path: 'e2e/artifacts/volunteer-finished.png', fullPage: true });
+
+    // The checkpoint loads with tf.loadLayersModel and gives the same test accuracy.
+    await tf.setBackend('wasm');
+    const model = await tf.loadLayersModel(tf.io.http(`${coord.url}/api/jobs/mnist-mlp/model/model.json`, { fetchFunc: fetch }));
+    const mnist = await loadMnist();
+    const specs = weightSpecs(model);
+    const flat = tf.tidy(() => tf.concat(model.weights.map((w) => w.read().reshape([-1]))));
+    const weights = flat.dataSync() as Float32Array;
+    flat.dispose();
+    const evaluator = new Evaluator(model.toJSON(null, false), { loss: 'categoricalCrossentropy', numClasses: 10, featureShape: [28, 28, 1], featureScale: 1 / 255 }, mnist.test);
+    const r = await evaluator.evaluate(done.version, specs, weights, Date.now);
+    expect(Math.abs(r.testAccuracy - done.metrics.testAccuracy!)).toBeLessThan(1e-6);
+    evaluator.dispose();
+    model.dispose();
+    await ctx.close();
+  } finally {
+    await coord.stop('SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

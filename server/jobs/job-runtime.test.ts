@@ -1,0 +1,396 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { tf } from '../../shared/training/tf.ts';
+import { initNodeBackend } from '../../shared/training/node-backend.ts';
+import { buildModel, setWeightsFromPacked } from '../../shared/training/model.ts';
+import { computeGradients } from '../../shared/training/gradient-step.ts';
+import { toBytes } from '../../shared/codec/tensor-codec.ts';
+import { FakeClock } from '../../shared/clock.ts';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { GradientPush, LeaseAck, LeasePayload, PushAck } from '../../shared/protocol/messages.ts';
+import { CheckpointStore } from '../storage/checkpoint-store.ts';
+import type { Dataset } from '../data/dataset.ts';
+import type { WorkerId } from '../leases/lease-manager.ts';
+import type { JobConfig } from './job-config.ts';
+import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
+
+const W1 = 'w-one' as WorkerId;
+const W2 = 'w-two' as WorkerId;
+const FEATURES = [4, 4, 1];
+const SHARDS = 8; // 256 train examples / batch 32
+
+function syntheticDataset(): Dataset {
+  const row = 16;
+  const make = (count: number, salt: number) => {
+    const x = new Uint8Array(count * row);
+    const y = new Uint8Array(count);
+    for (let i = 0; i < count; i++) {
+      const c = (i * 7 + salt) % 3;
+      y[i] = c;
+      // Class c lights up a third of the pixels, with some deterministic noise.
+      for (let p = 0; p < row; p++) x[i * row + p] = (p % 3 === c ? 200 : 20) + ((i * 31 + p * 17) % 40);
+    }
+    return { x, y, count };
+  };
+  return { name: 'synthetic', featureShape: FEATURES, featureScale: 1 / 255, numClasses: 3, train: make(256, 0), test: make(64, 1) };
+}
+
+function tinyTopology(): Record<string, unknown> {
+  const m = tf.sequential({
+    name: 'tiny',
+    layers: [tf.layers.flatten({ inputShape: FEATURES, name: 'flatten' }), tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' })],
+  });
+  const t = m.toJSON(null, false) as unknown as Record<string, unknown>;
+  m.dispose();
+  return t;
+}
+
+function tinyConfig(over: Partial<JobConfig> = {}): JobConfig {
+  return {
+    name: 'tiny',
+    description: 'unit test job',
+    dataset: 'mnist',
+    modelTopology: tinyTopology(),
+    loss: 'categoricalCrossentropy',
+    optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.9 },
+    batchSize: 32,
+    staleness: { rule: 'inverse', maxStaleness: 2 },
+    stop: { maxEpochs: 5, targetAccuracy: null },
+    evalEveryVersions: 1000,
+    leaseTimeoutMs: 5000,
+    maxGradNorm: 1000,
+    seed: 1,
+    ...over,
+  };
+}
+
+const dirs: string[] = [];
+const runtimes: JobRuntime[] = [];
+const silent = { info() {}, warn() {} };
+let dataset: Dataset;
+
+before(async () => {
+  await initNodeBackend('wasm');
+  dataset = syntheticDataset();
+});
+after(async () => {
+  for (const rt of runtimes) {
+    await rt.settle();
+    rt.dispose();
+  }
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function newDeps(root?: string, warnings?: string[]): Promise<JobRuntimeDeps & { root: string; clock: FakeClock }> {
+  const dir = root ?? (await mkdtemp(path.join(os.tmpdir(), 'flock-job-')));
+  if (!root) dirs.push(dir);
+  const clock = new FakeClock();
+  const warn = (m: string) => (warnings ? warnings.push(m) : assert.fail(`unexpected warning: ${m}`));
+  return { root: dir, clock, dataset, store: new CheckpointStore(dir, 3, warn), log: { info() {}, warn }, newId: () => randomUUID() };
+}
+
+async function createJob(over: Partial<JobConfig> = {}) {
+  const deps = await newDeps();
+  const rt = await JobRuntime.create('job-1', tinyConfig(over), deps);
+  runtimes.push(rt);
+  return { rt, deps };
+}
+
+/** A worker's side of the protocol: keeps a model at its cached version, computes real gradients. */
+class SimWorker {
+  private cached: number | null = null;
+  private constructor(
+    readonly id: WorkerId,
+    private readonly model: tf.LayersModel,
+  ) {}
+  static async start(id: WorkerId, rt: JobRuntime): Promise<SimWorker> {
+    return new SimWorker(id, await buildModel(rt.config.modelTopology));
+  }
+  lease(rt: JobRuntime): LeasePayload {
+    const ack = rt.requestLease(this.id, this.cached);
+    assert.equal(ack.ok, true, ack.ok ? '' : `${ack.code}: ${ack.message}`);
+    const ok = ack as Extract<LeaseAck, { ok: true }>;
+    if (ok.weights) {
+      setWeightsFromPacked(this.model, ok.weights.specs, ok.weights.data);
+      this.cached = ok.weights.version;
+    } else {
+      assert.equal(this.cached, rt.currentVersion);
+    }
+    return ok.lease;
+  }
+  async gradient(rt: JobRuntime, lease: LeasePayload): Promise<GradientPush> {
+    const g = await computeGradients(this.model, rt.descriptor(), { x: toBytes(lease.x), y: toBytes(lease.y), numSamples: lease.numSamples });
+    return { leaseId: lease.leaseId, baseVersion: lease.baseVersion, numSamples: lease.numSamples, loss: g.loss, computeMs: 1, specs: rt.descriptor().trainableSpecs, data: g.gradients.buffer as ArrayBuffer };
+  }
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** The job's current weights, as a worker without a cache would receive them (lease handed back). */
+function weightsOf(rt: JobRuntime): number[] {
+  const probe = 'w-probe' as WorkerId;
+  const ack = rt.requestLease(probe, null);
+  assert.ok(ack.ok && ack.weights);
+  const data = [...new Float32Array(toBytes(ack.weights.data).slice().buffer)];
+  assert.equal(rt.release(probe, ack.lease.leaseId), true);
+  return data;
+}
+
+function handcrafted(rt: JobRuntime, lease: LeasePayload, fill: (i: number) => number): GradientPush {
+  const specs = rt.descriptor().trainableSpecs;
+  const n = specs.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+  const data = Float32Array.from({ length: n }, (_, i) => fill(i));
+  return { leaseId: lease.leaseId, baseVersion: lease.baseVersion, numSamples: lease.numSamples, loss: 1, computeMs: 1, specs, data: data.buffer };
+}
+
+const codeOf = (a: PushAck | LeaseAck): string => (a.ok ? 'ok' : a.code);
+
+test('a new job starts at v0 with a checkpoint and a descriptor matching the dataset', async () => {
+  const { rt, deps } = await createJob();
+  assert.equal(rt.currentVersion, 0);
+  const d = rt.descriptor();
+  assert.deepEqual(d.featureShape, FEATURES);
+  assert.equal(d.numClasses, 3);
+  assert.deepEqual(d.trainableSpecs.map((s) => [s.name, s.shape]), [['out/kernel', [16, 3]], ['out/bias', [3]]]);
+  assert.deepEqual(rt.summary().shards, { perEpoch: SHARDS, done: 0, leased: 0, waiting: SHARDS });
+  assert.equal((await deps.store.loadLatest())?.state.version, 0);
+  const ack = rt.requestLease(W1, null);
+  assert.ok(ack.ok);
+  assert.equal(ack.lease.numSamples, 32);
+  assert.equal(toBytes(ack.lease.x).byteLength, 32 * 16);
+  assert.equal(ack.lease.deadlineAt, deps.clock.now() + 5000);
+  assert.equal(ack.weights?.version, 0);
+  assert.equal(toBytes(ack.weights.data).byteLength, (16 * 3 + 3) * 4);
+  // A worker holding the current version gets no weights.
+  const again = rt.requestLease(W1, 0);
+  assert.ok(again.ok);
+  assert.equal(again.weights, null);
+});
+
+test('a push is idempotent per lease: the retry is a duplicate and the version moves once', async () => {
+  const { rt } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const lease = w.lease(rt);
+  const before = weightsOf(rt);
+  const msg = await w.gradient(rt, lease);
+  const first = rt.push(W1, msg);
+  assert.deepEqual(first, { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 });
+  const afterFirst = weightsOf(rt);
+  assert.notDeepEqual(afterFirst, before);
+  const second = rt.push(W1, msg);
+  assert.deepEqual(second, { ok: true, status: 'duplicate', version: 1, staleness: 0, scale: 1 });
+  assert.equal(rt.currentVersion, 1);
+  assert.deepEqual(weightsOf(rt), afterFirst);
+  assert.equal(codeOf(rt.push(W2, msg)), ErrorCode.LeaseNotYours);
+  const s = rt.summary();
+  assert.equal(s.updates.applied, 1);
+  assert.equal(s.shards.done, 1);
+  assert.equal(s.samplesApplied, 32);
+  w.dispose();
+});
+
+test('a gradient staler than the bound is refused with STALE_GRADIENT and its shard reissued', async () => {
+  const { rt } = await createJob();
+  const slow = await SimWorker.start(W1, rt);
+  const fast = await SimWorker.start(W2, rt);
+  const old = slow.lease(rt);
+  const oldMsg = await slow.gradient(rt, old);
+  for (let i = 0; i < 3; i++) {
+    const l = fast.lease(rt);
+    const ack = rt.push(W2, await fast.gradient(rt, l));
+    assert.equal(ack.ok && ack.version, i + 1);
+  }
+  const ack = rt.push(W1, oldMsg);
+  assert.equal(codeOf(ack), ErrorCode.Stale);
+  assert.equal(rt.currentVersion, 3);
+  assert.deepEqual(rt.summary().updates.refused, { [ErrorCode.Stale]: 1 });
+  const next = fast.lease(rt);
+  assert.deepEqual([next.epoch, next.shardIndex], [old.epoch, old.shardIndex], 'the refused shard is reissued first');
+  assert.equal(next.baseVersion, 3);
+  slow.dispose();
+  fast.dispose();
+});
+
+test('within the bound a stale gradient is applied with the rule scale', async () => {
+  const { rt } = await createJob();
+  const slow = await SimWorker.start(W1, rt);
+  const fast = await SimWorker.start(W2, rt);
+  const old = slow.lease(rt);
+  const oldMsg = await slow.gradient(rt, old);
+  for (let i = 0; i < 2; i++) rt.push(W2, await fast.gradient(rt, fast.lease(rt)));
+  assert.deepEqual(rt.push(W1, oldMsg), { ok: true, status: 'applied', version: 3, staleness: 2, scale: 1 / 3 });
+  assert.equal(rt.stalenessHistogram()[2], 1);
+  assert.equal(rt.stalenessHistogram()[0], 2);
+  slow.dispose();
+  fast.dispose();
+});
+
+test('NaN / Infinity gradients are refused; version and weights unchanged; the shard comes back', async () => {
+  const { rt } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const before = weightsOf(rt);
+  const lease = w.lease(rt);
+  const ack = rt.push(W1, handcrafted(rt, lease, (i) => (i === 5 ? NaN : 0.01)));
+  assert.equal(codeOf(ack), ErrorCode.NonFinite);
+  assert.equal(rt.currentVersion, 0);
+  assert.deepEqual(weightsOf(rt), before);
+  // The released lease can't be retried; its shard is handed out again.
+  assert.equal(codeOf(rt.push(W1, handcrafted(rt, lease, () => 0.01))), ErrorCode.UnknownLease);
+  const again = w.lease(rt);
+  assert.equal(again.shardIndex, lease.shardIndex);
+  assert.equal(codeOf(rt.push(W1, handcrafted(rt, again, (i) => (i === 0 ? -Infinity : 0)))), ErrorCode.NonFinite);
+  const third = w.lease(rt);
+  assert.equal(codeOf(rt.push(W1, handcrafted(rt, third, () => 1e6))), ErrorCode.TooLarge);
+  const fourth = w.lease(rt);
+  assert.equal(codeOf(rt.push(W1, { ...handcrafted(rt, fourth, () => 0), specs: [] })), ErrorCode.SpecMismatch);
+  assert.equal(rt.currentVersion, 0);
+  assert.deepEqual(weightsOf(rt), before);
+  assert.deepEqual(rt.summary().updates.refused, {
+    [ErrorCode.NonFinite]: 2,
+    [ErrorCode.UnknownLease]: 1,
+    [ErrorCode.TooLarge]: 1,
+    [ErrorCode.SpecMismatch]: 1,
+  });
+  assert.equal(rt.summary().shards.done, 0);
+  w.dispose();
+});
+
+test('a push of an unknown lease, or with a wrong base version, is refused and changes nothing', async () => {
+  const { rt } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const lease = w.lease(rt);
+  const good = await w.gradient(rt, lease);
+  assert.equal(codeOf(rt.push(W1, { ...good, leaseId: 'no-such-lease' })), ErrorCode.UnknownLease);
+  assert.equal(codeOf(rt.push(W1, { ...good, baseVersion: 5 })), ErrorCode.BadRequest);
+  assert.equal(rt.currentVersion, 0);
+  // The lease itself is still good.
+  assert.equal(codeOf(rt.push(W1, good)), 'ok');
+  assert.equal(rt.currentVersion, 1);
+  w.dispose();
+});
+
+test('an expired lease is reissued by the sweep; its late push still counts, the replacement is void', async () => {
+  const { rt, deps } = await createJob();
+  const a = await SimWorker.start(W1, rt);
+  const b = await SimWorker.start(W2, rt);
+  const late = a.lease(rt);
+  const lateMsg = await a.gradient(rt, late);
+  deps.clock.advance(4999);
+  assert.equal(rt.sweep(), 0);
+  deps.clock.advance(1);
+  assert.equal(rt.sweep(), 1);
+  const replacement = b.lease(rt);
+  assert.equal(replacement.shardIndex, late.shardIndex);
+  assert.equal(codeOf(rt.push(W1, lateMsg)), 'ok');
+  assert.equal(codeOf(rt.push(W2, await b.gradient(rt, replacement))), ErrorCode.ShardAlreadyDone);
+  assert.equal(rt.currentVersion, 1);
+  assert.equal(rt.summary().shards.done, 1);
+  a.dispose();
+  b.dispose();
+});
+
+test('pause: requestLease answers JOB_PAUSED until resume', async () => {
+  const { rt } = await createJob();
+  rt.pause();
+  assert.equal(rt.status, 'paused');
+  const ack = rt.requestLease(W1, null);
+  assert.deepEqual(ack, { ok: false, code: ErrorCode.JobPaused, message: 'paused by admin', retryAfterMs: 2000 });
+  assert.equal(rt.summary().status, 'paused');
+  rt.resume();
+  assert.equal(rt.requestLease(W1, null).ok, true);
+  rt.cancel();
+  assert.equal(codeOf(rt.requestLease(W1, null)), ErrorCode.JobFinished);
+  await rt.settle();
+});
+
+test('checkpoint then open resumes at the same version, weights, optimizer state and shard ledger', async () => {
+  const { rt, deps } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const done = new Set<number>();
+  for (let i = 0; i < 3; i++) {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    done.add(l.shardIndex);
+  }
+  // A lease in flight at the checkpoint is not done: it must come back as waiting.
+  const inFlight = w.lease(rt);
+  await rt.checkpoint();
+  await rt.settle();
+  const weights = weightsOf(rt);
+  const summary = rt.summary();
+
+  const deps2 = await newDeps(deps.root);
+  const back = await JobRuntime.open('job-1', rt.config, deps2);
+  runtimes.push(back);
+  assert.equal(back.currentVersion, 3);
+  assert.deepEqual(weightsOf(back), weights);
+  assert.deepEqual(back.summary().shards, { perEpoch: SHARDS, done: 3, leased: 0, waiting: SHARDS - 3 });
+  assert.equal(back.summary().updates.applied, summary.updates.applied);
+  assert.equal(back.summary().lastCheckpointVersion, 3);
+  const granted: number[] = [];
+  for (let i = 0; i < SHARDS - 3; i++) {
+    const ack = back.requestLease(W2, 3);
+    assert.ok(ack.ok);
+    assert.equal(ack.lease.epoch, 0);
+    granted.push(ack.lease.shardIndex);
+  }
+  assert.ok(granted.includes(inFlight.shardIndex));
+  const expected = Array.from({ length: SHARDS }, (_, i) => i).filter((s) => !done.has(s));
+  assert.deepEqual(granted.sort((a, b) => a - b), expected);
+
+  // Same optimizer state: the same gradient moves both copies to the same weights (momentum included).
+  const l1 = rt.requestLease(W1, 3);
+  const l2 = back.requestLease(W2, 3);
+  assert.ok(l1.ok && l2.ok);
+  const fill = (i: number) => Math.sin(i) * 0.1;
+  assert.equal(codeOf(rt.push(W1, handcrafted(rt, l1.lease, fill))), 'ok');
+  assert.equal(codeOf(back.push(W2, handcrafted(back, l2.lease, fill))), 'ok');
+  assert.deepEqual(weightsOf(back), weightsOf(rt));
+  w.dispose();
+});
+
+test('the live tensor count does not grow across many pushes and an evaluation', async () => {
+  const { rt } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const step = async () => {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+  };
+  for (let i = 0; i < 2; i++) await step();
+  await rt.evaluateNow();
+  await rt.settle();
+  const tensors = tf.memory().numTensors;
+  for (let i = 0; i < 12; i++) await step(); // crosses the end of epoch 0: one more evaluation
+  await rt.settle();
+  assert.equal(rt.currentVersion, 14);
+  assert.equal(rt.metricHistory().evaluations.length, 2);
+  assert.equal(tf.memory().numTensors, tensors);
+  w.dispose();
+});
+
+test('training on the synthetic data improves test accuracy; maxEpochs ends the job', async () => {
+  const { rt } = await createJob({ stop: { maxEpochs: 2, targetAccuracy: null }, optimizer: { kind: 'adam', learningRate: 0.05 } });
+  const w = await SimWorker.start(W1, rt);
+  for (let i = 0; i < 2 * SHARDS; i++) {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+  }
+  // The final evaluation is still running: no epoch may be reopened meanwhile.
+  assert.equal(rt.status, 'running');
+  assert.equal(codeOf(rt.requestLease(W1, null)), ErrorCode.NoWork);
+  await rt.settle();
+  assert.equal(codeOf(rt.requestLease(W1, null)), ErrorCode.JobFinished);
+  const s = rt.summary();
+  assert.equal(s.status, 'finished');
+  assert.equal(s.version, 2 * SHARDS);
+  assert.equal(s.epoch, 2);
+  assert.equal(s.progress, 1);
+  assert.ok((s.metrics.testAccuracy ?? 0) > 0.9, `test accuracy ${s.metrics.testAccuracy}`);
+  assert.equal(rt.metricHistory().evaluations.at(-1)?.version, 2 * SHARDS);
+  w.dispose();
+});
