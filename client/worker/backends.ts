@@ -6,6 +6,10 @@ import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import type { AdapterInfo, BackendName } from '../../shared/protocol/messages.ts';
 import type { BackendReport } from './messages.ts';
+import { registerFlockKernels } from '../../shared/kernels/index.ts';
+
+// Gradient kernels tfjs-backend-wasm lacks (Conv2DBackpropFilter...) and fixes (MaxPoolGrad).
+registerFlockKernels();
 
 interface GpuLike {
   requestAdapter(): Promise<{ info?: { vendor: string; architecture: string; description: string }; isFallbackAdapter?: boolean } | null>;

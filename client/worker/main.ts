@@ -6,6 +6,7 @@ import 'uplot/dist/uPlot.min.css';
 import { BACKENDS, type BackendName, type JobUpdate } from '../../shared/protocol/messages.ts';
 import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
 import type { BackendReport, FromWorker, ToWorker } from './messages.ts';
+import type { ProbeFigures } from '../../shared/training/probe.ts';
 
 const params = new URLSearchParams(location.search);
 const forced = params.get('backend');
@@ -38,8 +39,9 @@ interface PageState {
   job: { id: string; name: string } | null;
   lastUpdate: JobUpdate | null;
   fatal: string | null;
+  probe: ProbeFigures | null;
 }
-const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null };
+const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null, probe: null };
 (window as unknown as { flock: PageState }).flock = view;
 
 let worker: Worker | null = null;
@@ -167,6 +169,9 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
         renderState();
       }
       break;
+    case 'probe':
+      view.probe = m.figures;
+      break;
     case 'fatal':
       view.fatal = m.message;
       view.state = 'unsupported';
@@ -262,3 +267,11 @@ async function loadJob(): Promise<void> {
 renderState();
 void loadJob();
 if (params.get('autostart') === '1') start();
+
+/** Benchmarks: `?probe=<jobId>` measures this backend's isolated gradient step in a Web Worker. */
+const probeJob = params.get('probe');
+if (probeJob && !worker) {
+  worker = new Worker(new URL('./training.worker.ts', import.meta.url), { type: 'module' });
+  worker.onmessage = onWorkerMessage;
+  send({ type: 'probe', backend, modelUrl: `/api/jobs/${encodeURIComponent(probeJob)}/model/model.json`, batchSize: Number(params.get('batch') ?? 64), budgetMs: Number(params.get('ms') ?? 4000) });
+}

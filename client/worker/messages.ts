@@ -2,13 +2,15 @@
 
 import type { BackendName, JobDescriptor, JobUpdate, AdapterInfo } from '../../shared/protocol/messages.ts';
 import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
+import type { ProbeFigures } from '../../shared/training/probe.ts';
 
 export type ToWorker =
   | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop' }
-  | { type: 'duty'; value: number };
+  | { type: 'duty'; value: number }
+  | { type: 'probe'; backend: BackendName | null; modelUrl: string; batchSize: number; budgetMs: number };
 
 export interface BackendReport {
   readonly backend: BackendName;
@@ -24,4 +26,5 @@ export type FromWorker =
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize'>; flopsPerSample: number }
   | { type: 'jobUpdate'; update: JobUpdate }
+  | { type: 'probe'; figures: ProbeFigures }
   | { type: 'fatal'; message: string };

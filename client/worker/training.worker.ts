@@ -7,6 +7,7 @@ import { SocketLink, type FlockSocket } from '../../shared/training/link.ts';
 import { WorkerLoop } from '../../shared/training/worker-loop.ts';
 import { tf } from '../../shared/training/tf.ts';
 import { chooseBackend } from './backends.ts';
+import { probeGradientStep } from '../../shared/training/probe.ts';
 import type { FromWorker, ToWorker } from './messages.ts';
 
 const post = (m: FromWorker): void => (self as unknown as Worker).postMessage(m);
@@ -62,6 +63,19 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
         });
         await loop.run();
         socket.close();
+      } catch (err) {
+        post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+    }
+    case 'probe': {
+      try {
+        const report = await chooseBackend(m.backend);
+        post({ type: 'backend', report });
+        const model = (await (await fetch(m.modelUrl)).json()) as { modelTopology: unknown };
+        const inputShape = ((model.modelTopology as { config: { layers: { config: { batch_input_shape?: (number | null)[] } }[] } }).config.layers[0]?.config.batch_input_shape ?? [null, 28, 28, 1]).slice(1) as number[];
+        const figures = await probeGradientStep(model.modelTopology, { loss: 'categoricalCrossentropy', numClasses: 10, featureShape: inputShape, featureScale: 1 / 255 }, { batchSize: m.batchSize, budgetMs: m.budgetMs });
+        post({ type: 'probe', figures });
       } catch (err) {
         post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
       }

@@ -3,6 +3,9 @@
 
 import { tf } from './tf.ts';
 import '@tensorflow/tfjs-backend-wasm';
+import { registerFlockKernels } from '../kernels/index.ts';
+
+registerFlockKernels();
 
 let ready: Promise<string> | null = null;
 
