@@ -40,8 +40,8 @@ export async function startNodeWorker(
       socket.close();
     },
     kill() {
-      void loop.stop();
       socket.disconnect();
+      void loop.stop();
     },
   };
 }

@@ -214,6 +214,7 @@ export class WorkerLoop {
     this.stats.computeMs += computeMs;
     if (this.stopped) return true;
     await opts.beforePush?.(lease);
+    if (this.stopped) return true;
 
     this.setState('uploading');
     const ack = await link.pushGradient({
