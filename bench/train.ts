@@ -23,6 +23,9 @@ const arg = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const budget = Number(arg('budget') ?? 180);
+/** `--tab-params prefetch=0` appends to every volunteer tab's URL (A/B comparisons). */
+const tabParams = arg('tab-params') ? `&${arg('tab-params')}` : '';
+const outName = arg('out') ?? 'train';
 const TARGET = 0.97;
 
 const ALL: RunSpec[] = [
@@ -38,6 +41,7 @@ const runs = only ? ALL.filter((r) => only.includes(r.id)) : ALL;
 
 interface JobJson {
   id: string;
+  batchSize: number;
   status: string;
   version: number;
   samplesApplied: number;
@@ -72,7 +76,7 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
     const tabs = [];
     for (let i = 0; i < spec.tabs; i++) {
       const p = await ctx.newPage();
-      await p.goto(`${coord.url}/?autostart=1&backend=${spec.backend}`);
+      await p.goto(`${coord.url}/?autostart=1&backend=${spec.backend}${tabParams}`);
       tabs.push(p);
     }
     let job: JobJson;
@@ -86,7 +90,7 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
     const hit = hist.evaluations.find((e) => e.testAccuracy >= TARGET);
     const best = Math.max(0, ...hist.evaluations.map((e) => e.testAccuracy));
     const e2e = job.samplesApplied / elapsedS;
-    const batch = 64;
+    const batch = job.batchSize;
     const result = {
       run: spec.id,
       model: spec.demo,
@@ -130,8 +134,8 @@ for (const spec of runs) {
 }
 
 mkdirSync('bench/results', { recursive: true });
-const out = { benchmark: 'train', at: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version }, targetAccuracy: TARGET, batchPerLease: 64, runs: results };
-writeFileSync('bench/results/train.json', JSON.stringify(out, null, 2) + '\n');
+const out = { benchmark: 'train', tabParams, at: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version }, targetAccuracy: TARGET, runs: results };
+writeFileSync(`bench/results/${outName}.json`, JSON.stringify(out, null, 2) + '\n');
 
 console.log('\n| run | reached 97% | s to 97% | samples to 97% | best acc | e2e samples/s | isolated samples/s/tab | efficiency | applied | refused | B down/sample | B up/sample |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');

@@ -195,7 +195,7 @@ function start(): void {
     view.fatal = e.message;
     notice(`The training worker failed: ${e.message}`);
   };
-  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap });
+  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1' });
   view.state = 'connecting';
   renderState();
 }

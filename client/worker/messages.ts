@@ -5,7 +5,7 @@ import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop
 import type { ProbeFigures } from '../../shared/training/probe.ts';
 
 export type ToWorker =
-  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number }
+  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop' }

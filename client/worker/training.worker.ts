@@ -41,6 +41,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           clock: systemClock,
           jobId: m.jobId ?? undefined,
           dutyCycle: m.dutyCycle,
+          prefetch: m.prefetch,
           capabilities: {
             backend: report.backend,
             adapter: report.adapter ?? undefined,

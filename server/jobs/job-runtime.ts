@@ -58,6 +58,7 @@ export interface JobSummary {
   name: string;
   description: string;
   status: JobStatus;
+  batchSize: number;
   version: number;
   epoch: number;
   maxEpochs: number;
@@ -269,6 +270,10 @@ export class JobRuntime {
     if (msg.baseVersion !== lease.baseVersion) {
       return this.refuse(fail(ErrorCode.BadRequest, `lease was granted at v${lease.baseVersion}, push says v${msg.baseVersion}`));
     }
+    const samples = this.sharder.indices(lease.epoch, lease.shard).length;
+    if (msg.numSamples !== samples) {
+      return this.refuse(fail(ErrorCode.BadRequest, `the shard has ${samples} examples, push says ${msg.numSamples}`));
+    }
     const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
     if (!check.ok) {
       this.leases.release(lease.id);
@@ -291,14 +296,14 @@ export class JobRuntime {
     this.acks.set(lease.id, { workerId, ack });
     if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
     this.counters.applied++;
-    this.counters.samplesApplied += lease.epoch >= 0 ? msg.numSamples : 0;
+    this.counters.samplesApplied += samples;
     this.counters.bytesUp += check.arrays.reduce((s, a) => s + a.data.byteLength, 0);
     this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, verdict.tau)]!++;
     if (Number.isFinite(msg.loss)) {
       this.trainLoss.push({ version: this.version, loss: msg.loss });
       if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);
     }
-    this.noteSamples(msg.numSamples);
+    this.noteSamples(samples);
 
     if (completedEpochs.length > 0) this.deps.log.info(`job ${this.id}: epoch ${completedEpochs.join(',')} complete at v${this.version}`);
     if (completedEpochs.length > 0 || this.version - this.lastEvalVersion >= this.config.evalEveryVersions || this.leases.exhausted) {
@@ -506,6 +511,7 @@ export class JobRuntime {
       name: this.config.name,
       description: this.config.description,
       status: this.status,
+      batchSize: this.config.batchSize,
       version: this.version,
       epoch: this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch,
       maxEpochs: this.config.stop.maxEpochs,

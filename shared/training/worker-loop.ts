@@ -8,6 +8,7 @@ import {
   PROTOCOL_VERSION,
   type JobDescriptor,
   type JobUpdate,
+  type LeaseAck,
   type LeasePayload,
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
@@ -64,6 +65,13 @@ export interface LoopOptions {
   /** Backoff bounds for transport failures. */
   readonly minBackoffMs?: number | undefined;
   readonly maxBackoffMs?: number | undefined;
+  /**
+   * Ask for the next lease while computing the current one, hiding the round trip and the
+   * coordinator's work behind compute, at the cost of about one more version of staleness per
+   * worker. Measured on the MNIST MLP: +29% samples/s but more samples to reach 97%, no faster to
+   * the target; so off by default (`?prefetch=1` on the page). Never on under a usage cap.
+   */
+  readonly prefetch?: boolean | undefined;
   /** Test hook: runs after the gradient is computed, before the push. */
   readonly beforePush?: ((lease: LeasePayload) => Promise<void> | void) | undefined;
 }
@@ -90,6 +98,7 @@ export class WorkerLoop {
   private paused = false;
   private wake = new AbortController();
   private currentLease: LeasePayload | null = null;
+  private nextLease: Promise<LeaseAck> | null = null;
   private dutyCycle: number;
   private backoffMs: number;
   private recent: { at: number; samples: number }[] = [];
@@ -130,12 +139,28 @@ export class WorkerLoop {
     this.poke();
     const lease = this.currentLease;
     this.currentLease = null;
-    if (lease && this.link.connected) {
-      try {
-        await this.link.releaseLease(lease.leaseId);
-      } catch {
-        /* the deadline will reclaim it */
-      }
+    await Promise.all([lease ? this.release(lease.leaseId) : Promise.resolve(), this.dropPrefetched()]);
+  }
+
+  private async release(leaseId: string): Promise<void> {
+    if (!this.link.connected) return;
+    try {
+      await this.link.releaseLease(leaseId);
+    } catch {
+      /* the deadline will reclaim it */
+    }
+  }
+
+  /** Hands back a lease asked for ahead of time (pause, stop). */
+  private async dropPrefetched(): Promise<void> {
+    const next = this.nextLease;
+    this.nextLease = null;
+    if (!next) return;
+    try {
+      const res = await next;
+      if (res.ok) await this.release(res.lease.leaseId);
+    } catch {
+      /* nothing was granted, or the deadline will reclaim it */
     }
   }
 
@@ -144,6 +169,7 @@ export class WorkerLoop {
     try {
       while (!this.stopped) {
         if (this.paused) {
+          await this.dropPrefetched();
           this.setState('paused');
           await this.waitForPoke(60_000);
           continue;
@@ -189,8 +215,10 @@ export class WorkerLoop {
     const model = this.model!;
 
     const started = opts.clock.now();
-    this.setState('waiting', 'asking for work');
-    const res = await link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion });
+    const prefetched = this.nextLease;
+    this.nextLease = null;
+    if (!prefetched) this.setState('waiting', 'asking for work');
+    const res = await (prefetched ?? link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion }));
     if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
     const { lease, weights } = res;
     this.currentLease = lease;
@@ -203,6 +231,11 @@ export class WorkerLoop {
     }
     if (this.stopped) return true;
 
+    if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
+      const ask = link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion });
+      ask.catch(() => undefined); // awaited (and its failure handled) by the next step
+      this.nextLease = ask;
+    }
     this.setState('computing', `shard ${lease.shardIndex} of epoch ${lease.epoch + 1}`);
     const t0 = opts.clock.now();
     const grad = await computeGradients(model, job, {
@@ -242,7 +275,10 @@ export class WorkerLoop {
     this.noteThroughput(lease.numSamples);
     opts.listener?.stats?.(this.stats);
     this.leases++;
-    if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) return true;
+    if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) {
+      await this.dropPrefetched();
+      return true;
+    }
 
     // Usage cap: after computing for c ms, rest c * (1 - d) / d so compute is a fraction d of time.
     if (this.dutyCycle < 1) {
