@@ -70,7 +70,6 @@ function tinyConfig(over: Partial<JobConfig> = {}): JobConfig {
 
 const dirs: string[] = [];
 const runtimes: JobRuntime[] = [];
-const silent = { info() {}, warn() {} };
 let dataset: Dataset;
 
 before(async () => {
