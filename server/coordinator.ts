@@ -13,6 +13,11 @@ import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
 import { attachWorkerHandlers, type FlockServer } from './transport/socket-handlers.ts';
 import { createHttpServer } from './http/http-server.ts';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { StateStore } from './storage/state-store.ts';
+import { MemoryStateStore } from './storage/memory-state-store.ts';
+import { SqliteStateStore } from './storage/sqlite-state-store.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -27,6 +32,9 @@ export interface CoordinatorOptions {
   readonly log?: Logger | undefined;
   readonly dataset?: Dataset | undefined;
   readonly sweepIntervalMs?: number | undefined;
+  /** Durable state: 'sqlite' (default, <dataDir>/flock.db) or 'memory' (nothing survives). */
+  readonly store?: 'sqlite' | 'memory' | undefined;
+  readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** socket.io message size cap; weights of big models exceed the 1 MB default. */
   readonly maxMessageBytes?: number | undefined;
 }
@@ -37,6 +45,9 @@ export interface Coordinator {
   readonly adminToken: string;
   readonly registry: JobRegistry;
   readonly io: FlockServer;
+  readonly state: StateStore;
+  /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
+  shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -50,7 +61,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const log = opts.log ?? consoleLogger;
   await initNodeBackend('wasm');
   const dataset = opts.dataset ?? (await loadMnist());
-  const registry = new JobRegistry({ clock, dataset, log, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3 });
+  await mkdir(opts.dataDir, { recursive: true });
+  const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
+  const registry = new JobRegistry({ clock, dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3 });
   await registry.loadAll();
   if (registry.all().length === 0 && opts.demo) {
     await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
@@ -84,20 +97,32 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const port = (http.address() as AddressInfo).port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
 
+  async function close(): Promise<void> {
+    clearInterval(sweep);
+    io.close();
+    await new Promise<void>((r) => http.close(() => r()));
+    for (const job of registry.all()) {
+      await job.settle();
+      job.dispose();
+    }
+    state.close();
+  }
+
   return {
     url,
     port,
     adminToken,
     registry,
     io,
-    async close() {
-      clearInterval(sweep);
-      io.close();
-      await new Promise<void>((r) => http.close(() => r()));
+    state,
+    async shutdown(drainMs: number) {
+      await Promise.all(registry.all().map((job) => job.drain(drainMs)));
       for (const job of registry.all()) {
         await job.settle();
-        job.dispose();
+        await job.checkpoint();
       }
+      await close();
     },
+    close,
   };
 }

@@ -36,6 +36,8 @@ const coordinator = await startCoordinator({
   adminToken: env.FLOCK_ADMIN_TOKEN,
   demo: demoFromEnv(),
   demoOverrides: overridesFromEnv(),
+  store: env.FLOCK_STORE === 'memory' ? 'memory' : 'sqlite',
+  sqliteSync: env.FLOCK_SQLITE_SYNC === 'FULL' ? 'FULL' : 'NORMAL',
   log: consoleLogger,
 });
 
@@ -53,8 +55,8 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   consoleLogger.info(`${signal}: checkpointing and stopping`);
   const timer = setTimeout(() => process.exit(1), 15_000);
-  for (const job of coordinator.registry.all()) await job.checkpoint();
-  await coordinator.close();
+  // Stop leasing, give in-flight gradients a moment to land, checkpoint, exit.
+  await coordinator.shutdown(Number(env.FLOCK_DRAIN_MS ?? 3000));
   clearTimeout(timer);
   process.exit(0);
 }

@@ -1,3 +1,5 @@
+import type { StateStore } from '../storage/state-store.ts';
+import { MemoryStateStore } from '../storage/memory-state-store.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -84,12 +86,30 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
+/** A copy of a job's durable state through the public StateStore API. */
+function copyState(from: StateStore, jobId: string): MemoryStateStore {
+  const to = new MemoryStateStore();
+  for (const j of from.listJobs()) to.putJob(j);
+  for (const u of from.updatesAfter(jobId, -1)) to.appendUpdate(u);
+  for (const l of from.listLeases(jobId)) to.putLease(l);
+  for (const m of from.metrics(jobId)) to.appendMetric(m);
+  return to;
+}
+
+/** One durable state per data dir, so a reopened job finds what the first one logged. */
+const stateByRoot = new Map<string, MemoryStateStore>();
+
 async function newDeps(root?: string, warnings?: string[]): Promise<JobRuntimeDeps & { root: string; clock: FakeClock }> {
   const dir = root ?? (await mkdtemp(path.join(os.tmpdir(), 'flock-job-')));
   if (!root) dirs.push(dir);
   const clock = new FakeClock();
   const warn = (m: string) => (warnings ? warnings.push(m) : assert.fail(`unexpected warning: ${m}`));
-  return { root: dir, clock, dataset, store: new CheckpointStore(dir, 3, warn), log: { info() {}, warn }, newId: () => randomUUID() };
+  let state = stateByRoot.get(dir);
+  if (!state) {
+    state = new MemoryStateStore();
+    stateByRoot.set(dir, state);
+  }
+  return { root: dir, clock, dataset, store: new CheckpointStore(dir, 3, warn), state, log: { info() {}, warn }, newId: () => randomUUID() };
 }
 
 async function createJob(over: Partial<JobConfig> = {}) {
@@ -156,7 +176,7 @@ test('a new job starts at v0 with a checkpoint and a descriptor matching the dat
   assert.deepEqual(d.featureShape, FEATURES);
   assert.equal(d.numClasses, 3);
   assert.deepEqual(d.trainableSpecs.map((s) => [s.name, s.shape]), [['out/kernel', [16, 3]], ['out/bias', [3]]]);
-  assert.deepEqual(rt.summary().shards, { perEpoch: SHARDS, done: 0, leased: 0, waiting: SHARDS });
+  assert.deepEqual(rt.summary().shards, { perEpoch: SHARDS, done: 0, leased: 0, waiting: SHARDS, quarantined: [] });
   assert.equal((await deps.store.loadLatest())?.state.version, 0);
   const ack = rt.requestLease(W1, null);
   assert.ok(ack.ok);
@@ -316,19 +336,25 @@ test('checkpoint then open resumes at the same version, weights, optimizer state
     assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
     done.add(l.shardIndex);
   }
-  // A lease in flight at the checkpoint is not done: it must come back as waiting.
+  // A lease in flight at the checkpoint is not done.
   const inFlight = w.lease(rt);
   await rt.checkpoint();
   await rt.settle();
   const weights = weightsOf(rt);
   const summary = rt.summary();
 
-  const deps2 = await newDeps(deps.root);
+  // The reopened job gets a copy of the durable state, so both copies can keep running side by side.
+  const deps2 = { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') };
   const back = await JobRuntime.open('job-1', rt.config, deps2);
   runtimes.push(back);
   assert.equal(back.currentVersion, 3);
   assert.deepEqual(weightsOf(back), weights);
-  assert.deepEqual(back.summary().shards, { perEpoch: SHARDS, done: 3, leased: 0, waiting: SHARDS - 3 });
+  // The lease in flight survives the restart with its deadline; past it, the sweep reissues it.
+  assert.deepEqual(back.summary().shards, { perEpoch: SHARDS, done: 3, leased: 1, waiting: SHARDS - 4, quarantined: [] });
+  assert.equal(inFlight.deadlineAt > deps2.clock.now(), true);
+  deps2.clock.advance(inFlight.deadlineAt - deps2.clock.now() + 1);
+  assert.equal(back.sweep(), 1);
+  assert.deepEqual(back.summary().shards, { perEpoch: SHARDS, done: 3, leased: 0, waiting: SHARDS - 3, quarantined: [] });
   assert.equal(back.summary().updates.applied, summary.updates.applied);
   assert.equal(back.summary().lastCheckpointVersion, 3);
   const granted: number[] = [];
@@ -392,4 +418,78 @@ test('training on the synthetic data improves test accuracy; maxEpochs ends the 
   assert.ok((s.metrics.testAccuracy ?? 0) > 0.9, `test accuracy ${s.metrics.testAccuracy}`);
   assert.equal(rt.metricHistory().evaluations.at(-1)?.version, 2 * SHARDS);
   w.dispose();
+});
+
+test('crash after acks: reopening replays the update log to the same weights, ledger and idempotent answers', async () => {
+  const { rt, deps } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  const pushes: GradientPush[] = [];
+  for (let i = 0; i < 2; i++) {
+    const l = w.lease(rt);
+    const g = await w.gradient(rt, l);
+    assert.equal(codeOf(rt.push(W1, g)), 'ok');
+  }
+  await rt.checkpoint();
+  await rt.settle();
+  // Three more acknowledged pushes, then the process "dies": no checkpoint covers them.
+  for (let i = 0; i < 3; i++) {
+    const l = w.lease(rt);
+    const g = await w.gradient(rt, l);
+    pushes.push(g);
+    assert.equal(codeOf(rt.push(W1, g)), 'ok');
+  }
+  const weights = weightsOf(rt);
+  const deps2 = { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') };
+  const back = await JobRuntime.open('job-1', rt.config, deps2);
+  runtimes.push(back);
+  assert.equal(back.currentVersion, 5, 'checkpoint v2 + 3 replayed updates');
+  assert.deepEqual(weightsOf(back), weights, 'replay reproduces the weights exactly');
+  assert.equal(back.summary().shards.done, 5);
+  assert.equal(back.summary().updates.applied, 5);
+  // A retried push of an update applied before the crash is answered, not applied again.
+  const again = back.push(W1, pushes[1]!);
+  assert.ok(again.ok && again.status === 'duplicate');
+  assert.equal(again.version, 4);
+  assert.equal(back.currentVersion, 5);
+  // Only the same worker may see that answer.
+  assert.equal(codeOf(back.push(W2, pushes[1]!)), ErrorCode.UnknownLease);
+  // Replay wrote a fresh checkpoint, so the log can be compacted behind it.
+  assert.equal(back.summary().lastCheckpointVersion, 5);
+  w.dispose();
+});
+
+test('a shard that keeps failing on several workers is set aside and reported, not retried forever', async () => {
+  const warnings: string[] = [];
+  const deps = await newDeps(undefined, warnings);
+  const rt = await JobRuntime.create('job-q', tinyConfig({ leaseTimeoutMs: 1000 }), deps);
+  runtimes.push(rt);
+  const workers = ['w-a', 'w-b', 'w-c', 'w-d'] as WorkerId[];
+  let target: number | null = null;
+  let failures = 0;
+  // Every worker takes the poisoned shard and never answers; after 8 expiries on >= 3 workers it is set aside.
+  for (let round = 0; round < 12 && rt.summary().shards.quarantined.length === 0; round++) {
+    const wid = workers[round % workers.length]!;
+    for (;;) {
+      const ack = rt.requestLease(wid, null);
+      assert.ok(ack.ok);
+      target ??= ack.lease.shardIndex;
+      if (ack.lease.shardIndex === target) break;
+      rt.release(wid, ack.lease.leaseId);
+    }
+    deps.clock.advance(rt.config.leaseTimeoutMs + 1);
+    failures += rt.sweep();
+  }
+  const q = rt.summary().shards.quarantined;
+  assert.equal(q.length, 1);
+  assert.equal(q[0]!.shard, target);
+  assert.equal(q[0]!.failures, 8);
+  assert.ok(q[0]!.workers >= 3);
+  assert.equal(failures, 8);
+  assert.ok(warnings.some((m) => m.includes('set aside')), 'the quarantine is logged');
+  // It counts as done for the epoch and is never handed out again.
+  for (let i = 0; i < SHARDS; i++) {
+    const ack = rt.requestLease(W1, null);
+    if (!ack.ok) break;
+    assert.notEqual(ack.lease.epoch === 0 && ack.lease.shardIndex === target, true);
+  }
 });

@@ -2,6 +2,11 @@
 // evaluator and checkpoints around the job's model. Owns the model's variables, the version
 // counter, the job's status, metric history and counters. Every push is applied synchronously on
 // the event loop, so a checkpoint snapshot (weights + optimizer + shard ledger) is one version.
+//
+// Acknowledgement rule: a push is acknowledged "applied" only after its update record (gradient,
+// learning rate used, shard) is committed to the StateStore. After a crash the job reopens from
+// the newest valid checkpoint and replays the logged updates after it, so every acknowledged
+// gradient is in the model exactly once and the shard ledger matches the weights.
 
 import { tf } from '../../shared/training/tf.ts';
 import type { Clock } from '../../shared/clock.ts';
@@ -17,6 +22,10 @@ import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
 import { gatherRows, type Dataset } from '../data/dataset.ts';
 import { Sharder } from '../data/sharder.ts';
 import type { CheckpointStore } from '../storage/checkpoint-store.ts';
+import type { StateStore } from '../storage/state-store.ts';
+import { toBytes } from '../../shared/codec/tensor-codec.ts';
+import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
+import type { Lease } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
 
 export interface Logger {
@@ -28,6 +37,7 @@ export interface JobRuntimeDeps {
   readonly clock: Clock;
   readonly dataset: Dataset;
   readonly store: CheckpointStore;
+  readonly state: StateStore;
   readonly log: Logger;
   readonly newId: () => string;
 }
@@ -68,7 +78,7 @@ export interface JobSummary {
   samplesPerSec: number;
   metrics: { testAccuracy: number | null; testLoss: number | null };
   updates: { applied: number; refused: Record<string, number> };
-  shards: { perEpoch: number; done: number; leased: number; waiting: number };
+  shards: { perEpoch: number; done: number; leased: number; waiting: number; quarantined: { epoch: number; shard: number; failures: number; workers: number }[] };
   bytes: { down: number; up: number };
   samplesApplied: number;
   createdAt: number;
@@ -106,6 +116,10 @@ export class JobRuntime {
   private activeMs = 0;
   private activeSince: number | null;
   private listeners = new Set<(u: JobUpdate) => void>();
+  /** While draining (graceful shutdown) no lease is granted; pushes still land. */
+  private draining = false;
+  /** Measured ms per example per worker (EWMA), for adaptive lease deadlines. */
+  private readonly speeds = new Map<WorkerId, number>();
   /** Workers working on this job right now (set by the transport). */
   readonly workers = new Set<WorkerId>();
 
@@ -121,7 +135,7 @@ export class JobRuntime {
     const ds = deps.dataset;
     this.sharder = new Sharder(ds.train.count, config.batchSize, config.seed);
     this.leases = new LeaseManager(
-      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId },
+      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
       snapshot?.ledger,
     );
     this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -169,8 +183,56 @@ export class JobRuntime {
       slots: slotArrays.map((a) => ({ name: a.spec.name, shape: [...a.spec.shape], data: a.data as Float32Array })),
     });
     const snap = cp.state.runtime as RuntimeSnapshot;
-    deps.log.info(`job ${id}: resumed from checkpoint v${cp.state.version} (epoch ${snap.ledger.epochs[0]?.epoch ?? '-'})`);
-    return new JobRuntime(id, config, model, opt, deps, snap, cp.state.version);
+    const rt = new JobRuntime(id, config, model, opt, deps, snap, cp.state.version);
+    const replayed = rt.replay();
+    const restored = rt.restoreLeases();
+    deps.log.info(
+      `job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (epoch ${rt.leases.currentEpoch}); ${restored} lease(s) still outstanding`,
+    );
+    if (replayed > 0) await rt.checkpoint();
+    return rt;
+  }
+
+  /**
+   * Re-applies the logged updates after the loaded checkpoint, in version order, with the learning
+   * rate each was applied with. Throws if the log has a gap (the job must not silently lose work).
+   */
+  private replay(): number {
+    let n = 0;
+    for (const u of this.deps.state.updatesAfter(this.id, this.version)) {
+      if (u.version !== this.version + 1 || !u.gradient) {
+        throw new Error(`update log cannot be replayed from v${this.version}: next logged update is v${u.version}${u.gradient ? '' : ' without its gradient'}`);
+      }
+      const arrays = decodeTensors(this.trainSpecs, u.gradient);
+      tf.tidy(() => {
+        const grads = arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape], 'float32'));
+        this.optimizer.apply(this.vars, grads, u.lr);
+      });
+      this.version = u.version;
+      this.leases.markDone(u.epoch, u.shard);
+      this.counters.applied++;
+      this.counters.samplesApplied += u.samples;
+      this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, u.staleness)]!++;
+      if (Number.isFinite(u.loss)) this.trainLoss.push({ version: u.version, loss: u.loss });
+      n++;
+    }
+    const stored = this.deps.state.metrics(this.id);
+    if (stored.length >= this.metrics.length) {
+      this.metrics = stored.map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, at: m.at, ms: m.ms }));
+      this.lastEvalVersion = this.metrics.at(-1)?.version ?? -1;
+    }
+    return n;
+  }
+
+  /** Leases outstanding at the crash keep their deadlines; the sweep reissues the expired ones. */
+  private restoreLeases(): number {
+    let n = 0;
+    for (const l of this.deps.state.listLeases(this.id)) {
+      const lease: Lease = { id: l.leaseId as Lease['id'], workerId: l.workerId as WorkerId, epoch: l.epoch, shard: l.shard, baseVersion: l.baseVersion, grantedAt: l.grantedAt, deadlineAt: l.deadlineAt };
+      if (this.leases.restore(lease)) n++;
+      else this.deps.state.deleteLease(this.id, l.leaseId);
+    }
+    return n;
   }
 
   get currentVersion(): number {
@@ -204,8 +266,11 @@ export class JobRuntime {
     const unavailable = this.unavailable();
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
-    const lease = this.leases.grant(workerId, this.version, this.config.leaseTimeoutMs);
+    if (this.draining) return fail(ErrorCode.NoWork, 'the coordinator is restarting; ask again soon', 2000);
+    const timeoutMs = leaseDeadlineMs(policyFor(this.config.leaseTimeoutMs), this.speeds.get(workerId), this.config.batchSize);
+    const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
+    this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
     const rows = gatherRows(this.deps.dataset.train, this.deps.dataset.featureShape, this.sharder.indices(lease.epoch, lease.shard));
     const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
     this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
@@ -229,17 +294,44 @@ export class JobRuntime {
   release(workerId: WorkerId, leaseId: string): boolean {
     const claim = this.leases.claim(leaseId, workerId);
     if (!claim.ok) return false;
-    return this.leases.release(leaseId) !== null;
+    const released = this.leases.release(leaseId) !== null;
+    if (released) this.deps.state.deleteLease(this.id, leaseId);
+    return released;
   }
 
   workerLeft(workerId: WorkerId): number {
     this.workers.delete(workerId);
-    return this.leases.releaseWorker(workerId).length;
+    const gone = this.leases.releaseWorker(workerId);
+    for (const l of gone) this.deps.state.deleteLease(this.id, l.id);
+    return gone.length;
   }
 
-  /** Reclaims expired leases; called by the coordinator's periodic sweep. */
+  /** Reclaims expired leases (each counts as a failure of its shard); the coordinator calls it periodically. */
   sweep(): number {
-    return this.leases.sweep().length;
+    const late = this.leases.sweep();
+    for (const l of late) {
+      this.deps.state.deleteLease(this.id, l.id);
+      this.noteShardFailure(l);
+    }
+    return late.length;
+  }
+
+  private noteShardFailure(l: Lease): void {
+    const r = this.leases.recordFailure(l);
+    if (r.quarantined) this.deps.log.warn(`job ${this.id}: shard ${l.shard} of epoch ${l.epoch} failed on too many workers and is set aside`);
+    if (r.completed.length > 0) this.afterEpochs(r.completed);
+  }
+
+  private afterEpochs(completed: number[]): void {
+    this.deps.log.info(`job ${this.id}: epoch ${completed.join(',')} complete at v${this.version}`);
+    void this.evaluateNow();
+  }
+
+  /** Graceful shutdown: stop granting leases, wait up to `ms` for the outstanding ones to come back. */
+  async drain(ms: number): Promise<void> {
+    this.draining = true;
+    const until = this.deps.clock.now() + ms;
+    while (this.leases.outstanding.length > 0 && this.deps.clock.now() < until) await this.deps.clock.sleep(50);
   }
 
   shardCounts(): { done: number; leased: number; waiting: number } {
@@ -261,7 +353,14 @@ export class JobRuntime {
     }
     if (this.status === 'finished' || this.status === 'cancelled') return this.refuse(fail(ErrorCode.JobFinished, `job is ${this.status}`));
     const claim = this.leases.claim(msg.leaseId, workerId);
-    if (!claim.ok) return this.refuse(fail(claim.code, claim.message));
+    if (!claim.ok) {
+      // Applied before a restart? Answer as the first time (the ack may have been lost).
+      const logged = claim.code === ErrorCode.UnknownLease ? this.deps.state.updateByLease(this.id, msg.leaseId) : null;
+      if (logged && logged.workerId === workerId) {
+        return { ok: true, status: 'duplicate', version: logged.version, staleness: logged.staleness, scale: logged.lr / this.config.optimizer.learningRate };
+      }
+      return this.refuse(fail(claim.code, claim.message));
+    }
     const lease = claim.lease;
     if (this.finalizing) {
       this.leases.release(lease.id);
@@ -277,19 +376,32 @@ export class JobRuntime {
     const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
     if (!check.ok) {
       this.leases.release(lease.id);
+      this.deps.state.deleteLease(this.id, lease.id);
+      this.noteShardFailure(lease);
       return this.refuse(fail(check.code, check.message));
     }
     const verdict = judgeStaleness(this.config.staleness, this.version, lease.baseVersion);
     if (!verdict.accept) {
       this.leases.release(lease.id);
+      this.deps.state.deleteLease(this.id, lease.id);
       return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
     }
 
+    const lr = this.config.optimizer.learningRate * verdict.scale;
+    const now = this.deps.clock.now();
+    // Durable first: the update is logged (and replayable) before it is applied and acknowledged.
+    this.deps.state.appendUpdate({
+      jobId: this.id, version: this.version + 1, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
+      baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss: Number.isFinite(msg.loss) ? msg.loss : NaN, at: now,
+      gradient: toBytes(msg.data),
+    });
+    this.deps.state.deleteLease(this.id, lease.id);
     tf.tidy(() => {
       const grads = check.arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape], 'float32'));
-      this.optimizer.apply(this.vars, grads, this.config.optimizer.learningRate * verdict.scale);
+      this.optimizer.apply(this.vars, grads, lr);
     });
     this.version++;
+    this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
     const completedEpochs = this.leases.complete(lease);
 
     const ack = { ok: true as const, status: 'applied' as const, version: this.version, staleness: verdict.tau, scale: verdict.scale };
@@ -305,11 +417,14 @@ export class JobRuntime {
     }
     this.noteSamples(samples);
 
-    if (completedEpochs.length > 0) this.deps.log.info(`job ${this.id}: epoch ${completedEpochs.join(',')} complete at v${this.version}`);
-    if (completedEpochs.length > 0 || this.version - this.lastEvalVersion >= this.config.evalEveryVersions || this.leases.exhausted) {
-      void this.evaluateNow();
-    }
+    if (completedEpochs.length > 0) this.afterEpochs(completedEpochs);
+    else if (this.version - this.lastEvalVersion >= this.config.evalEveryVersions || this.leases.exhausted) void this.evaluateNow();
     return ack;
+  }
+
+  private recordMetric(r: EvalResult): void {
+    this.metrics.push(r);
+    this.deps.state.appendMetric({ jobId: this.id, ...r });
   }
 
   private refuse(f: Failure): Failure {
@@ -353,7 +468,7 @@ export class JobRuntime {
     this.evaluating = (async () => {
       try {
         const r = await this.evaluator.evaluate(version, this.allSpecs, weights, () => this.deps.clock.now());
-        this.metrics.push(r);
+        this.recordMetric(r);
         const target = this.config.stop.targetAccuracy;
         if (this.status === 'running' && ((target !== null && r.testAccuracy >= target) || (this.leases.exhausted && this.version === version))) {
           if (this.version === version) {
@@ -365,7 +480,7 @@ export class JobRuntime {
             const finalPacked = this.packedWeights();
             const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
             const last = await this.evaluator.evaluate(this.version, this.allSpecs, finalWeights, () => this.deps.clock.now());
-            this.metrics.push(last);
+            this.recordMetric(last);
             this.lastEvalVersion = this.version;
             this.finalizing = false;
             if ((target !== null && last.testAccuracy >= target) || this.leases.exhausted) this.finish();
@@ -412,6 +527,11 @@ export class JobRuntime {
         state: { version, createdAt: this.deps.clock.now(), runtime, optimizer: { step: opt.step, specs: optSpecs } },
       });
       this.lastCheckpointVersion = version;
+      // Gradients stay in the log back to the oldest kept checkpoint, so falling back to any of
+      // them (the newest may be corrupt) can still replay forward; older blobs are dropped.
+      const kept = await this.deps.store.list();
+      const oldest = kept.at(-1)?.version;
+      if (oldest !== undefined) this.deps.state.compactUpdates(this.id, oldest);
     });
     this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: checkpoint v${version} failed: ${err.message}`));
     return this.saving;
@@ -521,7 +641,7 @@ export class JobRuntime {
       samplesPerSec: this.samplesPerSec(),
       metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null },
       updates: { applied: this.counters.applied, refused: { ...this.counters.refused } },
-      shards: { perEpoch: this.leases.shardsPerEpoch, ...shards },
+      shards: { perEpoch: this.leases.shardsPerEpoch, ...shards, quarantined: [...this.leases.quarantined] },
       bytes: { down: this.counters.bytesDown, up: this.counters.bytesUp },
       samplesApplied: this.counters.samplesApplied,
       createdAt: this.createdAt,

@@ -1,12 +1,11 @@
-// Job registry: the jobs this coordinator knows, by id. Creates jobs (persisting job.json) and
-// reopens them from disk at start-up. It only registers: each job's work is its JobRuntime's.
+// Job registry: the jobs this coordinator knows, by id. Creates jobs (recording them in the
+// StateStore) and reopens them at start-up. It only registers: each job's work is its JobRuntime's.
 
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
 import { CheckpointStore } from '../storage/checkpoint-store.ts';
-import { writeFileAtomic } from '../storage/atomic-file.ts';
 
 export type RegistryDeps = Omit<JobRuntimeDeps, 'store'> & { readonly dataDir: string; readonly keepCheckpoints: number };
 
@@ -22,31 +21,25 @@ export class JobRegistry {
     return new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m));
   }
 
-  /** Reopens every job found under dataDir/jobs. */
+  /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
   async loadAll(): Promise<void> {
-    let ids: string[] = [];
-    try {
-      ids = await readdir(path.join(this.deps.dataDir, 'jobs'));
-    } catch {
-      return;
-    }
-    for (const id of ids.sort()) {
+    for (const job of this.deps.state.listJobs()) {
       try {
-        const raw = JSON.parse(await readFile(path.join(this.jobDir(id), 'job.json'), 'utf8')) as { config: unknown };
-        const config = JobConfigSchema.parse(raw.config);
-        this.jobs.set(id, await JobRuntime.open(id, config, { ...this.deps, store: this.storeFor(id) }));
+        const config = JobConfigSchema.parse(job.config);
+        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, store: this.storeFor(job.id) }));
       } catch (err) {
-        this.deps.log.warn(`job ${id}: cannot be reopened: ${(err as Error).message}`);
+        this.deps.log.warn(`job ${job.id}: cannot be reopened: ${(err as Error).message}`);
       }
     }
   }
 
   async create(id: string, config: JobConfig): Promise<JobRuntime> {
-    if (this.jobs.has(id)) throw new Error(`job ${id} already exists`);
+    if (this.jobs.has(id) || this.deps.state.listJobs().some((j) => j.id === id)) throw new Error(`job ${id} already exists`);
     const valid = JobConfigSchema.parse(config);
     await mkdir(this.jobDir(id), { recursive: true });
-    await writeFileAtomic(path.join(this.jobDir(id), 'job.json'), JSON.stringify({ id, config: valid }));
+    // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
     const rt = await JobRuntime.create(id, valid, { ...this.deps, store: this.storeFor(id) });
+    this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
     this.jobs.set(id, rt);
     return rt;
   }

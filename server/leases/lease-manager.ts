@@ -41,6 +41,10 @@ export type ClaimResult = { ok: true; lease: Lease } | { ok: false; code: ErrorC
 
 export interface LeaseManagerOptions {
   readonly shardsPerEpoch: number;
+  /** A shard that fails this often (expiries, invalid gradients)... */
+  readonly maxShardFailures?: number | undefined;
+  /** ...on at least this many distinct workers is set aside (BOINC's max error results). */
+  readonly minFailingWorkers?: number | undefined;
   /** Leases are not handed out for epochs >= this (the stop condition); Infinity for none. */
   readonly maxEpochs: number;
   readonly clock: Clock;
@@ -54,6 +58,9 @@ export class LeaseManager {
   private readonly opts: LeaseManagerOptions;
   /** One past the highest epoch ever opened: an epoch, once closed, is never opened again. */
   private nextEpoch = 0;
+  private failures = new Map<string, { count: number; workers: Set<string> }>();
+  /** Shards set aside because they kept failing: counted as done, never applied. */
+  readonly quarantined: { epoch: number; shard: number; failures: number; workers: number }[] = [];
 
   constructor(opts: LeaseManagerOptions, snapshot?: LedgerSnapshot) {
     this.opts = opts;
@@ -132,6 +139,7 @@ export class LeaseManager {
 
   /** Marks the lease's shard done. Returns the epochs completed by this (usually none). */
   complete(lease: Lease): number[] {
+    this.failures.delete(`${lease.epoch}:${lease.shard}`);
     const ledger = this.ledger(lease.epoch);
     this.leases.delete(lease.id);
     this.expired.delete(lease.id);
@@ -158,6 +166,47 @@ export class LeaseManager {
       if (this.ledgers.length === 0 && doneLedger.epoch + 1 < this.opts.maxEpochs) this.openEpoch(doneLedger.epoch + 1, []);
     }
     return completed;
+  }
+
+  /** Marks a shard done without a live lease (replaying the update log after a restart). */
+  markDone(epoch: number, shard: number): number[] {
+    if (!this.ledger(epoch)) {
+      if (epoch < this.nextEpoch || epoch >= this.opts.maxEpochs) return [];
+      this.openEpoch(epoch, []);
+    }
+    const holder = this.ledger(epoch)!.leasedBy.get(shard);
+    const lease = (holder && this.leases.get(holder)) || { id: '' as LeaseId, workerId: '' as WorkerId, epoch, shard, baseVersion: 0, grantedAt: 0, deadlineAt: 0 };
+    return this.complete(lease);
+  }
+
+  /** Re-installs a lease that was outstanding before a restart; false if its shard is done or taken. */
+  restore(lease: Lease): boolean {
+    const ledger = this.ledger(lease.epoch);
+    if (!ledger || ledger.done[lease.shard] || ledger.leasedBy.has(lease.shard)) return false;
+    ledger.waiting = ledger.waiting.filter((s) => s !== lease.shard);
+    ledger.leasedBy.set(lease.shard, lease.id);
+    this.leases.set(lease.id, lease);
+    return true;
+  }
+
+  /**
+   * Counts a failure of the lease's shard (expired, or its gradient was invalid). A shard failing
+   * maxShardFailures times on minFailingWorkers distinct workers is set aside: reported, never
+   * retried forever. Returns the epochs this completes (a quarantined shard counts as done).
+   */
+  recordFailure(lease: Lease): { quarantined: boolean; completed: number[] } {
+    const key = `${lease.epoch}:${lease.shard}`;
+    const f = this.failures.get(key) ?? { count: 0, workers: new Set<string>() };
+    f.count++;
+    f.workers.add(lease.workerId);
+    this.failures.set(key, f);
+    const max = this.opts.maxShardFailures ?? 8;
+    const minWorkers = this.opts.minFailingWorkers ?? 3;
+    const ledger = this.ledger(lease.epoch);
+    if (f.count < max || f.workers.size < minWorkers || !ledger || ledger.done[lease.shard]) return { quarantined: false, completed: [] };
+    this.quarantined.push({ epoch: lease.epoch, shard: lease.shard, failures: f.count, workers: f.workers.size });
+    this.failures.delete(key);
+    return { quarantined: true, completed: this.markDone(lease.epoch, lease.shard) };
   }
 
   /** Hands a lease back (worker stopped, or its gradient was refused): the shard is reissued first. */

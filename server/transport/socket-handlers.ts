@@ -81,7 +81,12 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       if (msg.value.protocol !== PROTOCOL_VERSION) {
         return ack(fail(ErrorCode.ProtocolMismatch, `coordinator speaks protocol ${PROTOCOL_VERSION}, worker ${msg.value.protocol}: reload the page`));
       }
-      socket.data.workerId ??= `w-${randomUUID().slice(0, 8)}` as WorkerId;
+      if (!socket.data.workerId) {
+        // Keep the worker's own id across reconnections unless another live socket already uses it.
+        const wanted = msg.value.workerId;
+        const taken = wanted !== undefined && [...io.of('/').sockets.values()].some((s) => s !== socket && s.data.workerId === wanted);
+        socket.data.workerId = (wanted && !taken ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
+      }
       socket.data.capabilities = msg.value.capabilities;
       ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now() });
     });

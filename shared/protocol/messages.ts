@@ -36,6 +36,11 @@ export interface WorkerCapabilities {
 
 export interface HelloRequest {
   readonly protocol: number;
+  /**
+   * The worker's own id, kept across reconnections (and coordinator restarts) so that its leases
+   * and retried pushes are still recognised as its own. Random, 8-64 of [A-Za-z0-9_-].
+   */
+  readonly workerId?: string | undefined;
   readonly capabilities: WorkerCapabilities;
 }
 export type HelloAck = { ok: true; workerId: string; serverTime: number } | Failure;

@@ -8,8 +8,10 @@ import {
   PROTOCOL_VERSION,
   type JobDescriptor,
   type JobUpdate,
+  type GradientPush,
   type LeaseAck,
   type LeasePayload,
+  type PushAck,
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
 import { toBytes } from '../codec/tensor-codec.ts';
@@ -56,6 +58,8 @@ export interface LoopListener {
 export interface LoopOptions {
   readonly capabilities: WorkerCapabilities;
   readonly clock: Clock;
+  /** Stable id for this worker (default: random per loop). */
+  readonly workerId?: string | undefined;
   readonly jobId?: string | undefined;
   readonly listener?: LoopListener | undefined;
   /** Fraction of wall time spent computing, (0, 1]. 1 = no cap. */
@@ -99,6 +103,10 @@ export class WorkerLoop {
   private wake = new AbortController();
   private currentLease: LeasePayload | null = null;
   private nextLease: Promise<LeaseAck> | null = null;
+  /** A computed gradient whose push got no answer (connection lost): sent again after reconnecting. */
+  private pendingPush: GradientPush | null = null;
+  /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
+  readonly identity: string;
   private dutyCycle: number;
   private backoffMs: number;
   private recent: { at: number; samples: number }[] = [];
@@ -110,6 +118,7 @@ export class WorkerLoop {
     private readonly opts: LoopOptions,
   ) {
     this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
+    this.identity = opts.workerId ?? `w-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
     this.backoffMs = opts.minBackoffMs ?? 250;
     link.onConnect(() => {
       this.registered = false;
@@ -200,7 +209,7 @@ export class WorkerLoop {
     const { link, opts } = this;
     if (!this.registered) {
       this.setState('connecting');
-      const hello = await link.hello({ protocol: PROTOCOL_VERSION, capabilities: opts.capabilities });
+      const hello = await link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: opts.capabilities });
       if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
       this.workerId = hello.workerId;
       this.registered = true;
@@ -213,6 +222,15 @@ export class WorkerLoop {
     }
     const job = this.job!;
     const model = this.model!;
+
+    if (this.pendingPush) {
+      // Idempotent by lease id: if the first attempt landed, the answer is 'duplicate'.
+      this.setState('uploading', 'retrying the last gradient');
+      const push = this.pendingPush;
+      const ack = await link.pushGradient(push);
+      this.pendingPush = null;
+      this.countAck(ack, push.numSamples);
+    }
 
     const started = opts.clock.now();
     const prefetched = this.nextLease;
@@ -250,7 +268,7 @@ export class WorkerLoop {
     if (this.stopped) return true;
 
     this.setState('uploading');
-    const ack = await link.pushGradient({
+    const push: GradientPush = {
       leaseId: lease.leaseId,
       baseVersion: lease.baseVersion,
       numSamples: lease.numSamples,
@@ -258,22 +276,14 @@ export class WorkerLoop {
       computeMs,
       specs: job.trainableSpecs,
       data: grad.gradients.buffer as ArrayBuffer,
-    });
+    };
+    this.pendingPush = push;
     this.currentLease = null;
+    const ack = await link.pushGradient(push);
+    this.pendingPush = null;
     this.stats.bytesUp += grad.gradients.byteLength;
-    this.stats.shardsDone++;
-    this.stats.samplesDone += lease.numSamples;
     this.stats.lastLoss = grad.loss;
-    if (ack.ok) {
-      this.stats.accepted++;
-      this.stats.lastStaleness = ack.staleness;
-    } else {
-      this.stats.refused++;
-      this.stats.refusedByCode[ack.code] = (this.stats.refusedByCode[ack.code] ?? 0) + 1;
-      if (ack.code === ErrorCode.NotRegistered) this.registered = false;
-    }
-    this.noteThroughput(lease.numSamples);
-    opts.listener?.stats?.(this.stats);
+    this.countAck(ack, lease.numSamples);
     this.leases++;
     if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) {
       await this.dropPrefetched();
@@ -288,6 +298,21 @@ export class WorkerLoop {
       await this.waitForPoke(rest);
     }
     return false;
+  }
+
+  private countAck(ack: PushAck, samples: number): void {
+    this.stats.shardsDone++;
+    this.stats.samplesDone += samples;
+    if (ack.ok) {
+      this.stats.accepted++;
+      this.stats.lastStaleness = ack.staleness;
+    } else {
+      this.stats.refused++;
+      this.stats.refusedByCode[ack.code] = (this.stats.refusedByCode[ack.code] ?? 0) + 1;
+      if (ack.code === ErrorCode.NotRegistered) this.registered = false;
+    }
+    this.noteThroughput(samples);
+    this.opts.listener?.stats?.(this.stats);
   }
 
   private async adoptJob(job: JobDescriptor): Promise<void> {

@@ -1,0 +1,81 @@
+// In-memory StateStore: the reference implementation of the contract, for unit tests and for
+// throwaway runs (FLOCK_STORE=memory). Nothing survives the process.
+
+import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
+
+export class MemoryStateStore implements StateStore {
+  readonly kind = 'memory';
+  private jobs = new Map<string, StoredJob>();
+  private updates = new Map<string, UpdateRecord[]>();
+  private leases = new Map<string, Map<string, StoredLease>>();
+  private metricRows = new Map<string, StoredMetric[]>();
+  private workers = new Map<string, StoredWorker>();
+
+  putJob(job: StoredJob): void {
+    this.jobs.set(job.id, structuredClone(job));
+  }
+  listJobs(): StoredJob[] {
+    return [...this.jobs.values()].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+
+  appendUpdate(u: UpdateRecord): void {
+    const list = this.updates.get(u.jobId) ?? [];
+    if (list.some((x) => x.version === u.version || x.leaseId === u.leaseId)) throw new Error(`duplicate update v${u.version} / ${u.leaseId}`);
+    list.push({ ...u, gradient: u.gradient ? u.gradient.slice() : null });
+    list.sort((a, b) => a.version - b.version);
+    this.updates.set(u.jobId, list);
+  }
+  updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
+    return this.updates.get(jobId)?.find((u) => u.leaseId === leaseId) ?? null;
+  }
+  updatesAfter(jobId: string, afterVersion: number): UpdateRecord[] {
+    return (this.updates.get(jobId) ?? []).filter((u) => u.version > afterVersion);
+  }
+  compactUpdates(jobId: string, upToVersion: number): void {
+    const list = this.updates.get(jobId);
+    if (!list) return;
+    this.updates.set(jobId, list.map((u) => (u.version <= upToVersion ? { ...u, gradient: null } : u)));
+  }
+  ledger(jobId: string, epoch: number): Map<number, number> {
+    const m = new Map<number, number>();
+    for (const u of this.updates.get(jobId) ?? []) if (u.epoch === epoch) m.set(u.shard, (m.get(u.shard) ?? 0) + 1);
+    return m;
+  }
+  lastVersion(jobId: string): number | null {
+    return this.updates.get(jobId)?.at(-1)?.version ?? null;
+  }
+
+  putLease(l: StoredLease): void {
+    const m = this.leases.get(l.jobId) ?? new Map<string, StoredLease>();
+    m.set(l.leaseId, { ...l });
+    this.leases.set(l.jobId, m);
+  }
+  deleteLease(jobId: string, leaseId: string): void {
+    this.leases.get(jobId)?.delete(leaseId);
+  }
+  listLeases(jobId: string): StoredLease[] {
+    return [...(this.leases.get(jobId)?.values() ?? [])].sort((a, b) => a.grantedAt - b.grantedAt);
+  }
+
+  appendMetric(m: StoredMetric): void {
+    const list = this.metricRows.get(m.jobId) ?? [];
+    list.push({ ...m });
+    this.metricRows.set(m.jobId, list);
+  }
+  metrics(jobId: string): StoredMetric[] {
+    return [...(this.metricRows.get(jobId) ?? [])];
+  }
+
+  putWorker(w: StoredWorker): void {
+    this.workers.set(w.workerId, structuredClone(w));
+  }
+  getWorker(workerId: string): StoredWorker | null {
+    const w = this.workers.get(workerId);
+    return w ? structuredClone(w) : null;
+  }
+  listWorkers(): StoredWorker[] {
+    return [...this.workers.values()].map((w) => structuredClone(w));
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,163 @@
+// SQLite StateStore (better-sqlite3, WAL mode): the default durable store, one file in the data
+// directory. Every write is one transaction; appendUpdate commits before the caller acks the push.
+// synchronous=NORMAL survives a killed process (the WAL is in the OS cache); set FLOCK_SQLITE_SYNC=FULL
+// to also survive power loss, at an fsync per acknowledged gradient.
+
+import Database from 'better-sqlite3';
+import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, config TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+  job_id TEXT NOT NULL, version INTEGER NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL,
+  epoch INTEGER NOT NULL, shard INTEGER NOT NULL, base_version INTEGER NOT NULL, lr REAL NOT NULL,
+  staleness INTEGER NOT NULL, samples INTEGER NOT NULL, loss REAL NOT NULL, at INTEGER NOT NULL,
+  gradient BLOB,
+  PRIMARY KEY (job_id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS updates_by_lease ON updates (job_id, lease_id);
+CREATE INDEX IF NOT EXISTS updates_by_shard ON updates (job_id, epoch, shard);
+CREATE TABLE IF NOT EXISTS leases (
+  job_id TEXT NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL, epoch INTEGER NOT NULL,
+  shard INTEGER NOT NULL, base_version INTEGER NOT NULL, granted_at INTEGER NOT NULL, deadline_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, lease_id)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  job_id TEXT NOT NULL, version INTEGER NOT NULL, test_loss REAL NOT NULL, test_accuracy REAL NOT NULL,
+  at INTEGER NOT NULL, ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_job ON metrics (job_id, at);
+CREATE TABLE IF NOT EXISTS workers (
+  worker_id TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL,
+  capabilities TEXT NOT NULL, leases_done INTEGER NOT NULL, accepted INTEGER NOT NULL,
+  refused INTEGER NOT NULL, ms_per_sample REAL
+);
+`;
+
+interface UpdateRow {
+  job_id: string; version: number; lease_id: string; worker_id: string; epoch: number; shard: number;
+  base_version: number; lr: number; staleness: number; samples: number; loss: number; at: number; gradient: Buffer | null;
+}
+interface LeaseRow {
+  job_id: string; lease_id: string; worker_id: string; epoch: number; shard: number; base_version: number; granted_at: number; deadline_at: number;
+}
+interface WorkerRow {
+  worker_id: string; first_seen_at: number; last_seen_at: number; capabilities: string; leases_done: number; accepted: number; refused: number; ms_per_sample: number | null;
+}
+
+const toUpdate = (r: UpdateRow): UpdateRecord => ({
+  jobId: r.job_id, version: r.version, leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard,
+  baseVersion: r.base_version, lr: r.lr, staleness: r.staleness, samples: r.samples, loss: r.loss, at: r.at,
+  gradient: r.gradient ? new Uint8Array(r.gradient.buffer, r.gradient.byteOffset, r.gradient.byteLength) : null,
+});
+
+export class SqliteStateStore implements StateStore {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly q;
+
+  constructor(file: string, sync: 'NORMAL' | 'FULL' = 'NORMAL') {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${sync}`);
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.q = {
+      putJob: db.prepare('INSERT OR REPLACE INTO jobs (id, config, created_at) VALUES (?, ?, ?)'),
+      listJobs: db.prepare('SELECT id, config, created_at FROM jobs ORDER BY created_at, id'),
+      appendUpdate: db.prepare(
+        'INSERT INTO updates (job_id, version, lease_id, worker_id, epoch, shard, base_version, lr, staleness, samples, loss, at, gradient) VALUES (@jobId, @version, @leaseId, @workerId, @epoch, @shard, @baseVersion, @lr, @staleness, @samples, @loss, @at, @gradient)',
+      ),
+      updateByLease: db.prepare('SELECT * FROM updates WHERE job_id = ? AND lease_id = ?'),
+      updatesAfter: db.prepare('SELECT * FROM updates WHERE job_id = ? AND version > ? ORDER BY version'),
+      compact: db.prepare('UPDATE updates SET gradient = NULL WHERE job_id = ? AND version <= ? AND gradient IS NOT NULL'),
+      ledger: db.prepare('SELECT shard, COUNT(*) AS n FROM updates WHERE job_id = ? AND epoch = ? GROUP BY shard'),
+      lastVersion: db.prepare('SELECT MAX(version) AS v FROM updates WHERE job_id = ?'),
+      putLease: db.prepare(
+        'INSERT OR REPLACE INTO leases (job_id, lease_id, worker_id, epoch, shard, base_version, granted_at, deadline_at) VALUES (@jobId, @leaseId, @workerId, @epoch, @shard, @baseVersion, @grantedAt, @deadlineAt)',
+      ),
+      deleteLease: db.prepare('DELETE FROM leases WHERE job_id = ? AND lease_id = ?'),
+      listLeases: db.prepare('SELECT * FROM leases WHERE job_id = ? ORDER BY granted_at'),
+      appendMetric: db.prepare('INSERT INTO metrics (job_id, version, test_loss, test_accuracy, at, ms) VALUES (@jobId, @version, @testLoss, @testAccuracy, @at, @ms)'),
+      metrics: db.prepare('SELECT * FROM metrics WHERE job_id = ? ORDER BY at, version'),
+      putWorker: db.prepare(
+        'INSERT OR REPLACE INTO workers (worker_id, first_seen_at, last_seen_at, capabilities, leases_done, accepted, refused, ms_per_sample) VALUES (@workerId, @firstSeenAt, @lastSeenAt, @capabilities, @leasesDone, @accepted, @refused, @msPerSample)',
+      ),
+      getWorker: db.prepare('SELECT * FROM workers WHERE worker_id = ?'),
+      listWorkers: db.prepare('SELECT * FROM workers ORDER BY first_seen_at'),
+    };
+  }
+
+  putJob(job: StoredJob): void {
+    this.q.putJob.run(job.id, JSON.stringify(job.config), job.createdAt);
+  }
+  listJobs(): StoredJob[] {
+    return (this.q.listJobs.all() as { id: string; config: string; created_at: number }[]).map((r) => ({ id: r.id, config: JSON.parse(r.config), createdAt: r.created_at }));
+  }
+
+  appendUpdate(u: UpdateRecord): void {
+    this.q.appendUpdate.run({ ...u, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
+  }
+  updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
+    const r = this.q.updateByLease.get(jobId, leaseId) as UpdateRow | undefined;
+    return r ? toUpdate(r) : null;
+  }
+  updatesAfter(jobId: string, afterVersion: number): UpdateRecord[] {
+    return (this.q.updatesAfter.all(jobId, afterVersion) as UpdateRow[]).map(toUpdate);
+  }
+  compactUpdates(jobId: string, upToVersion: number): void {
+    this.q.compact.run(jobId, upToVersion);
+  }
+  ledger(jobId: string, epoch: number): Map<number, number> {
+    return new Map((this.q.ledger.all(jobId, epoch) as { shard: number; n: number }[]).map((r) => [r.shard, r.n]));
+  }
+  lastVersion(jobId: string): number | null {
+    return (this.q.lastVersion.get(jobId) as { v: number | null }).v;
+  }
+
+  putLease(l: StoredLease): void {
+    this.q.putLease.run(l);
+  }
+  deleteLease(jobId: string, leaseId: string): void {
+    this.q.deleteLease.run(jobId, leaseId);
+  }
+  listLeases(jobId: string): StoredLease[] {
+    return (this.q.listLeases.all(jobId) as LeaseRow[]).map((r) => ({
+      jobId: r.job_id, leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard, baseVersion: r.base_version, grantedAt: r.granted_at, deadlineAt: r.deadline_at,
+    }));
+  }
+
+  appendMetric(m: StoredMetric): void {
+    this.q.appendMetric.run(m);
+  }
+  metrics(jobId: string): StoredMetric[] {
+    return (this.q.metrics.all(jobId) as { job_id: string; version: number; test_loss: number; test_accuracy: number; at: number; ms: number }[]).map((r) => ({
+      jobId: r.job_id, version: r.version, testLoss: r.test_loss, testAccuracy: r.test_accuracy, at: r.at, ms: r.ms,
+    }));
+  }
+
+  putWorker(w: StoredWorker): void {
+    this.q.putWorker.run({ ...w, capabilities: JSON.stringify(w.capabilities) });
+  }
+  getWorker(workerId: string): StoredWorker | null {
+    const r = this.q.getWorker.get(workerId) as WorkerRow | undefined;
+    return r ? fromWorkerRow(r) : null;
+  }
+  listWorkers(): StoredWorker[] {
+    return (this.q.listWorkers.all() as WorkerRow[]).map(fromWorkerRow);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function fromWorkerRow(r: WorkerRow): StoredWorker {
+  return {
+    workerId: r.worker_id, firstSeenAt: r.first_seen_at, lastSeenAt: r.last_seen_at, capabilities: JSON.parse(r.capabilities),
+    leasesDone: r.leases_done, accepted: r.accepted, refused: r.refused, msPerSample: r.ms_per_sample,
+  };
+}

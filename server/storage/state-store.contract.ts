@@ -1,0 +1,98 @@
+// The StateStore contract: one suite, run against every implementation (state-store.test.ts).
+// `reopen` (when given) closes the store and opens the same durable state again.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { StateStore, UpdateRecord } from './state-store.ts';
+import type { JobConfig } from '../jobs/job-config.ts';
+
+const config = { name: 'j', description: '', batchSize: 8 } as unknown as JobConfig;
+
+const upd = (version: number, over: Partial<UpdateRecord> = {}): UpdateRecord => ({
+  jobId: 'a', version, leaseId: `l${version}`, workerId: 'w1', epoch: 0, shard: version - 1, baseVersion: version - 1,
+  lr: 0.001, staleness: 0, samples: 8, loss: 1.5, at: 1000 + version, gradient: new Uint8Array([version, 2, 3, 4]), ...over,
+});
+
+export function runStateStoreContract(name: string, open: () => StateStore, reopen?: (s: StateStore) => StateStore): void {
+  test(`${name}: jobs round trip in creation order`, () => {
+    const s = open();
+    s.putJob({ id: 'b', config, createdAt: 2 });
+    s.putJob({ id: 'a', config, createdAt: 1 });
+    assert.deepEqual(s.listJobs().map((j) => j.id), ['a', 'b']);
+    assert.equal(s.listJobs()[0]!.config.name, 'j');
+    s.close();
+  });
+
+  test(`${name}: update log is ordered, idempotency lookups by lease, duplicates refused`, () => {
+    const s = open();
+    for (const v of [1, 2, 3]) s.appendUpdate(upd(v));
+    assert.throws(() => s.appendUpdate(upd(2, { leaseId: 'other' })), 'same version twice');
+    assert.throws(() => s.appendUpdate(upd(4, { leaseId: 'l1' })), 'same lease twice');
+    assert.equal(s.lastVersion('a'), 3);
+    assert.equal(s.lastVersion('nope'), null);
+    assert.equal(s.updateByLease('a', 'l2')!.version, 2);
+    assert.equal(s.updateByLease('a', 'zz'), null);
+    const after = s.updatesAfter('a', 1);
+    assert.deepEqual(after.map((u) => u.version), [2, 3]);
+    assert.deepEqual([...after[0]!.gradient!], [2, 2, 3, 4]);
+    assert.equal(after[1]!.lr, 0.001);
+    s.close();
+  });
+
+  test(`${name}: compaction drops gradients but keeps the ledger`, () => {
+    const s = open();
+    for (const v of [1, 2, 3]) s.appendUpdate(upd(v, { shard: v === 3 ? 0 : v - 1 }));
+    s.compactUpdates('a', 2);
+    const all = s.updatesAfter('a', 0);
+    assert.deepEqual(all.map((u) => u.gradient === null), [true, true, false]);
+    const ledger = s.ledger('a', 0);
+    assert.equal(ledger.get(0), 2);
+    assert.equal(ledger.get(1), 1);
+    assert.equal(s.ledger('a', 1).size, 0);
+    s.close();
+  });
+
+  test(`${name}: leases put, replace, delete, list`, () => {
+    const s = open();
+    const l = { jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 };
+    s.putLease(l);
+    s.putLease({ ...l, leaseId: 'y', grantedAt: 11 });
+    s.putLease({ ...l, deadlineAt: 99 });
+    assert.deepEqual(s.listLeases('a').map((x) => [x.leaseId, x.deadlineAt]), [['x', 99], ['y', 20]]);
+    s.deleteLease('a', 'x');
+    assert.deepEqual(s.listLeases('a').map((x) => x.leaseId), ['y']);
+    assert.deepEqual(s.listLeases('b'), []);
+    s.close();
+  });
+
+  test(`${name}: metrics and workers`, () => {
+    const s = open();
+    s.appendMetric({ jobId: 'a', version: 10, testLoss: 0.5, testAccuracy: 0.9, at: 5, ms: 12 });
+    s.appendMetric({ jobId: 'a', version: 20, testLoss: 0.4, testAccuracy: 0.92, at: 6, ms: 12 });
+    assert.deepEqual(s.metrics('a').map((m) => m.version), [10, 20]);
+    const w = { workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: 0.25 };
+    s.putWorker(w);
+    s.putWorker({ ...w, lastSeenAt: 9 });
+    assert.deepEqual(s.getWorker('w1'), { ...w, lastSeenAt: 9 });
+    assert.equal(s.getWorker('nobody'), null);
+    assert.equal(s.listWorkers().length, 1);
+    s.close();
+  });
+
+  if (reopen) {
+    test(`${name}: everything survives close and reopen`, () => {
+      let s = open();
+      s.putJob({ id: 'a', config, createdAt: 1 });
+      s.appendUpdate(upd(1));
+      s.putLease({ jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 });
+      s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, at: 5, ms: 12 });
+      s = reopen(s);
+      assert.equal(s.listJobs().length, 1);
+      assert.equal(s.lastVersion('a'), 1);
+      assert.deepEqual([...s.updateByLease('a', 'l1')!.gradient!], [1, 2, 3, 4]);
+      assert.equal(s.listLeases('a').length, 1);
+      assert.equal(s.metrics('a').length, 1);
+      s.close();
+    });
+  }
+}

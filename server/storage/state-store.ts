@@ -1,0 +1,99 @@
+// Durable coordinator state behind one small interface, so the training logic never knows which
+// store it runs on: an embedded SQLite file by default (sqlite-state-store.ts), memory for tests,
+// and later a shared store (e.g. Redis) for several coordinators. One contract test suite
+// (state-store.contract.ts) runs against every implementation.
+//
+// What lives here: jobs, the update log (every acknowledged gradient, durable BEFORE its ack, with
+// the shard it completes: this is also the shard ledger), outstanding leases with deadlines,
+// metric history and worker records. Weights live in checkpoint files (checkpoint-store.ts).
+
+import type { JobConfig } from '../jobs/job-config.ts';
+
+export interface StoredJob {
+  readonly id: string;
+  readonly config: JobConfig;
+  readonly createdAt: number;
+}
+
+/** One applied gradient. `version` is the model version it produced (base + 1 step). */
+export interface UpdateRecord {
+  readonly jobId: string;
+  readonly version: number;
+  readonly leaseId: string;
+  readonly workerId: string;
+  readonly epoch: number;
+  readonly shard: number;
+  readonly baseVersion: number;
+  /** The learning rate actually applied (job lr x staleness scale): replay uses it verbatim. */
+  readonly lr: number;
+  readonly staleness: number;
+  readonly samples: number;
+  readonly loss: number;
+  readonly at: number;
+  /** Packed float32 gradient; null once a checkpoint covers this version (then only the ledger row stays). */
+  readonly gradient: Uint8Array | null;
+}
+
+export interface StoredLease {
+  readonly jobId: string;
+  readonly leaseId: string;
+  readonly workerId: string;
+  readonly epoch: number;
+  readonly shard: number;
+  readonly baseVersion: number;
+  readonly grantedAt: number;
+  readonly deadlineAt: number;
+}
+
+export interface StoredMetric {
+  readonly jobId: string;
+  readonly version: number;
+  readonly testLoss: number;
+  readonly testAccuracy: number;
+  readonly at: number;
+  readonly ms: number;
+}
+
+export interface StoredWorker {
+  readonly workerId: string;
+  readonly firstSeenAt: number;
+  readonly lastSeenAt: number;
+  readonly capabilities: unknown;
+  readonly leasesDone: number;
+  readonly accepted: number;
+  readonly refused: number;
+  /** EWMA of milliseconds per example, lease granted -> gradient received (null: unknown yet). */
+  readonly msPerSample: number | null;
+}
+
+export interface StateStore {
+  readonly kind: string;
+
+  putJob(job: StoredJob): void;
+  listJobs(): StoredJob[];
+
+  /** Appends an update durably (the ack may be sent once this returns). Throws on a duplicate version or lease. */
+  appendUpdate(u: UpdateRecord): void;
+  /** The update that answered `leaseId`, if any (idempotent pushes across restarts). */
+  updateByLease(jobId: string, leaseId: string): UpdateRecord | null;
+  /** Updates with version > `afterVersion`, ascending (replay after a crash). */
+  updatesAfter(jobId: string, afterVersion: number): UpdateRecord[];
+  /** Drops the gradient blobs of versions <= `upToVersion` (a checkpoint now covers them). */
+  compactUpdates(jobId: string, upToVersion: number): void;
+  /** The shard ledger: (epoch, shard) -> how many updates completed it. */
+  ledger(jobId: string, epoch: number): Map<number, number>;
+  lastVersion(jobId: string): number | null;
+
+  putLease(l: StoredLease): void;
+  deleteLease(jobId: string, leaseId: string): void;
+  listLeases(jobId: string): StoredLease[];
+
+  appendMetric(m: StoredMetric): void;
+  metrics(jobId: string): StoredMetric[];
+
+  putWorker(w: StoredWorker): void;
+  getWorker(workerId: string): StoredWorker | null;
+  listWorkers(): StoredWorker[];
+
+  close(): void;
+}
