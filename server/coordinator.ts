@@ -11,8 +11,11 @@ import { JobRegistry } from './jobs/registry.ts';
 import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
-import { attachWorkerHandlers, type FlockServer } from './transport/socket-handlers.ts';
+import { attachWorkerHandlers, type FlockServer, type TransportObserver } from './transport/socket-handlers.ts';
 import { createHttpServer } from './http/http-server.ts';
+import { WorkerStatsBook } from './jobs/worker-stats.ts';
+import { TelemetryBook } from './jobs/job-telemetry.ts';
+import { AdminFeed } from './transport/admin-socket.ts';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
@@ -35,6 +38,8 @@ export interface CoordinatorOptions {
   /** Durable state: 'sqlite' (default, <dataDir>/flock.db) or 'memory' (nothing survives). */
   readonly store?: 'sqlite' | 'memory' | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
+  /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
+  readonly checkpointPauseMs?: number | undefined;
   /** socket.io message size cap; weights of big models exceed the 1 MB default. */
   readonly maxMessageBytes?: number | undefined;
 }
@@ -46,6 +51,8 @@ export interface Coordinator {
   readonly registry: JobRegistry;
   readonly io: FlockServer;
   readonly state: StateStore;
+  /** Per-worker statistics (dashboard workers table). */
+  readonly workerStats: WorkerStatsBook;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -63,7 +70,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const dataset = opts.dataset ?? (await loadMnist());
   await mkdir(opts.dataDir, { recursive: true });
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3 });
+  const registry = new JobRegistry({ clock, dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
   await registry.loadAll();
   if (registry.all().length === 0 && opts.demo) {
     await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
@@ -72,15 +79,30 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const adminToken = opts.adminToken || randomBytes(18).toString('base64url');
 
   let workersFn: () => unknown[] = () => [];
-  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn() });
+  const workerStats = new WorkerStatsBook(clock);
+  const telemetry = new TelemetryBook(clock);
+  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry });
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
     pingTimeout: 10_000,
     perMessageDeflate: false,
   });
-  const handlers = attachWorkerHandlers(io, registry, clock, log);
+  // The dashboard's feed (namespace /admin, token-checked) and the worker statistics it shows.
+  const adminFeed = new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
+  const observers: TransportObserver[] = [workerStats, adminFeed];
+  const observer: TransportObserver = {
+    hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
+    joined: (w, j) => observers.forEach((o) => o.joined?.(w, j)),
+    leased: (w, j, a) => observers.forEach((o) => o.leased?.(w, j, a)),
+    pushed: (w, j, p, a) => observers.forEach((o) => o.pushed?.(w, j, p, a)),
+    released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
+    left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
+  };
+  const handlers = attachWorkerHandlers(io, registry, clock, log, observer);
   workersFn = handlers.workers;
+  const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
+  sampler.unref();
 
   const sweep = setInterval(() => {
     for (const job of registry.all()) {
@@ -99,6 +121,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
 
   async function close(): Promise<void> {
     clearInterval(sweep);
+    clearInterval(sampler);
+    adminFeed.close();
     io.close();
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {
@@ -115,6 +139,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     registry,
     io,
     state,
+    workerStats,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
       for (const job of registry.all()) {

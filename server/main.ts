@@ -21,10 +21,26 @@ function demoFromEnv(): DemoName | null {
 }
 
 function overridesFromEnv(): Partial<JobConfig> {
-  const o: { stop?: JobConfig['stop'] } = {};
-  const epochs = env.FLOCK_MAX_EPOCHS ? Number(env.FLOCK_MAX_EPOCHS) : undefined;
-  const target = env.FLOCK_TARGET_ACCURACY ? Number(env.FLOCK_TARGET_ACCURACY) : undefined;
+  const o: { -readonly [K in keyof JobConfig]?: JobConfig[K] } = {};
+  const num = (name: string): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n)) {
+      console.error(`${name} must be a number; got ${v}`);
+      process.exit(2);
+    }
+    return n;
+  };
+  const epochs = num('FLOCK_MAX_EPOCHS');
+  const target = num('FLOCK_TARGET_ACCURACY');
   if (epochs !== undefined || target !== undefined) o.stop = { maxEpochs: epochs ?? 10, targetAccuracy: target ?? null };
+  const every = num('FLOCK_EVAL_EVERY');
+  if (every !== undefined) o.evalEveryVersions = every;
+  const timeout = num('FLOCK_LEASE_TIMEOUT_MS');
+  if (timeout !== undefined) o.leaseTimeoutMs = timeout;
+  const batch = num('FLOCK_BATCH_SIZE');
+  if (batch !== undefined) o.batchSize = batch;
   return o;
 }
 
@@ -38,6 +54,7 @@ const coordinator = await startCoordinator({
   demoOverrides: overridesFromEnv(),
   store: env.FLOCK_STORE === 'memory' ? 'memory' : 'sqlite',
   sqliteSync: env.FLOCK_SQLITE_SYNC === 'FULL' ? 'FULL' : 'NORMAL',
+  checkpointPauseMs: Number(env.FLOCK_FAULT_CHECKPOINT_PAUSE_MS ?? 0),
   log: consoleLogger,
 });
 

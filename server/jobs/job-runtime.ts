@@ -338,6 +338,11 @@ export class JobRuntime {
     return this.leases.shardCounts();
   }
 
+  /** Deadlines of the leases outstanding now (fault tests check none is overdue). */
+  leaseDeadlines(): number[] {
+    return this.leases.outstanding.map((l) => l.deadlineAt);
+  }
+
   get outstandingLeases(): number {
     return this.leases.outstanding.length;
   }
@@ -564,6 +569,28 @@ export class JobRuntime {
     this.finishedAt = this.deps.clock.now();
     this.emit();
     void this.checkpoint();
+  }
+
+  /**
+   * Admin: the learning rate for updates from now on. The registry persists the job's config
+   * (JobRegistry.updateSettings); each logged update records the lr it actually used.
+   */
+  setLearningRate(lr: number): void {
+    if (!(Number.isFinite(lr) && lr > 0 && lr <= 10)) throw new RangeError(`learning rate must be in (0, 10], got ${lr}`);
+    this.config.optimizer.learningRate = lr;
+    this.emit();
+  }
+
+  /** Admin: the staleness bound for gradients judged from now on (persisted like the lr). */
+  setMaxStaleness(bound: number): void {
+    if (!(Number.isInteger(bound) && bound >= 0 && bound <= 100_000)) throw new RangeError(`staleness bound must be an integer in [0, 100000], got ${bound}`);
+    this.config.staleness.maxStaleness = bound;
+    this.emit();
+  }
+
+  /** Time spent running so far, pauses excluded (ms). */
+  get activeElapsedMs(): number {
+    return this.elapsedActiveMs();
   }
 
   private finish(): void {

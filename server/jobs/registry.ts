@@ -7,18 +7,30 @@ import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
 import { CheckpointStore } from '../storage/checkpoint-store.ts';
 
-export type RegistryDeps = Omit<JobRuntimeDeps, 'store'> & { readonly dataDir: string; readonly keepCheckpoints: number };
+export type RegistryDeps = Omit<JobRuntimeDeps, 'store'> & {
+  readonly dataDir: string;
+  readonly keepCheckpoints: number;
+  /** Fault injection only: pause inside every checkpoint write. */
+  readonly checkpointPauseMs?: number | undefined;
+};
 
 export class JobRegistry {
   private readonly jobs = new Map<string, JobRuntime>();
+  private readonly added = new Set<(job: JobRuntime) => void>();
   constructor(private readonly deps: RegistryDeps) {}
+
+  /** Called for each job created after start-up (the transport subscribes to its updates). */
+  onAdded(cb: (job: JobRuntime) => void): () => void {
+    this.added.add(cb);
+    return () => this.added.delete(cb);
+  }
 
   private jobDir(id: string): string {
     return path.join(this.deps.dataDir, 'jobs', id);
   }
 
   storeFor(id: string): CheckpointStore {
-    return new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m));
+    return new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m), this.deps.checkpointPauseMs ?? 0);
   }
 
   /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
@@ -41,7 +53,27 @@ export class JobRegistry {
     const rt = await JobRuntime.create(id, valid, { ...this.deps, store: this.storeFor(id) });
     this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
     this.jobs.set(id, rt);
+    for (const cb of this.added) cb(rt);
     return rt;
+  }
+
+  /**
+   * Changes a running job's learning rate and/or staleness bound and records the new config in
+   * the StateStore, so a restart keeps them. Throws RangeError on an invalid value (nothing changes).
+   */
+  updateSettings(id: string, patch: { learningRate?: number | undefined; maxStaleness?: number | undefined }): JobRuntime | undefined {
+    const job = this.jobs.get(id);
+    if (!job) return undefined;
+    const next = JobConfigSchema.parse({
+      ...job.config,
+      optimizer: { ...job.config.optimizer, learningRate: patch.learningRate ?? job.config.optimizer.learningRate },
+      staleness: { ...job.config.staleness, maxStaleness: patch.maxStaleness ?? job.config.staleness.maxStaleness },
+    });
+    if (patch.learningRate !== undefined) job.setLearningRate(next.optimizer.learningRate);
+    if (patch.maxStaleness !== undefined) job.setMaxStaleness(next.staleness.maxStaleness);
+    const createdAt = this.deps.state.listJobs().find((j) => j.id === id)?.createdAt ?? job.summary().createdAt;
+    this.deps.state.putJob({ id, config: job.config, createdAt });
+    return job;
   }
 
   get(id: string): JobRuntime | undefined {

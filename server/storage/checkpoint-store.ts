@@ -51,6 +51,8 @@ export class CheckpointStore {
     readonly root: string,
     private readonly keep = 3,
     private readonly warn: Warn = (m) => console.warn(m),
+    /** Fault injection only (FLOCK_FAULT_CHECKPOINT_PAUSE_MS): widens the window in which a kill lands mid-write. */
+    private readonly pauseBeforeRenameMs = 0,
   ) {}
 
   /** Writes a checkpoint atomically and prunes all but the newest `keep`. */
@@ -78,6 +80,7 @@ export class CheckpointStore {
     // state.json last: a directory without it is never trusted.
     await writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state));
     await fsyncDir(tmp);
+    if (this.pauseBeforeRenameMs > 0) await new Promise((r) => setTimeout(r, this.pauseBeforeRenameMs));
     await rm(final, { recursive: true, force: true });
     await rename(tmp, final);
     await fsyncDir(this.root);

@@ -1,0 +1,70 @@
+// Fault fixtures for the fault-injection tests: workers that vanish, stall, crawl or lie, and
+// helpers to run a coordinator on a slice of the real MNIST. Test-only code.
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadMnist, type Dataset } from '../data/dataset.ts';
+import { startCoordinator, type Coordinator } from '../coordinator.ts';
+import type { JobConfig } from '../jobs/job-config.ts';
+import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
+import type { LeasePayload } from '../../shared/protocol/messages.ts';
+
+export const silentLog = { info(): void {}, warn(): void {} };
+
+/** The first `train` training and `test` test examples of the real MNIST. */
+export async function mnistSlice(train: number, test: number): Promise<Dataset> {
+  const m = await loadMnist();
+  const row = 28 * 28;
+  return {
+    ...m,
+    train: { x: m.train.x.subarray(0, train * row), y: m.train.y.subarray(0, train), count: train },
+    test: { x: m.test.x.subarray(0, test * row), y: m.test.y.subarray(0, test), count: test },
+  };
+}
+
+export async function sliceCoordinator(dataset: Dataset, overrides: Partial<JobConfig>, dataDir?: string): Promise<Coordinator> {
+  return startCoordinator({
+    port: 0,
+    host: '127.0.0.1',
+    dataDir: dataDir ?? mkdtempSync(path.join(tmpdir(), 'flock-fault-')),
+    clientDir: path.join(tmpdir(), 'flock-no-pages'),
+    demo: 'mnist-mlp',
+    demoOverrides: overrides,
+    dataset,
+    log: silentLog,
+    sweepIntervalMs: 100,
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A worker that takes a lease and then never answers (a sleeping laptop: no disconnect). */
+export function stallingWorker(url: string, onStall?: (lease: LeasePayload) => void): Promise<NodeWorker> {
+  return startNodeWorker(url, {
+    beforePush: (lease) => {
+      onStall?.(lease);
+      return new Promise<void>(() => {});
+    },
+  });
+}
+
+/** A worker `factor` times slower than its compute: it waits (factor - 1) x compute before each push. */
+export function slowWorker(url: string, factor: number): Promise<NodeWorker> {
+  let started = Date.now();
+  return startNodeWorker(url, {
+    beforePush: async () => {
+      const spent = Date.now() - started;
+      await sleep(spent * (factor - 1));
+      started = Date.now();
+    },
+  });
+}
+
+export async function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
