@@ -378,18 +378,18 @@ export class JobRuntime {
     if (msg.numSamples !== samples) {
       return this.refuse(fail(ErrorCode.BadRequest, `the shard has ${samples} examples, push says ${msg.numSamples}`));
     }
+    const verdict = judgeStaleness(this.config.staleness, this.version, lease.baseVersion);
+    if (!verdict.accept) {
+      this.leases.release(lease.id);
+      this.deps.state.deleteLease(this.id, lease.id);
+      return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
+    }
     const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
     if (!check.ok) {
       this.leases.release(lease.id);
       this.deps.state.deleteLease(this.id, lease.id);
       this.noteShardFailure(lease);
       return this.refuse(fail(check.code, check.message));
-    }
-    const verdict = judgeStaleness(this.config.staleness, this.version, lease.baseVersion);
-    if (!verdict.accept) {
-      this.leases.release(lease.id);
-      this.deps.state.deleteLease(this.id, lease.id);
-      return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
     }
 
     const lr = this.config.optimizer.learningRate * verdict.scale;
