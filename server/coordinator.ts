@@ -99,7 +99,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
   };
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer);
+  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state);
   workersFn = handlers.workers;
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();

@@ -439,6 +439,11 @@ test('crash after acks: reopening replays the update log to the same weights, le
     assert.equal(codeOf(rt.push(W1, g)), 'ok');
   }
   const weights = weightsOf(rt);
+  // The worker's durable record counts what it delivered and how fast.
+  const record = deps.state.getWorker(W1)!;
+  assert.equal(record.accepted, 5);
+  assert.equal(record.leasesDone, 5);
+  assert.ok(record.msPerSample !== null && record.msPerSample >= 0);
   const deps2 = { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') };
   const back = await JobRuntime.open('job-1', rt.config, deps2);
   runtimes.push(back);

@@ -267,6 +267,11 @@ export class JobRuntime {
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
     if (this.draining) return fail(ErrorCode.NoWork, 'the coordinator is restarting; ask again soon', 2000);
+    if (!this.speeds.has(workerId)) {
+      // After a restart, a returning worker's measured speed comes back from its durable record.
+      const known = this.deps.state.getWorker(workerId)?.msPerSample;
+      if (known != null) this.speeds.set(workerId, known);
+    }
     const timeoutMs = leaseDeadlineMs(policyFor(this.config.leaseTimeoutMs), this.speeds.get(workerId), this.config.batchSize);
     const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
@@ -351,6 +356,28 @@ export class JobRuntime {
 
   /** Validates and applies one gradient. Idempotent per lease: a retried push gets 'duplicate'. */
   push(workerId: WorkerId, msg: GradientPush): PushAck {
+    const ack = this.applyPush(workerId, msg);
+    this.recordWorkerOutcome(workerId, ack);
+    return ack;
+  }
+
+  /** The worker's durable record: leases answered, accepted/refused, measured speed. */
+  private recordWorkerOutcome(workerId: WorkerId, ack: PushAck): void {
+    const prev = this.deps.state.getWorker(workerId);
+    const now = this.deps.clock.now();
+    this.deps.state.putWorker({
+      workerId,
+      firstSeenAt: prev?.firstSeenAt ?? now,
+      lastSeenAt: now,
+      capabilities: prev?.capabilities ?? null,
+      leasesDone: (prev?.leasesDone ?? 0) + 1,
+      accepted: (prev?.accepted ?? 0) + (ack.ok ? 1 : 0),
+      refused: (prev?.refused ?? 0) + (ack.ok ? 0 : 1),
+      msPerSample: this.speeds.get(workerId) ?? prev?.msPerSample ?? null,
+    });
+  }
+
+  private applyPush(workerId: WorkerId, msg: GradientPush): PushAck {
     const prior = this.acks.get(msg.leaseId);
     if (prior) {
       if (prior.workerId !== workerId) return fail(ErrorCode.LeaseNotYours, 'lease belongs to another worker');

@@ -5,7 +5,7 @@ import type { Server, Socket } from 'socket.io';
 import { randomUUID } from 'node:crypto';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/events.ts';
 import { ErrorCode, fail } from '../../shared/protocol/errors.ts';
-import { PROTOCOL_VERSION, type WorkerCapabilities } from '../../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION, type GradientPush, type LeaseAck, type PushAck, type WorkerCapabilities } from '../../shared/protocol/messages.ts';
 import {
   GradientPushSchema,
   HelloRequestSchema,
@@ -18,7 +18,9 @@ import {
 import type { WorkerId } from '../leases/lease-manager.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import type { JobRuntime, Logger } from '../jobs/job-runtime.ts';
+import type { StateStore } from '../storage/state-store.ts';
 import type { Clock } from '../../shared/clock.ts';
+import { RefusalBook } from './refusals.ts';
 
 /** The acknowledgement payload type of a client->server event. */
 type AckOf<K extends keyof ClientToServerEvents> = Parameters<Parameters<ClientToServerEvents[K]>[1]>[0];
@@ -38,6 +40,21 @@ export interface WorkerInfo {
   readonly capabilities: WorkerCapabilities;
   readonly jobId: string | undefined;
   readonly connectedAt: number;
+  /** Jobs this worker said it cannot train (never leased to it again). */
+  readonly refusedJobs: readonly string[];
+}
+
+/**
+ * Optional listener for what workers do, told after each answer (per-worker statistics, the
+ * dashboard's live feed). Must be cheap: it runs on every lease and push.
+ */
+export interface TransportObserver {
+  hello?(workerId: WorkerId, capabilities: WorkerCapabilities, connectedAt: number): void;
+  joined?(workerId: WorkerId, jobId: string): void;
+  leased?(workerId: WorkerId, jobId: string, ack: LeaseAck): void;
+  pushed?(workerId: WorkerId, jobId: string, push: GradientPush, ack: PushAck): void;
+  released?(workerId: WorkerId, jobId: string): void;
+  left?(workerId: WorkerId, jobId: string | undefined): void;
 }
 
 /** Wraps an ack so a handler never answers twice and a missing callback never crashes. */
@@ -50,9 +67,11 @@ function safeAck<T>(ack: unknown): (res: T) => void {
   };
 }
 
-export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger): { workers(): WorkerInfo[] } {
+export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore): { workers(): WorkerInfo[] } {
   const room = (jobId: string): string => `job:${jobId}`;
+  const refusals = new RefusalBook();
   for (const job of registry.all()) subscribe(job);
+  registry.onAdded(subscribe);
 
   function subscribe(job: JobRuntime): void {
     job.onUpdate((u) => io.to(room(job.id)).emit('job:update', u));
@@ -69,9 +88,11 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
         registry.get(socket.data.jobId)?.workerLeft(wid);
         void socket.leave(room(socket.data.jobId));
       }
+      const changed = socket.data.jobId !== job.id;
       socket.data.jobId = job.id;
       job.workers.add(wid);
       void socket.join(room(job.id));
+      if (changed) observer.joined?.(wid, job.id);
     };
 
     socket.on('worker:hello', (raw, rawAck) => {
@@ -88,7 +109,22 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
         socket.data.workerId = (wanted && !taken ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
       }
       socket.data.capabilities = msg.value.capabilities;
+      if (state) {
+        const prev = state.getWorker(socket.data.workerId);
+        const now = clock.now();
+        state.putWorker({
+          workerId: socket.data.workerId,
+          firstSeenAt: prev?.firstSeenAt ?? now,
+          lastSeenAt: now,
+          capabilities: msg.value.capabilities,
+          leasesDone: prev?.leasesDone ?? 0,
+          accepted: prev?.accepted ?? 0,
+          refused: prev?.refused ?? 0,
+          msPerSample: prev?.msPerSample ?? null,
+        });
+      }
       ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now() });
+      observer.hello?.(socket.data.workerId, msg.value.capabilities, socket.data.connectedAt ?? clock.now());
     });
 
     socket.on('job:get', (raw, rawAck) => {
@@ -110,8 +146,12 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
       const job = jobFor(msg.value.jobId);
       if (!job) return ack(fail(ErrorCode.UnknownJob, 'no such job', 5000));
+      const refused = refusals.reason(wid, job.id);
+      if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
       join(job);
-      ack(job.requestLease(wid, msg.value.cachedVersion));
+      const res = job.requestLease(wid, msg.value.cachedVersion);
+      ack(res);
+      observer.leased?.(wid, job.id, res);
     });
 
     socket.on('gradient:push', (raw, rawAck) => {
@@ -123,7 +163,9 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
       try {
-        ack(job.push(wid, msg.value));
+        const res = job.push(wid, msg.value);
+        ack(res);
+        observer.pushed?.(wid, job.id, msg.value, res);
       } catch (err) {
         log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
         ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
@@ -138,6 +180,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!wid || !job || !job.release(wid, msg.value.leaseId)) return ack(fail(ErrorCode.UnknownLease, 'no such lease held by this worker'));
       ack({ ok: true });
+      observer.released?.(wid, job.id);
     });
 
     socket.on('job:refuse', (raw, rawAck) => {
@@ -146,16 +189,24 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
       if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      registry.get(msg.value.jobId)?.workerLeft(wid);
+      const refusedJob = registry.get(msg.value.jobId);
+      if (refusedJob) {
+        refusedJob.workerLeft(wid);
+        refusals.record(wid, refusedJob.id, msg.value.reason);
+      }
       log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason}`);
       ack({ ok: true });
     });
 
     socket.on('disconnect', () => {
       const wid = socket.data.workerId;
-      if (!wid || !socket.data.jobId) return;
+      if (!wid || !socket.data.jobId) {
+        if (wid) observer.left?.(wid, undefined);
+        return;
+      }
       const released = registry.get(socket.data.jobId)?.workerLeft(wid) ?? 0;
       if (released > 0) log.info(`worker ${wid} left; ${released} lease(s) reissued`);
+      observer.left?.(wid, socket.data.jobId);
     });
   });
 
@@ -163,6 +214,6 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
     workers: () =>
       [...io.of('/').sockets.values()]
         .filter((s) => s.data.workerId && s.data.capabilities)
-        .map((s) => ({ workerId: s.data.workerId!, capabilities: s.data.capabilities!, jobId: s.data.jobId, connectedAt: s.data.connectedAt ?? 0 })),
+        .map((s) => ({ workerId: s.data.workerId!, capabilities: s.data.capabilities!, jobId: s.data.jobId, connectedAt: s.data.connectedAt ?? 0, refusedJobs: refusals.jobsRefusedBy(s.data.workerId!) })),
   };
 }
