@@ -1,4 +1,4 @@
-// Builds the two pages (volunteer `/`, dashboard `/admin/`) and the training Web Worker into
+// Builds the pages (volunteer `/`, dashboard `/admin/`, gradient coverage `/coverage/`) and the training Web Worker into
 // dist/client, which the coordinator serves. tfjs's .wasm files are served by the coordinator at /wasm/.
 import { defineConfig } from 'vite';
 import { resolve } from 'node:path';
@@ -15,6 +15,7 @@ export default defineConfig({
       input: {
         volunteer: resolve(import.meta.dirname, 'client/index.html'),
         admin: resolve(import.meta.dirname, 'client/admin/index.html'),
+        coverage: resolve(import.meta.dirname, 'client/coverage/index.html'),
       },
     },
   },

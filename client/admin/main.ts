@@ -1,145 +1,579 @@
-// Admin dashboard: signs in with the admin token (from the printed URL's #token= or the form),
-// then shows every job's figures, the accuracy chart and the connected workers, with controls.
+// Dashboard controller: sign-in (token from the printed URL's #token= or the form; nothing admin is
+// shown or fetched without it), the jobs overview, the create-job form and the live job page,
+// all fed by pushes on the /admin socket. Renders at most once per animation frame and records
+// each push's coordinator-event -> painted latency (window.flockAdmin, read by the e2e journey).
 
-import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
+import { ApiError, adoptTokenFromHash, api, downloadWithToken, getToken, setToken } from './session.ts';
+import { LiveLink, type LinkState } from './live.ts';
+import { JobCharts, reasonName } from './job-charts.ts';
+import { VirtualTable, type Column } from './virtual-table.ts';
+import { clock, dateTime, duration, int, num, pct } from '../common/format.ts';
+import type { DemoInfo, EvalPoint, JobDelta, JobSnapshot, JobView, JobsOverview, LossPoint, TelemetryPoint, WorkerRow } from '../../shared/protocol/admin.ts';
 
-interface JobSummary {
-  id: string;
-  name: string;
-  status: string;
-  version: number;
-  epoch: number;
-  maxEpochs: number;
-  progress: number;
-  workers: number;
-  samplesPerSec: number;
-  metrics: { testAccuracy: number | null; testLoss: number | null };
-  updates: { applied: number; refused: Record<string, number> };
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} missing`);
+  return el as T;
+};
+const show = (id: string, on: boolean): void => void $(id).classList.toggle('hidden', !on);
+
+// ---- what automation reads ---------------------------------------------------------------------
+
+interface AdminProbe {
+  link: LinkState['kind'];
+  jobs: JobView[];
+  job: JobView | null;
+  evaluations: number;
+  workersRows: number;
+  renderedRows: { first: number; last: number };
+  /** ms from the first change folded into a push (at the coordinator) to the frame after it was drawn. */
+  eventToPaint: number[];
+  /** ms from the coordinator sending a push to the frame after it was drawn. */
+  sendToPaint: number[];
+  deltas: number;
+}
+const probe: AdminProbe = { link: 'connecting', jobs: [], job: null, evaluations: 0, workersRows: 0, renderedRows: { first: 0, last: 0 }, eventToPaint: [], sendToPaint: [], deltas: 0 };
+(window as unknown as { flockAdmin: AdminProbe }).flockAdmin = probe;
+
+// ---- state -------------------------------------------------------------------------------------
+
+interface JobState {
+  view: JobView;
+  evals: EvalPoint[];
+  loss: LossPoint[];
+  telemetry: TelemetryPoint[];
+  staleness: number[];
+  workers: Map<string, WorkerRow>;
 }
 
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
-const fromHash = new URLSearchParams(location.hash.slice(1)).get('token');
-if (fromHash) {
-  sessionStorage.setItem('flock.token', fromHash);
-  history.replaceState(null, '', location.pathname + location.search);
-}
-let token = sessionStorage.getItem('flock.token') ?? '';
-let chart: uPlot | null = null;
+let jobs: JobView[] = [];
+let current: JobState | null = null;
+let route: { page: 'overview' } | { page: 'job'; id: string } = { page: 'overview' };
+let signedIn = false;
+let linkState: LinkState = { kind: 'connecting' };
+const dirty = { overview: false, job: false, evals: false, loss: false, telemetry: false, staleness: false, workers: false };
+/** Stamps of pushes drawn in the coming frame: [eventAt, sentAt]. */
+let pendingStamps: [number, number][] = [];
+let frame = 0;
 
-async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
-  const res = await fetch(path, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` } });
-  if (res.status === 401) throw new Error('unauthorized');
-  if (!res.ok) throw new Error(`${res.status}`);
-  return (await res.json()) as T;
+const charts = new JobCharts({ acc: $('ch-acc'), train: $('ch-train'), tput: $('ch-tput'), upd: $('ch-upd'), stale: $('ch-stale') });
+
+// ---- live link ---------------------------------------------------------------------------------
+
+const live = new LiveLink({
+  state(s) {
+    linkState = s;
+    probe.link = s.kind;
+    if (s.kind === 'refused') return signOut('That token was refused.');
+    if (s.kind === 'live' && !signedIn) enterApp();
+    renderLink();
+  },
+  overview(o: JobsOverview) {
+    jobs = [...o.jobs];
+    probe.jobs = jobs;
+    dirty.overview = true;
+    schedule(o.eventAt, o.sentAt);
+  },
+  snapshot(s: JobSnapshot) {
+    current = { view: s.job, evals: [...s.evaluations], loss: [...s.trainLoss], telemetry: [...s.telemetry], staleness: [...s.staleness], workers: new Map(s.workers.map((w) => [w.workerId, w])) };
+    Object.assign(dirty, { job: true, evals: true, loss: true, telemetry: true, staleness: true, workers: true });
+    void loadCheckpoints();
+    schedule(null, s.sentAt);
+  },
+  delta(d: JobDelta) {
+    if (!current || current.view.id !== d.jobId) return;
+    probe.deltas++;
+    mergeDelta(current, d);
+    schedule(d.eventAt, d.sentAt);
+  },
+  watchFailed(_jobId, message) {
+    $('j-name').textContent = 'Job not found';
+    $('j-desc').textContent = message;
+  },
+});
+
+function mergeDelta(st: JobState, d: JobDelta): void {
+  const lastCk = st.view.lastCheckpointVersion;
+  st.view = d.job;
+  dirty.job = true;
+  const lastEvalAt = st.evals.at(-1)?.at ?? -Infinity;
+  const evals = d.evaluations.filter((e) => e.at > lastEvalAt);
+  if (evals.length) {
+    st.evals.push(...evals);
+    dirty.evals = true;
+  }
+  const lastLoss = st.loss.at(-1)?.version ?? -Infinity;
+  const loss = d.trainLoss.filter((p) => p.version > lastLoss);
+  if (loss.length) {
+    st.loss.push(...loss);
+    if (st.loss.length > 8000) st.loss.splice(0, st.loss.length - 8000);
+    dirty.loss = true;
+  }
+  const lastT = st.telemetry.at(-1)?.at ?? -Infinity;
+  const tel = d.telemetry.filter((p) => p.at > lastT);
+  if (tel.length) {
+    st.telemetry.push(...tel);
+    if (st.telemetry.length > 4000) st.telemetry.splice(0, st.telemetry.length - 4000);
+    dirty.telemetry = true;
+  }
+  if (d.staleness.join() !== st.staleness.join()) {
+    st.staleness = [...d.staleness];
+    dirty.staleness = true;
+  }
+  if (d.workers) {
+    if (d.workers.full) st.workers.clear();
+    for (const r of d.workers.rows) st.workers.set(r.workerId, r);
+    for (const id of d.workers.removed) st.workers.delete(id);
+    dirty.workers = true;
+  }
+  if (d.job.lastCheckpointVersion !== lastCk) void loadCheckpoints();
 }
 
-async function signIn(candidate: string): Promise<boolean> {
-  token = candidate;
-  try {
-    await api('/api/workers');
-    sessionStorage.setItem('flock.token', token);
-    $('signin').classList.add('hidden');
-    $('app').classList.remove('hidden');
-    return true;
-  } catch {
-    $('signin').classList.remove('hidden');
-    $('app').classList.add('hidden');
-    if (candidate) {
-      $('signin-error').textContent = 'That token was refused.';
-      $('signin-error').classList.remove('hidden');
-    }
-    return false;
+// ---- rendering (one frame at a time) -----------------------------------------------------------
+
+function schedule(eventAt: number | null, sentAt: number): void {
+  if (eventAt !== null) pendingStamps.push([eventAt, sentAt]);
+  if (frame) return;
+  frame = requestAnimationFrame(() => {
+    frame = 0;
+    render();
+    const stamps = pendingStamps;
+    pendingStamps = [];
+    // The next frame starts after this one was painted: that is "on screen".
+    if (stamps.length)
+      requestAnimationFrame(() => {
+        const now = Date.now();
+        for (const [ev, sent] of stamps) {
+          probe.eventToPaint.push(now - ev);
+          probe.sendToPaint.push(now - sent);
+        }
+        if (probe.eventToPaint.length > 5000) probe.eventToPaint.splice(0, 1000);
+        if (probe.sendToPaint.length > 5000) probe.sendToPaint.splice(0, 1000);
+      });
+  });
+}
+
+function render(): void {
+  if (!signedIn) return;
+  if (dirty.overview) renderOverview();
+  if (route.page === 'job' && current) renderJob(current);
+  for (const k of Object.keys(dirty) as (keyof typeof dirty)[]) dirty[k] = false;
+}
+
+function renderLink(): void {
+  const s = linkState;
+  const trying = signedIn || getToken() !== '';
+  const conn = $('conn');
+  conn.className = `conn ${s.kind}` + (trying && s.kind !== 'refused' ? '' : ' hidden');
+  conn.textContent = s.kind === 'live' ? 'live' : s.kind === 'stale' ? 'reconnecting…' : 'connecting…';
+  const stale = s.kind === 'stale' && trying;
+  document.body.classList.toggle('is-stale', stale && signedIn);
+  show('stale', stale);
+  if (s.kind === 'stale') {
+    $('stale').textContent = signedIn
+      ? `Lost the connection to the coordinator at ${clock(s.since)}: the figures below may be stale${s.lastDataAt ? ` (last update ${clock(s.lastDataAt)})` : ''}. Reconnecting…`
+      : 'Cannot reach the coordinator. Retrying…';
   }
 }
 
-const pct = (x: number | null): string => (x == null ? '–' : `${(x * 100).toFixed(2)}%`);
+// ---- overview ----------------------------------------------------------------------------------
 
-function cell(text: string): HTMLTableCellElement {
-  const td = document.createElement('td');
-  td.textContent = text;
-  return td;
+/** Estimated time left, from the progress made per running millisecond. */
+function eta(j: JobView): number | null {
+  if (j.status !== 'running' || j.progress <= 0.005 || j.activeMs < 5000) return null;
+  return (j.activeMs * (1 - j.progress)) / j.progress;
+}
+const elapsed = (j: JobView): number => j.activeMs;
+const stopText = (j: JobView): string => `${j.maxEpochs} epoch${j.maxEpochs === 1 ? '' : 's'}` + (j.targetAccuracy != null ? ` or ${pct(j.targetAccuracy, 1)}` : '');
+
+function td(text: string, cls?: string): HTMLTableCellElement {
+  const c = document.createElement('td');
+  c.textContent = text;
+  if (cls) c.className = cls;
+  return c;
 }
 
-function renderJobs(jobs: JobSummary[]): void {
+function progressCell(j: JobView): HTMLTableCellElement {
+  const c = document.createElement('td');
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  bar.setAttribute('role', 'progressbar');
+  bar.setAttribute('aria-valuemin', '0');
+  bar.setAttribute('aria-valuemax', '100');
+  bar.setAttribute('aria-valuenow', String(Math.round(j.progress * 100)));
+  bar.setAttribute('aria-label', `${j.name} progress`);
+  const fill = document.createElement('span');
+  fill.style.width = `${(j.progress * 100).toFixed(1)}%`;
+  bar.append(fill);
+  const note = document.createElement('div');
+  note.className = 'muted small';
+  note.textContent = `${Math.round(j.progress * 100)}% · epoch ${Math.min(j.epoch + 1, j.maxEpochs)}/${j.maxEpochs}` + (j.targetAccuracy != null ? ` · target ${pct(j.targetAccuracy, 1)}` : '');
+  c.append(bar, note);
+  return c;
+}
+
+function renderOverview(): void {
   const body = $('jobs').querySelector('tbody')!;
+  show('no-jobs', jobs.length === 0);
   body.replaceChildren(
     ...jobs.map((j) => {
       const tr = document.createElement('tr');
-      const name = cell(j.name);
+      const name = document.createElement('td');
+      const a = document.createElement('a');
+      a.href = `#/job/${encodeURIComponent(j.id)}`;
+      a.textContent = j.name;
+      const id = document.createElement('div');
+      id.className = 'muted small';
+      id.textContent = j.id;
+      name.append(a, id);
       const status = document.createElement('td');
-      status.innerHTML = `<span class="badge ${j.status}">${j.status}</span>`;
-      const prog = document.createElement('td');
-      prog.innerHTML = `<div class="bar" role="progressbar" aria-valuenow="${Math.round(j.progress * 100)}" aria-valuemin="0" aria-valuemax="100"><span style="width:${(j.progress * 100).toFixed(1)}%"></span></div><span class="muted">epoch ${Math.min(j.epoch + 1, j.maxEpochs)}/${j.maxEpochs}</span>`;
-      const refused = Object.values(j.updates.refused).reduce((a, b) => a + b, 0);
-      const model = document.createElement('td');
-      model.innerHTML = `<a href="/api/jobs/${encodeURIComponent(j.id)}/model/model.json" download>model.json</a> · <a href="/api/jobs/${encodeURIComponent(j.id)}/metrics" download="metrics.json">metrics</a>`;
-      const actions = document.createElement('td');
-      for (const act of j.status === 'paused' ? ['resume', 'cancel'] : j.status === 'running' ? ['pause', 'cancel'] : []) {
-        const b = document.createElement('button');
-        b.textContent = act[0]!.toUpperCase() + act.slice(1);
-        if (act === 'cancel') b.className = 'danger';
-        b.onclick = async () => {
-          if (act === 'cancel' && !confirm(`Cancel job ${j.name}? Workers stop at once.`)) return;
-          await api(`/api/jobs/${encodeURIComponent(j.id)}/${act}`, { method: 'POST' });
-          void refresh();
-        };
-        actions.append(b, ' ');
-      }
-      tr.append(name, status, prog, cell(pct(j.metrics.testAccuracy)), cell(j.metrics.testLoss?.toFixed(4) ?? '–'), cell(String(j.workers)), cell(Math.round(j.samplesPerSec).toLocaleString()), cell(j.version.toLocaleString()), cell(`${j.updates.applied} / ${refused} refused`), model, actions);
+      const b = document.createElement('span');
+      b.className = `badge ${j.status}`;
+      b.textContent = j.status;
+      status.append(b);
+      const left = eta(j);
+      tr.append(
+        name,
+        status,
+        progressCell(j),
+        td(pct(j.metrics.testAccuracy), 'num'),
+        td(j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4), 'num'),
+        td(int(j.workers), 'num'),
+        td(int(j.samplesPerSec), 'num'),
+        td(dateTime(j.createdAt)),
+        td(duration(elapsed(j)), 'num'),
+        td(j.status === 'running' ? (left === null ? 'estimating…' : duration(left)) : j.status === 'finished' ? 'done' : '–', 'num'),
+      );
       return tr;
     }),
   );
 }
 
-async function renderChart(jobId: string): Promise<void> {
-  const m = await api<{ evaluations: { version: number; testAccuracy: number; testLoss: number }[] }>(`/api/jobs/${encodeURIComponent(jobId)}/metrics`);
-  const data: uPlot.AlignedData = [m.evaluations.map((e) => e.version), m.evaluations.map((e) => e.testAccuracy)];
-  if (!chart) {
-    const el = $('chart');
-    chart = new uPlot(
-      {
-        width: Math.max(300, el.clientWidth),
-        height: 220,
-        scales: { x: { time: false } },
-        axes: [{ stroke: '#a3adc2', grid: { stroke: '#2a3550' } }, { stroke: '#a3adc2', grid: { stroke: '#2a3550' } }],
-        series: [{ label: 'version' }, { label: 'test accuracy', stroke: '#3ecf8e', width: 2 }],
-      },
-      data,
-      el,
-    );
-  } else chart.setData(data);
+// ---- job page ----------------------------------------------------------------------------------
+
+const WORKER_COLUMNS: Column<WorkerRow>[] = [
+  { key: 'id', label: 'Worker', sortValue: (r) => r.workerId, text: (r) => r.workerId },
+  { key: 'backend', label: 'Backend', sortValue: (r) => r.backend, text: (r) => `${r.backend}${r.runtime === 'node' ? ' (node)' : ''}` },
+  { key: 'adapter', label: 'Adapter', sortValue: (r) => r.adapter, text: (r) => r.adapter ?? '–' },
+  { key: 'probe', label: 'Probe', title: 'Gradient-step speed measured by the worker at start, samples/s', numeric: true, sortValue: (r) => r.probeSamplesPerSec, text: (r) => int(r.probeSamplesPerSec) },
+  { key: 'sps', label: 'Samples/s', title: 'Over its recent leases, end to end', numeric: true, sortValue: (r) => r.samplesPerSec, text: (r) => int(r.samplesPerSec) },
+  { key: 'leases', label: 'Leases done', numeric: true, sortValue: (r) => r.leasesDone, text: (r) => int(r.leasesDone) },
+  { key: 'accepted', label: 'Accepted', numeric: true, sortValue: (r) => r.accepted, text: (r) => int(r.accepted) },
+  { key: 'refused', label: 'Refused', numeric: true, sortValue: (r) => r.refused, text: (r) => int(r.refused) },
+  { key: 'stale', label: 'Mean staleness', title: 'Versions between lease and update, averaged over accepted gradients', numeric: true, sortValue: (r) => r.meanStaleness, text: (r) => (r.meanStaleness == null ? '–' : r.meanStaleness.toFixed(1)) },
+  { key: 'since', label: 'Connected since', sortValue: (r) => r.connectedAt, text: (r) => `${clock(r.connectedAt)} (${duration(Date.now() - r.connectedAt)})` },
+];
+const workersTable = new VirtualTable<WorkerRow>($('w-scroll'), $<HTMLTableElement>('w-table'), WORKER_COLUMNS, {
+  initialSort: { key: 'sps', dir: -1 },
+  onRender: ({ total, first, last }) => {
+    probe.workersRows = total;
+    probe.renderedRows = { first, last };
+    $('w-info').textContent = total === 0 ? 'no workers connected' : `${total.toLocaleString('en-US')} worker${total === 1 ? '' : 's'}` + (total > last - first ? ` · rows ${first + 1}–${last} drawn` : '');
+  },
+});
+
+function text(id: string, t: string): void {
+  const el = $(id);
+  if (el.textContent !== t) el.textContent = t;
 }
 
-async function refresh(): Promise<void> {
+function renderJob(st: JobState): void {
+  const j = st.view;
+  probe.job = j;
+  probe.evaluations = st.evals.length;
+  if (dirty.job) {
+    text('j-name', j.name);
+    const badge = $('j-status');
+    badge.className = `badge ${j.status}`;
+    badge.textContent = j.status;
+    text('j-desc', `${j.description}  (id ${j.id}, ${j.optimizer}, batch ${j.batchSize})`);
+    const live = j.status === 'running' || j.status === 'paused';
+    show('j-pause', j.status === 'running');
+    show('j-resume', j.status === 'paused');
+    ($('j-cancel') as HTMLButtonElement).disabled = !live;
+    text('k-acc', pct(j.metrics.testAccuracy));
+    text('k-acc-v', st.evals.length ? `at v${st.evals.at(-1)!.version}` : 'not evaluated yet');
+    text('k-loss', j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4));
+    text('k-version', int(j.version));
+    text('k-workers', int(j.workers));
+    text('k-sps', int(j.samplesPerSec));
+    text('k-progress', `${Math.round(j.progress * 100)}%`);
+    text('k-epoch', `epoch ${Math.min(j.epoch + 1, j.maxEpochs)} of ${j.maxEpochs}`);
+    text('k-elapsed', duration(j.activeMs));
+    text('k-started', `started ${dateTime(j.createdAt)}`);
+    const left = eta(j);
+    text('k-eta', j.status === 'running' ? (left === null ? 'estimating…' : duration(left)) : j.status);
+    text('k-stop', `stop: ${stopText(j)}`);
+    const total = Math.max(1, j.shards.perEpoch);
+    const bar = $('shard-bar');
+    (bar.children[0] as HTMLElement).style.width = `${(100 * j.shards.done) / total}%`;
+    (bar.children[1] as HTMLElement).style.width = `${(100 * j.shards.leased) / total}%`;
+    bar.setAttribute('aria-label', `${j.shards.done} done, ${j.shards.leased} leased, ${j.shards.waiting} waiting of ${j.shards.perEpoch}`);
+    text('s-done', int(j.shards.done));
+    text('s-leased', int(j.shards.leased));
+    text('s-waiting', int(j.shards.waiting));
+    text('s-total', int(j.shards.perEpoch));
+    text('set-info', `now: learning rate ${num(j.learningRate)}, staleness bound ${j.maxStaleness} (${j.stalenessRule} scaling)`);
+    const setLr = $<HTMLInputElement>('set-lr');
+    const setSt = $<HTMLInputElement>('set-stale');
+    if (document.activeElement !== setLr && !setLr.dataset.edited) setLr.value = String(j.learningRate);
+    if (document.activeElement !== setSt && !setSt.dataset.edited) setSt.value = String(j.maxStaleness);
+    for (const el of [setLr, setSt, $('settings').querySelector('button')!] as HTMLInputElement[]) el.disabled = !live;
+    const refused = Object.entries(j.updates.refused).filter(([, n]) => n > 0);
+    text('upd-totals', `total: ${int(j.updates.applied)} applied` + (refused.length ? ' · refused: ' + refused.map(([c, n]) => `${int(n)} ${reasonName(c)}`).join(', ') : ' · none refused'));
+    const m = $<HTMLAnchorElement>('dl-model');
+    m.href = `/api/jobs/${encodeURIComponent(j.id)}/model/model.json`;
+  }
+  if (dirty.evals || dirty.loss || dirty.telemetry || dirty.staleness) {
+    charts.update({ evals: st.evals, loss: st.loss, telemetry: st.telemetry, staleness: st.staleness }, { evals: dirty.evals, loss: dirty.loss, telemetry: dirty.telemetry, staleness: dirty.staleness });
+  }
+  if (dirty.workers) {
+    workersTable.setRows([...st.workers.values()]);
+    workersTable.render();
+  }
+}
+
+interface CheckpointInfo {
+  version: number;
+  createdAt: number;
+  testAccuracy: number | null;
+  testLoss: number | null;
+  evaluatedVersion: number | null;
+}
+
+async function loadCheckpoints(): Promise<void> {
+  if (!current) return;
+  const id = current.view.id;
   try {
-    const [jobs, workers] = await Promise.all([
-      api<JobSummary[]>('/api/jobs'),
-      api<{ workerId: string; capabilities: { runtime: string; backend: string; adapter?: { vendor: string; architecture: string } }; jobId?: string; connectedAt: number }[]>('/api/workers'),
-    ]);
-    renderJobs(jobs);
-    $('workers').querySelector('tbody')!.replaceChildren(
-      ...workers.map((w) => {
+    const list = await api<CheckpointInfo[]>(`/api/jobs/${encodeURIComponent(id)}/checkpoints`);
+    if (current?.view.id !== id) return;
+    const latest = list[0];
+    const w = $<HTMLAnchorElement>('dl-weights');
+    if (latest) {
+      w.href = `/api/jobs/${encodeURIComponent(id)}/model/weights-v${latest.version}.bin`;
+      w.download = `weights-v${latest.version}.bin`;
+      w.textContent = `weights-v${latest.version}.bin`;
+    }
+    $('ckpts').replaceChildren(
+      ...list.map((c) => {
         const tr = document.createElement('tr');
-        tr.append(cell(w.workerId), cell(w.capabilities.runtime), cell(w.capabilities.backend), cell(w.capabilities.adapter ? `${w.capabilities.adapter.vendor} ${w.capabilities.adapter.architecture}` : '–'), cell(w.jobId ?? '–'), cell(new Date(w.connectedAt).toLocaleTimeString()));
+        const acc = c.testAccuracy == null ? '–' : pct(c.testAccuracy) + (c.evaluatedVersion !== c.version ? ` (v${c.evaluatedVersion})` : '');
+        tr.append(td(`v${int(c.version)}`, 'num'), td(dateTime(c.createdAt)), td(acc, 'num'), td(c.testLoss == null ? '–' : c.testLoss.toFixed(4), 'num'));
         return tr;
       }),
     );
-    if (jobs[0]) await renderChart(jobs[0].id);
-    $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
-  } catch (err) {
-    $('updated').textContent = `coordinator unreachable (${(err as Error).message}); data may be stale`;
+  } catch {
+    /* shown as before; the next checkpoint change retries */
   }
+}
+
+// ---- routing -----------------------------------------------------------------------------------
+
+function parseRoute(): typeof route {
+  const m = /^#\/job\/(.+)$/.exec(location.hash);
+  return m ? { page: 'job', id: decodeURIComponent(m[1]!) } : { page: 'overview' };
+}
+
+function applyRoute(): void {
+  route = parseRoute();
+  const onJob = route.page === 'job';
+  show('overview', signedIn && !onJob);
+  show('job', signedIn && onJob);
+  if (route.page === 'job') {
+    if (current?.view.id !== route.id) {
+      current = null;
+      charts.reset();
+      workersTable.setRows([]);
+      $('ckpts').replaceChildren();
+      for (const id of ['set-lr', 'set-stale']) delete $(id).dataset.edited;
+      text('j-name', route.id);
+    }
+    live.watch(route.id);
+    document.title = `Flock — ${route.id}`;
+  } else {
+    live.watch(null);
+    current = null;
+    document.title = 'Flock — dashboard';
+    dirty.overview = true;
+    schedule(null, Date.now());
+  }
+}
+addEventListener('hashchange', applyRoute);
+
+// ---- sign-in -----------------------------------------------------------------------------------
+
+function enterApp(): void {
+  signedIn = true;
+  show('signin', false);
+  show('signout', true);
+  applyRoute();
+  renderLink();
+}
+
+function signOut(message: string | null): void {
+  live.close();
+  signedIn = false;
+  setToken('');
+  show('signin', true);
+  show('signout', false);
+  show('overview', false);
+  show('job', false);
+  show('stale', false);
+  document.body.classList.remove('is-stale');
+  const err = $('signin-error');
+  err.textContent = message ?? '';
+  err.classList.toggle('hidden', !message);
+  jobs = [];
+  current = null;
+  renderLink();
+  $<HTMLInputElement>('token').focus();
 }
 
 $('signin-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  void signIn($<HTMLInputElement>("token").value.trim()).then((ok) => { if (ok) void refresh(); });
+  const t = $<HTMLInputElement>('token').value.trim();
+  if (!t) return;
+  setToken(t);
+  live.connect(t);
+});
+$('signout').addEventListener('click', () => signOut(null));
+
+// ---- controls ----------------------------------------------------------------------------------
+
+function confirmDialog(title: string, body: string, yes: string): Promise<boolean> {
+  const d = $<HTMLDialogElement>('confirm');
+  $('confirm-h').textContent = title;
+  $('confirm-text').textContent = body;
+  $('confirm-yes').textContent = yes;
+  d.returnValue = '';
+  d.showModal();
+  return new Promise((resolve) => d.addEventListener('close', () => resolve(d.returnValue === 'yes'), { once: true }));
+}
+
+async function control(action: 'pause' | 'resume' | 'cancel'): Promise<void> {
+  if (!current) return;
+  const j = current.view;
+  if (action === 'cancel' && !(await confirmDialog(`Cancel “${j.name}”?`, 'Workers stop at once and the job cannot be resumed. Its checkpoints and metrics stay available for download.', 'Cancel the job'))) return;
+  try {
+    await api(`/api/jobs/${encodeURIComponent(j.id)}/${action}`, { method: 'POST' });
+  } catch (err) {
+    alertError(err);
+  }
+}
+$('j-pause').addEventListener('click', () => void control('pause'));
+$('j-resume').addEventListener('click', () => void control('resume'));
+$('j-cancel').addEventListener('click', () => void control('cancel'));
+
+function alertError(err: unknown): void {
+  const msg = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);
+  $('set-info').textContent = `Failed: ${msg}`;
+}
+
+for (const id of ['set-lr', 'set-stale']) $(id).addEventListener('input', () => ($(id).dataset.edited = '1'));
+$('settings').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  if (!current) return;
+  const lr = Number($<HTMLInputElement>('set-lr').value);
+  const bound = Number($<HTMLInputElement>('set-stale').value);
+  try {
+    await api(`/api/jobs/${encodeURIComponent(current.view.id)}/settings`, { method: 'POST', body: { learningRate: lr, maxStaleness: bound } });
+    for (const id of ['set-lr', 'set-stale']) delete $(id).dataset.edited;
+  } catch (err) {
+    alertError(err);
+  }
 });
 
-if (await signIn(token)) {
-  await refresh();
+$('dl-csv').addEventListener('click', () => {
+  if (current) void downloadWithToken(`/api/jobs/${encodeURIComponent(current.view.id)}/history.csv`, `${current.view.id}-history.csv`).catch(alertError);
+});
+$('dl-json').addEventListener('click', () => {
+  if (current) void downloadWithToken(`/api/jobs/${encodeURIComponent(current.view.id)}/history.json`, `${current.view.id}-history.json`).catch(alertError);
+});
+for (const r of document.querySelectorAll<HTMLInputElement>('input[name="acc-x"]')) {
+  r.addEventListener('change', () => {
+    charts.setAccuracyAxis(r.value === 'time' ? 'time' : 'version');
+    dirty.evals = true;
+    schedule(null, Date.now());
+  });
 }
+
+// ---- create a job ------------------------------------------------------------------------------
+
+let demos: DemoInfo[] = [];
+
+function fillDemo(name: string): void {
+  const d = demos.find((x) => x.name === name);
+  if (!d) return;
+  $<HTMLInputElement>('c-name').value = d.title.replace(/\s*\(.*\)$/, '');
+  $<HTMLInputElement>('c-lr').value = String(d.settings.learningRate);
+  $<HTMLInputElement>('c-batch').value = String(d.settings.batchSize);
+  $<HTMLInputElement>('c-stale').value = String(d.settings.maxStaleness);
+  $<HTMLInputElement>('c-epochs').value = String(d.settings.maxEpochs);
+  $<HTMLInputElement>('c-target').value = d.settings.targetAccuracy == null ? '' : String(d.settings.targetAccuracy * 100);
+  $('c-demo-desc').textContent = d.description;
+}
+
+async function openCreate(): Promise<void> {
+  show('create', true);
+  $('new-job').setAttribute('aria-expanded', 'true');
+  $('c-error').textContent = '';
+  if (!demos.length) {
+    try {
+      demos = await api<DemoInfo[]>('/api/demos');
+    } catch (err) {
+      $('c-error').textContent = `Cannot load the demos: ${(err as Error).message}`;
+      return;
+    }
+    const sel = $<HTMLSelectElement>('c-demo');
+    sel.replaceChildren(...demos.map((d) => new Option(d.title, d.name)));
+  }
+  fillDemo($<HTMLSelectElement>('c-demo').value);
+  $<HTMLSelectElement>('c-demo').focus();
+}
+function closeCreate(): void {
+  show('create', false);
+  $('new-job').setAttribute('aria-expanded', 'false');
+}
+$('new-job').addEventListener('click', () => ($('create').classList.contains('hidden') ? void openCreate() : closeCreate()));
+$('c-cancel').addEventListener('click', closeCreate);
+$('c-demo').addEventListener('change', () => fillDemo($<HTMLSelectElement>('c-demo').value));
+$('create').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = $<HTMLFormElement>('create');
+  if (!form.reportValidity()) return;
+  const targetRaw = $<HTMLInputElement>('c-target').value.trim();
+  const body = {
+    source: { kind: 'demo', demo: $<HTMLSelectElement>('c-demo').value },
+    settings: {
+      name: $<HTMLInputElement>('c-name').value.trim() || undefined,
+      learningRate: Number($<HTMLInputElement>('c-lr').value),
+      batchSize: Number($<HTMLInputElement>('c-batch').value),
+      maxStaleness: Number($<HTMLInputElement>('c-stale').value),
+      maxEpochs: Number($<HTMLInputElement>('c-epochs').value),
+      targetAccuracy: targetRaw === '' ? null : Number(targetRaw) / 100,
+    },
+  };
+  try {
+    const job = await api<JobView>('/api/jobs', { method: 'POST', body });
+    closeCreate();
+    location.hash = `#/job/${encodeURIComponent(job.id)}`;
+  } catch (err) {
+    $('c-error').textContent = err instanceof ApiError ? err.message : String(err);
+  }
+});
+
+// ---- start -------------------------------------------------------------------------------------
+
+// Relative times ("connected since", elapsed) age even without pushes: a cheap 1 s repaint.
 setInterval(() => {
-  if (!$('app').classList.contains('hidden')) void refresh();
-}, 2000);
+  if (!signedIn) return;
+  if (route.page === 'job' && current) {
+    dirty.job = true;
+    workersTable.render();
+  } else dirty.overview = true;
+  schedule(null, Date.now());
+}, 1000);
+
+adoptTokenFromHash();
+if (getToken()) live.connect(getToken());
+else signOut(null);

@@ -1,12 +1,14 @@
-// Volunteer page controller (main thread): consent, controls and the live view. All training runs
-// in training.worker.ts; this file only renders what the worker reports and forwards the controls.
+// Volunteer page controller (main thread): consent, controls, remembered settings and the live
+// view. All training runs in training.worker.ts; this file only renders what the worker reports
+// and forwards the controls, so the page stays responsive (its longest task is measured in e2e).
 
-import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import { BACKENDS, type BackendName, type JobUpdate } from '../../shared/protocol/messages.ts';
 import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
 import type { BackendReport, FromWorker, ToWorker } from './messages.ts';
 import type { ProbeFigures } from '../../shared/training/probe.ts';
+import { COLORS, makeChart, type uPlot } from '../common/charts.ts';
+import { gflop, int, pct } from '../common/format.ts';
+import { prefs } from '../common/prefs.ts';
 
 const params = new URLSearchParams(location.search);
 const forced = params.get('backend');
@@ -14,20 +16,8 @@ const backend: BackendName | null = forced && (BACKENDS as readonly string[]).in
 const jobParam = params.get('job');
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
-const prefs = {
-  get cap(): number {
-    return Number(localStorage.getItem('flock.cap') ?? '1') || 1;
-  },
-  set cap(v: number) {
-    localStorage.setItem('flock.cap', String(v));
-  },
-  get pauseHidden(): boolean {
-    return localStorage.getItem('flock.pauseHidden') !== 'false';
-  },
-  set pauseHidden(v: boolean) {
-    localStorage.setItem('flock.pauseHidden', String(v));
-  },
-};
+
+type PauseReason = 'user' | 'hidden' | 'battery';
 
 /** What automation (Playwright, benchmarks) reads; also handy in the console. */
 interface PageState {
@@ -40,116 +30,185 @@ interface PageState {
   lastUpdate: JobUpdate | null;
   fatal: string | null;
   probe: ProbeFigures | null;
+  /** Why the tab is paused right now (empty: not paused by this page). */
+  pausedFor: PauseReason[];
+  /** Share of wall time spent computing over the last 15 s (null: not enough data yet). */
+  busyFraction: number | null;
+  cap: number;
 }
-const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null, probe: null };
+const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null, probe: null, pausedFor: [], busyFraction: null, cap: prefs.cap };
 (window as unknown as { flock: PageState }).flock = view;
 
 let worker: Worker | null = null;
-let userPaused = false;
-let hiddenPaused = false;
+const pauses = new Set<PauseReason>();
 let flopsPerSample = 0;
 const accPoints: [number[], number[]] = [[], []];
 let chart: uPlot | null = null;
+/** (wall ms, cumulative compute ms) at each stats message, for the measured usage. */
+const busyLog: { at: number; computeMs: number }[] = [];
 
 function send(m: ToWorker): void {
   worker?.postMessage(m);
 }
 
-const STATE_TEXT: Record<WorkerState | 'idle', string> = {
-  idle: 'not started',
-  connecting: 'connecting to the coordinator',
-  downloading: 'downloading',
-  computing: 'computing gradients',
-  uploading: 'uploading the gradient',
-  waiting: 'waiting for work',
-  paused: 'paused',
-  'paused-by-admin': 'paused by admin',
-  finished: 'job finished — thank you!',
-  stopped: 'stopped',
-  unsupported: 'this device cannot train this model',
-  retrying: 'coordinator unreachable, retrying',
-};
+// ---- state line and notices --------------------------------------------------------------------
 
-function renderState(): void {
-  $('state').textContent = STATE_TEXT[view.state] + (view.detail && view.state !== 'finished' ? ` (${view.detail})` : '');
-  $('state-dot').className = `dot ${view.state}`;
-  const running = view.started && !['finished', 'stopped'].includes(view.state);
-  $('contribute').classList.toggle('hidden', running);
-  $('pause').classList.toggle('hidden', !running);
-  $('stop').classList.toggle('hidden', !running);
-  $('pause').textContent = userPaused ? 'Resume' : 'Pause';
-  if (view.state === 'finished') {
-    const acc = view.lastUpdate?.testAccuracy;
-    notice(`This job is finished${acc != null ? ` at ${(acc * 100).toFixed(2)}% test accuracy` : ''}. Thank you for contributing!`);
+const PAUSE_TEXT: Record<PauseReason, string> = { user: 'by you', hidden: 'this tab is hidden', battery: 'on battery power' };
+
+function stateText(): string {
+  const d = view.detail;
+  switch (view.state) {
+    case 'idle':
+      return 'not started';
+    case 'connecting':
+      return 'connecting to the coordinator';
+    case 'downloading':
+      return d?.startsWith('weights') ? `downloading ${d}` : d === 'model' ? 'downloading the model' : 'downloading';
+    case 'computing':
+      return `computing gradients${d ? ` (${d})` : ''}`;
+    case 'uploading':
+      return 'uploading the gradient';
+    case 'probing':
+      return `measuring this device's speed${d ? ` (${d})` : ''}`;
+    case 'waiting':
+      if (d?.startsWith('usage cap')) return `resting (${d})`;
+      return d && d !== 'asking for work' ? `waiting for work: ${d}` : 'waiting for work';
+    case 'paused':
+      return `paused${view.pausedFor.length ? ` (${view.pausedFor.map((r) => PAUSE_TEXT[r]).join(', ')})` : ''}`;
+    case 'paused-by-admin':
+      return 'paused by admin';
+    case 'finished':
+      return view.lastUpdate?.status === 'cancelled' ? 'job cancelled — thank you!' : 'job finished — thank you!';
+    case 'stopped':
+      return 'stopped';
+    case 'unsupported':
+      return 'this device cannot train this model';
+    case 'retrying':
+      return 'coordinator unreachable, retrying';
   }
 }
 
-function notice(text: string | null): void {
-  const n = $('notice');
-  n.textContent = text ?? '';
-  n.classList.toggle('hidden', !text);
+type Tone = 'info' | 'warn' | 'ok' | 'bad';
+const notices = new Map<string, { tone: Tone; text: string }>();
+
+function setNotice(key: string, tone: Tone, text: string | null): void {
+  if (text === null) notices.delete(key);
+  else notices.set(key, { tone, text });
+  const box = $('notices');
+  box.replaceChildren(
+    ...[...notices.entries()].map(([k, n]) => {
+      const p = document.createElement('p');
+      p.className = `notice ${n.tone === 'warn' ? '' : n.tone}`;
+      p.dataset.key = k;
+      p.textContent = n.text;
+      if (n.tone === 'bad' || n.tone === 'warn') p.setAttribute('role', 'alert');
+      return p;
+    }),
+  );
 }
 
+function renderState(): void {
+  $('state').textContent = stateText();
+  $('state-dot').className = `dot ${view.state}`;
+  const running = view.started && !['finished', 'stopped', 'unsupported'].includes(view.state);
+  $('contribute').classList.toggle('hidden', running);
+  $('contribute').textContent = view.state === 'stopped' ? 'Contribute again' : 'Contribute';
+  ($('contribute') as HTMLButtonElement).disabled = view.state === 'finished' || view.state === 'unsupported';
+  $('pause').classList.toggle('hidden', !running);
+  $('stop').classList.toggle('hidden', !running);
+  $('pause').textContent = pauses.has('user') ? 'Resume' : 'Pause';
+  $('pause').setAttribute('aria-pressed', String(pauses.has('user')));
+
+  setNotice('unreachable', 'warn', view.state === 'retrying' ? "Can't reach the coordinator. This tab keeps retrying, waiting a little longer each time (up to 10 s), and carries on by itself when it is back." : null);
+  const d = view.detail ?? '';
+  const noWork = view.state === 'waiting' && (d.includes('no job') || d.includes('shard') || d.includes('final'));
+  setNotice('nowork', 'info', noWork ? `No work available right now (${d}). This tab asks again shortly; you can leave it open.` : null);
+  setNotice('admin', 'info', view.state === 'paused-by-admin' ? "The job's admin has paused training. This tab waits and resumes by itself when they do." : null);
+  if (view.state === 'finished') {
+    const cancelled = view.lastUpdate?.status === 'cancelled';
+    const accText = view.lastUpdate?.testAccuracy != null ? ` at ${pct(view.lastUpdate.testAccuracy)} test accuracy` : '';
+    setNotice('finished', 'ok', cancelled ? 'This job was cancelled by its admin. Thank you for contributing!' : `This job is finished${accText}. Thank you for contributing!`);
+  }
+}
+
+// ---- figures -----------------------------------------------------------------------------------
+
 function renderStats(s: WorkerStats): void {
-  $('sps').textContent = s.samplesPerSec ? Math.round(s.samplesPerSec).toLocaleString() : '–';
-  $('shards').textContent = s.shardsDone.toLocaleString();
-  $('accepted').textContent = s.accepted.toLocaleString();
-  $('refused').textContent = s.refused ? `${s.refused} refused` : '';
-  const gflop = (s.samplesDone * flopsPerSample) / 1e9;
-  $('gflop').textContent = `${gflop < 10 ? gflop.toFixed(2) : Math.round(gflop).toLocaleString()} GFLOP`;
+  $('sps').textContent = s.samplesPerSec ? int(s.samplesPerSec) : '–';
+  $('shards').textContent = int(s.shardsDone);
+  $('accepted').textContent = int(s.accepted);
+  $('refused').textContent = s.refused ? `${int(s.refused)} refused (${Object.entries(s.refusedByCode).map(([c, n]) => `${n} ${c.toLowerCase().replaceAll('_', ' ')}`).join(', ')})` : '';
+  $('gflop').textContent = gflop(s.samplesDone * flopsPerSample);
   $('compute-time').textContent = `${(s.computeMs / 1000).toFixed(1)} s of compute`;
+  const now = performance.now();
+  busyLog.push({ at: now, computeMs: s.computeMs });
+  while (busyLog.length > 2 && busyLog[0]!.at < now - 15_000) busyLog.shift();
+  const first = busyLog[0]!;
+  if (now - first.at > 2000) {
+    view.busyFraction = Math.min(1, (s.computeMs - first.computeMs) / (now - first.at));
+    $('busy').textContent = `measured: computing ${Math.round(view.busyFraction * 100)}% of the time`;
+  }
 }
 
 function renderUpdate(u: JobUpdate): void {
-  $('accuracy').textContent = u.testAccuracy == null ? '–' : `${(u.testAccuracy * 100).toFixed(2)}%`;
-  $('version').textContent = u.version.toLocaleString();
+  $('accuracy').textContent = pct(u.testAccuracy);
+  $('version').textContent = int(u.version);
   $('progress').textContent = `${Math.round(u.progress * 100)}%`;
   if (u.testAccuracy != null && accPoints[0].at(-1) !== u.version) {
     accPoints[0].push(u.version);
-    accPoints[1].push(u.testAccuracy);
+    accPoints[1].push(u.testAccuracy * 100);
     drawChart();
   }
 }
 
 function drawChart(): void {
-  const el = $('acc-chart');
-  if (!chart) {
-    chart = new uPlot(
-      {
-        width: Math.max(280, el.clientWidth),
-        height: 160,
-        scales: { x: { time: false } },
-        axes: [{ stroke: '#a3adc2', grid: { stroke: '#2a3550' } }, { stroke: '#a3adc2', grid: { stroke: '#2a3550' } }],
-        series: [{ label: 'version' }, { label: 'test accuracy', stroke: '#5b9dff', width: 2 }],
-        legend: { show: true },
-      },
-      accPoints,
-      el,
-    );
+  if (chart) return chart.setData(accPoints);
+  chart = makeChart(
+    $('acc-chart'),
+    {
+      xTime: false,
+      xLabel: 'model version',
+      height: 170,
+      series: [{ label: 'test accuracy', stroke: COLORS.accuracy, width: 2, value: (_u, v) => (v == null ? '–' : `${v.toFixed(2)}%`) }],
+      axes: [{ values: (_u, t) => t.map((v) => `${v}%`) }],
+    },
+    accPoints,
+  );
+}
+
+function renderBackend(r: BackendReport): void {
+  $('backend').textContent = r.backend.toUpperCase();
+  const a = r.adapter;
+  $('adapter').textContent =
+    r.backend === 'webgpu' && a
+      ? `GPU: ${a.vendor} ${a.architecture}${a.isFallbackAdapter ? ' (software)' : ''}`
+      : r.backend === 'wasm'
+        ? 'CPU, WebAssembly SIMD'
+        : r.backend === 'cpu'
+          ? 'CPU, plain JavaScript'
+          : '';
+  const measured = r.probes.filter((p) => p.status === 'ok').map((p) => `${p.backend}${p.software ? ' (software GPU)' : ''} ${int(p.samplesPerSec)} samples/s`);
+  if (r.backend !== 'webgpu') {
+    const why = !a ? 'this browser offers no WebGPU' : a.isFallbackAdapter ? `its only WebGPU adapter is a software one (${a.vendor} ${a.architecture}), slower than the CPU` : 'WebGPU was slower or failed here';
+    setNotice('backend', 'info', `No usable GPU: ${why}, so this tab trains with ${r.backend === 'wasm' ? 'WebAssembly (WASM) on the CPU' : 'plain JavaScript on the CPU'} instead. ${r.reason}${measured.length ? ` (measured: ${measured.join('; ')})` : ''}.`);
   } else {
-    chart.setData(accPoints);
+    setNotice('backend', 'info', measured.length ? `Training on the GPU (measured: ${measured.join('; ')}).` : null);
   }
 }
+
+// ---- the worker --------------------------------------------------------------------------------
 
 function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
   const m = ev.data;
   switch (m.type) {
-    case 'backend': {
+    case 'backend':
       view.backend = m.report;
-      $('backend').textContent = m.report.backend.toUpperCase() + (m.report.wasmThreads ? ' (threads)' : '');
-      const a = m.report.adapter;
-      $('adapter').textContent =
-        m.report.backend === 'webgpu' && a
-          ? `${a.vendor} ${a.architecture}${a.isFallbackAdapter ? ' (software GPU)' : ''}`
-          : m.report.backend === 'wasm'
-            ? 'CPU, WebAssembly SIMD'
-            : m.report.backend === 'cpu' ? 'CPU, plain JavaScript' : '';
-      if (m.report.backend !== 'webgpu' && !backend) notice(m.report.reason);
+      renderBackend(m.report);
       break;
-    }
     case 'state':
       view.state = m.state;
       view.detail = m.detail;
+      if (m.state === 'stopped') retire();
       renderState();
       break;
     case 'stats':
@@ -175,7 +234,7 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
     case 'fatal':
       view.fatal = m.message;
       view.state = 'unsupported';
-      notice(`Training stopped: ${m.message}`);
+      setNotice('fatal', 'bad', `Training stopped: ${m.message}. Nothing more runs in this tab; thank you for trying.`);
       renderState();
       break;
   }
@@ -183,87 +242,155 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
 
 function showJob(name: string, description: string): void {
   $('job-name').textContent = name;
-  $('job-lead').textContent = `${description} Your tab computes gradients on small batches of the data and sends them to this project's coordinator. Nothing runs until you press Contribute; you can pause or stop at any time.`;
+  const lead = $('job-lead');
+  const b = document.createElement('b');
+  b.textContent = name;
+  const host = document.createElement('b');
+  host.textContent = location.host;
+  lead.replaceChildren('If you press Contribute, this tab will use your device\u2019s GPU or CPU to help train ', b, ' for the people who run the Flock coordinator at ', host, '.');
+  $('job-about').textContent = `About this job: ${description}`;
+  document.title = `Flock — help train ${name}`;
 }
 
 function start(): void {
   if (worker) return;
   view.started = true;
+  notices.delete('finished');
   worker = new Worker(new URL('./training.worker.ts', import.meta.url), { type: 'module' });
   worker.onmessage = onWorkerMessage;
   worker.onerror = (e) => {
     view.fatal = e.message;
-    notice(`The training worker failed: ${e.message}`);
+    setNotice('fatal', 'bad', `The training worker failed: ${e.message}`);
   };
   send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1' });
+  if (pauses.size) send({ type: 'pause' });
   view.state = 'connecting';
   renderState();
 }
 
-function applyPause(): void {
-  send({ type: userPaused || hiddenPaused ? 'pause' : 'resume' });
+/** The loop has stopped (its lease handed back): end the worker and its connection. */
+function retire(): void {
+  const w = worker;
+  worker = null;
+  setTimeout(() => w?.terminate(), 200);
 }
 
-$('contribute').addEventListener('click', start);
-$('pause').addEventListener('click', () => {
-  userPaused = !userPaused;
-  applyPause();
-  renderState();
-});
-$('stop').addEventListener('click', () => {
+function stop(): void {
   send({ type: 'stop' });
   view.state = 'stopped';
   renderState();
+  // If the worker does not confirm (stuck in a step), end it anyway: the socket closes with it
+  // and the coordinator releases the lease on disconnect.
+  const w = worker;
   setTimeout(() => {
-    worker?.terminate();
-    worker = null;
-  }, 2000);
-});
-const cap = $<HTMLSelectElement>('cap');
-cap.value = String(prefs.cap);
-cap.addEventListener('change', () => {
-  prefs.cap = Number(cap.value);
-  send({ type: 'duty', value: prefs.cap });
-});
+    if (w && worker === w) retire();
+  }, 3000);
+}
+
+// ---- pausing: by the volunteer, when hidden, on battery ----------------------------------------
+
+function setPaused(reason: PauseReason, on: boolean): void {
+  const before = pauses.size > 0;
+  if (on) pauses.add(reason);
+  else pauses.delete(reason);
+  view.pausedFor = [...pauses];
+  const after = pauses.size > 0;
+  if (before !== after) send({ type: after ? 'pause' : 'resume' });
+  renderState();
+}
+
+interface BatteryLike extends EventTarget {
+  readonly charging: boolean;
+}
+let battery: BatteryLike | null = null;
+const applyBattery = (): void => setPaused('battery', prefs.pauseOnBattery && battery !== null && !battery.charging);
+const applyHidden = (): void => setPaused('hidden', prefs.pauseHidden && document.visibilityState === 'hidden');
+
+const nav = navigator as Navigator & { getBattery?: () => Promise<BatteryLike> };
+if (typeof nav.getBattery === 'function') {
+  nav
+    .getBattery()
+    .then((b) => {
+      battery = b;
+      b.addEventListener('chargingchange', applyBattery);
+      applyBattery();
+    })
+    .catch(() => ($('battery-note').textContent = '(battery status unavailable)'));
+} else {
+  $('battery-note').textContent = '(this browser does not report battery status)';
+}
+
+// ---- controls ----------------------------------------------------------------------------------
+
+$('contribute').addEventListener('click', start);
+$('pause').addEventListener('click', () => setPaused('user', !pauses.has('user')));
+$('stop').addEventListener('click', stop);
+
+for (const r of document.querySelectorAll<HTMLInputElement>('input[name="cap"]')) {
+  r.checked = Number(r.value) === prefs.cap;
+  r.addEventListener('change', () => {
+    if (!r.checked) return;
+    prefs.cap = Number(r.value);
+    view.cap = prefs.cap;
+    busyLog.length = 0;
+    $('busy').textContent = '\u00a0';
+    send({ type: 'duty', value: prefs.cap });
+  });
+}
 const pauseHidden = $<HTMLInputElement>('pause-hidden');
 pauseHidden.checked = prefs.pauseHidden;
 pauseHidden.addEventListener('change', () => {
   prefs.pauseHidden = pauseHidden.checked;
-  if (!pauseHidden.checked && hiddenPaused) {
-    hiddenPaused = false;
-    applyPause();
-  }
+  applyHidden();
 });
-document.addEventListener('visibilitychange', () => {
-  hiddenPaused = prefs.pauseHidden && document.visibilityState === 'hidden';
-  applyPause();
+const pauseBattery = $<HTMLInputElement>('pause-battery');
+pauseBattery.checked = prefs.pauseOnBattery;
+pauseBattery.addEventListener('change', () => {
+  prefs.pauseOnBattery = pauseBattery.checked;
+  applyBattery();
 });
-// Closing the tab hands the lease back at once rather than leaving it to expire.
+document.addEventListener('visibilitychange', applyHidden);
+// Closing or leaving the tab hands the lease back at once rather than leaving it to expire (the
+// coordinator also releases a worker's leases the moment its connection drops).
 addEventListener('pagehide', () => send({ type: 'stop' }));
 
-async function loadJob(): Promise<void> {
+// ---- the job, before consent -------------------------------------------------------------------
+
+async function loadJob(attempt = 0): Promise<void> {
   try {
-    const jobs = (await (await fetch('/api/jobs')).json()) as { id: string; name: string; description: string; status: string }[];
-    const job = jobs.find((j) => j.id === jobParam) ?? jobs.find((j) => j.status === 'running') ?? jobs[0];
+    const res = await fetch('/api/jobs');
+    if (!res.ok) throw new Error(String(res.status));
+    const jobs = (await res.json()) as { id: string; name: string; description: string; status: string; version: number; progress: number; metrics: { testAccuracy: number | null } }[];
+    setNotice('unreachable-page', 'warn', null);
+    const job = jobs.find((j) => j.id === jobParam) ?? jobs.find((j) => j.status === 'running') ?? jobs.find((j) => j.status === 'paused');
     if (!job) {
       $('job-name').textContent = 'No job right now';
-      notice('The coordinator has no training job at the moment. Come back later!');
+      $('job-lead').textContent = 'This Flock coordinator has no training job at the moment. Come back later! If you press Contribute anyway, this tab waits until a job starts.';
+      setNotice('nojob', 'info', jobs.length ? `The last job (${jobs.at(-1)!.name}) is ${jobs.at(-1)!.status}.` : 'No job has been created yet.');
       return;
     }
-    showJob(job.name, job.description);
-    const hist = (await (await fetch(`/api/jobs/${job.id}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number }[] };
+    setNotice('nojob', 'info', null);
+    if (!view.job) showJob(job.name, job.description);
+    $('version').textContent = int(job.version);
+    $('progress').textContent = `${Math.round(job.progress * 100)}%`;
+    const hist = (await (await fetch(`/api/jobs/${encodeURIComponent(job.id)}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number }[] };
     for (const e of hist.evaluations) {
+      if (accPoints[0].length && e.version <= accPoints[0].at(-1)!) continue;
       accPoints[0].push(e.version);
-      accPoints[1].push(e.testAccuracy);
+      accPoints[1].push(e.testAccuracy * 100);
     }
     const last = hist.evaluations.at(-1);
-    if (last) $('accuracy').textContent = `${(last.testAccuracy * 100).toFixed(2)}%`;
+    if (last && !view.lastUpdate) $('accuracy').textContent = pct(last.testAccuracy);
     if (accPoints[0].length) drawChart();
   } catch {
-    notice('The coordinator is unreachable right now; Contribute will keep retrying.');
+    // Backoff with jitter: 1, 2, 4... up to 15 s.
+    const wait = Math.min(15_000, 1000 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+    setNotice('unreachable-page', 'warn', `Can't reach the coordinator right now; retrying in ${Math.round(wait / 1000)} s.`);
+    setTimeout(() => void loadJob(attempt + 1), wait);
   }
 }
 
+applyHidden();
 renderState();
 void loadJob();
 if (params.get('autostart') === '1') start();

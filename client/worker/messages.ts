@@ -3,6 +3,7 @@
 import type { BackendName, JobDescriptor, JobUpdate, AdapterInfo } from '../../shared/protocol/messages.ts';
 import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
 import type { ProbeFigures } from '../../shared/training/probe.ts';
+import type { ProbeOutcome } from '../../shared/training/backend-choice.ts';
 
 export type ToWorker =
   | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean }
@@ -18,6 +19,8 @@ export interface BackendReport {
   /** Why this backend (e.g. "no WebGPU adapter: using WASM"). */
   readonly reason: string;
   readonly wasmThreads: boolean;
+  /** The start-up measurements the choice was made from (empty when nothing was measured). */
+  readonly probes: readonly ProbeOutcome[];
 }
 
 export type FromWorker =

@@ -1,13 +1,15 @@
-// The volunteer tab's Web Worker: picks a tfjs backend, connects to the coordinator and runs the
-// shared WorkerLoop, so training never blocks the page. Talks to the page only by messages.
+// The volunteer tab's Web Worker: connects to the coordinator and runs the shared WorkerLoop, so
+// training never blocks the page. Once the job is known it measures this device's backends on the
+// job's model and keeps the fastest (or refuses the job). Talks to the page only by messages.
 
 import { io } from 'socket.io-client';
 import { systemClock } from '../../shared/clock.ts';
 import { SocketLink, type FlockSocket } from '../../shared/training/link.ts';
-import { WorkerLoop } from '../../shared/training/worker-loop.ts';
+import { WorkerLoop, type WorkerState } from '../../shared/training/worker-loop.ts';
 import { tf } from '../../shared/training/tf.ts';
-import { chooseBackend } from './backends.ts';
+import { chooseBackendForJob, probeResults, startWithoutProbe } from './backends.ts';
 import { probeGradientStep } from '../../shared/training/probe.ts';
+import type { WorkerCapabilities } from '../../shared/protocol/messages.ts';
 import type { FromWorker, ToWorker } from './messages.ts';
 
 const post = (m: FromWorker): void => (self as unknown as Worker).postMessage(m);
@@ -32,26 +34,41 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     case 'start': {
       if (loop) return;
       try {
-        const report = await chooseBackend(m.backend);
-        post({ type: 'backend', report });
+        // Until the job is known: the forced backend or WASM, announced in the first hello.
+        const provisional = await startWithoutProbe(m.backend);
+        const capabilities: WorkerCapabilities = {
+          backend: provisional.backend,
+          adapter: provisional.adapter ?? undefined,
+          wasmThreads: provisional.wasmThreads,
+          userAgent: navigator.userAgent.slice(0, 500),
+          hardwareConcurrency: navigator.hardwareConcurrency,
+          runtime: 'browser',
+        };
         const socket: FlockSocket = io(m.url, { transports: ['websocket'], reconnectionDelay: 500, reconnectionDelayMax: 10_000 });
         socket.on('connect_error', () => post({ type: 'state', state: 'retrying', detail: 'coordinator unreachable, retrying' }));
         const link = new SocketLink(socket, 30_000);
+        let last: { state: WorkerState; detail: string | null } = { state: 'connecting', detail: null };
         loop = new WorkerLoop(link, {
           clock: systemClock,
           jobId: m.jobId ?? undefined,
           dutyCycle: m.dutyCycle,
           prefetch: m.prefetch,
-          capabilities: {
-            backend: report.backend,
-            adapter: report.adapter ?? undefined,
-            wasmThreads: report.wasmThreads,
-            userAgent: navigator.userAgent.slice(0, 500),
-            hardwareConcurrency: navigator.hardwareConcurrency,
-            runtime: 'browser',
+          capabilities,
+          prepareJob: async (job) => {
+            const choice = await chooseBackendForJob(job, m.backend);
+            if (!choice.ok) {
+              post({ type: 'backend', report: { ...provisional, reason: choice.reason, probes: choice.probes } });
+              return { ok: false, reason: choice.reason };
+            }
+            post({ type: 'backend', report: choice.report });
+            const { backend, adapter, probes } = choice.report;
+            return { ok: true, capabilities: { ...capabilities, backend, adapter: adapter ?? undefined, probes: probeResults(probes) } };
           },
           listener: {
-            state: (state, detail) => post({ type: 'state', state, detail: detail ?? null }),
+            state: (state, detail) => {
+              last = { state, detail: detail ?? null };
+              post({ type: 'state', state, detail: detail ?? null });
+            },
             stats: (stats) => post({ type: 'stats', stats: { ...stats, refusedByCode: { ...stats.refusedByCode } } }),
             jobUpdate: (update) => post({ type: 'jobUpdate', update }),
             job: (job) => {
@@ -64,6 +81,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
         });
         await loop.run();
         socket.close();
+        if (last.state === 'unsupported') post({ type: 'fatal', message: `this device cannot train this model: ${last.detail ?? 'unknown reason'}` });
       } catch (err) {
         post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
       }
@@ -71,7 +89,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     }
     case 'probe': {
       try {
-        const report = await chooseBackend(m.backend);
+        const report = await startWithoutProbe(m.backend);
         post({ type: 'backend', report });
         const model = (await (await fetch(m.modelUrl)).json()) as { modelTopology: unknown };
         const inputShape = ((model.modelTopology as { config: { layers: { config: { batch_input_shape?: (number | null)[] } }[] } }).config.layers[0]?.config.batch_input_shape ?? [null, 28, 28, 1]).slice(1) as number[];

@@ -1,6 +1,7 @@
 // HTTP face of the coordinator: the built pages (with the cross-origin isolation headers WASM
-// threads need), tfjs's .wasm binaries, the JSON API and model downloads. Admin routes require
-// `Authorization: Bearer <token>`. Routing only: every answer comes from the registry or a job.
+// threads need), tfjs's .wasm binaries, the public JSON API and model downloads. Admin routes
+// (admin-api.ts) require `Authorization: Bearer <token>`, checked here before any of them runs.
+// Routing only: every answer comes from the registry, a job or the stat books.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createReadStream, existsSync } from 'node:fs';
@@ -11,6 +12,10 @@ import sirv from 'sirv';
 import type { JobRegistry } from '../jobs/registry.ts';
 import { bearerOf, tokenMatches } from './auth.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
+import { BodyError, handleAdminApi, type AdminApiDeps } from './admin-api.ts';
+import { ISOLATION, sendError, sendJson } from './respond.ts';
+import type { TelemetryBook } from '../jobs/job-telemetry.ts';
+import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
 
 export interface HttpDeps {
   readonly registry: JobRegistry;
@@ -18,21 +23,23 @@ export interface HttpDeps {
   /** Built client pages (vite build output); may not exist in API-only tests. */
   readonly clientDir: string;
   readonly workers: () => unknown[];
+  readonly workerStats?: WorkerStatsBook | undefined;
+  readonly telemetry?: TelemetryBook | undefined;
 }
 
-const ISOLATION = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-  'Cross-Origin-Resource-Policy': 'same-origin',
-};
+const send = sendJson;
+const error = sendError;
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', ...ISOLATION, ...headers });
-  res.end(text);
+/** Job sub-resources only an admin may call. */
+const ADMIN_JOB_ACTIONS = new Set(['pause', 'resume', 'cancel', 'settings', 'view', 'history.csv', 'history.json']);
+
+/** Whether `/api/...` names an admin endpoint (so the token is checked before anything runs). */
+export function isAdminRoute(method: string, parts: readonly string[]): boolean {
+  if (parts[1] === 'session' || parts[1] === 'demos' || parts[1] === 'workers') return true;
+  if (parts[1] !== 'jobs') return false;
+  if (parts.length === 2) return method !== 'GET';
+  return parts.length === 4 && ADMIN_JOB_ACTIONS.has(parts[3]!);
 }
-
-const error = (res: ServerResponse, status: number, code: string, message: string): void => send(res, status, { error: { code, message } });
 
 export function wasmDir(): string {
   const require = createRequire(import.meta.url);
@@ -81,9 +88,26 @@ export function createHttpServer(deps: HttpDeps): Server {
 
     // ---- /api ----
     if (parts[1] === 'health') return send(res, 200, { ok: true });
-    if (parts[1] === 'workers' && parts.length === 2) {
+    if (isAdminRoute(method, parts)) {
       if (!isAdmin(req)) return error(res, 401, ErrorCode.Unauthorized, 'admin token required');
-      return send(res, 200, deps.workers());
+      if (parts[1] === 'workers' && parts.length === 2 && method === 'GET') return send(res, 200, deps.workers());
+      const job = parts[1] === 'jobs' && parts[2] ? deps.registry.get(parts[2]) : undefined;
+      const rest = parts.slice(3);
+      if (job && method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
+        if (rest[0] === 'pause') job.pause();
+        else if (rest[0] === 'resume') job.resume();
+        else job.cancel();
+        return send(res, 200, job.summary());
+      }
+      const adminDeps: AdminApiDeps = { registry: deps.registry, workerStats: deps.workerStats, telemetry: deps.telemetry };
+      try {
+        if (await handleAdminApi(req, res, parts, adminDeps)) return;
+      } catch (err) {
+        if (err instanceof BodyError) return error(res, err.status, ErrorCode.BadRequest, err.message);
+        throw err;
+      }
+      if (parts[1] === 'jobs' && parts[2] && !job) return error(res, 404, ErrorCode.UnknownJob, `no job ${parts[2]}`);
+      return error(res, 404, 'NOT_FOUND', 'no such endpoint');
     }
     if (parts[1] !== 'jobs') return error(res, 404, 'NOT_FOUND', 'no such endpoint');
     if (parts.length === 2 && method === 'GET') return send(res, 200, deps.registry.all().map((j) => j.summary()));
@@ -98,16 +122,19 @@ export function createHttpServer(deps: HttpDeps): Server {
     }
     if (rest[0] === 'checkpoints' && method === 'GET') {
       const infos = await deps.registry.storeFor(job.id).infos();
-      return send(res, 200, infos.map((i) => ({ version: i.version, createdAt: i.createdAt })));
+      const evals = job.metricHistory().evaluations;
+      // Each checkpoint with the newest evaluation of a version at or before it.
+      return send(
+        res,
+        200,
+        infos.map((i) => {
+          let e: (typeof evals)[number] | undefined;
+          for (const x of evals) if (x.version <= i.version && (!e || x.version >= e.version)) e = x;
+          return { version: i.version, createdAt: i.createdAt, evaluatedVersion: e?.version ?? null, testAccuracy: e?.testAccuracy ?? null, testLoss: e?.testLoss ?? null };
+        }),
+      );
     }
     if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1]);
-    if (method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
-      if (!isAdmin(req)) return error(res, 401, ErrorCode.Unauthorized, 'admin token required');
-      if (rest[0] === 'pause') job.pause();
-      else if (rest[0] === 'resume') job.resume();
-      else job.cancel();
-      return send(res, 200, job.summary());
-    }
     return error(res, 404, 'NOT_FOUND', 'no such endpoint');
   }
 

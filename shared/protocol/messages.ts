@@ -20,6 +20,10 @@ export interface ProbeResult {
   readonly backend: BackendName;
   /** Gradient-step throughput of the job's model measured at start-up, samples/s. */
   readonly samplesPerSec: number;
+  /** 'timeout': no step finished within its share of the budget (samplesPerSec is an upper bound); 'failed': cannot train the model. */
+  readonly status?: 'ok' | 'timeout' | 'failed' | undefined;
+  /** WebGPU on a fallback (software) adapter. */
+  readonly software?: boolean | undefined;
 }
 
 export interface WorkerCapabilities {

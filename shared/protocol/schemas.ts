@@ -35,7 +35,12 @@ export const HelloRequestSchema = z.object({
     userAgent: z.string().max(512).optional(),
     hardwareConcurrency: z.number().int().min(0).max(4096).optional(),
     probes: z
-      .array(z.object({ backend: z.enum(BACKENDS), samplesPerSec: z.number().finite().nonnegative() }))
+      .array(z.object({
+        backend: z.enum(BACKENDS),
+        samplesPerSec: z.number().finite().nonnegative(),
+        status: z.enum(['ok', 'timeout', 'failed']).optional(),
+        software: z.boolean().optional(),
+      }))
       .max(8)
       .optional(),
     runtime: z.enum(['browser', 'node']),

@@ -26,6 +26,7 @@ export type WorkerState =
   | 'computing'
   | 'uploading'
   | 'waiting'
+  | 'probing'
   | 'paused'
   | 'paused-by-admin'
   | 'finished'
@@ -55,8 +56,21 @@ export interface LoopListener {
   stats?(s: Readonly<WorkerStats>): void;
 }
 
+/**
+ * What a worker makes of a job before training it: ready (with capabilities to announce again,
+ * e.g. the backend it measured fastest and the probe figures) or unable to train it at all.
+ */
+export type JobPreparation =
+  | { readonly ok: true; readonly capabilities?: WorkerCapabilities | undefined }
+  | { readonly ok: false; readonly reason: string };
+
 export interface LoopOptions {
   readonly capabilities: WorkerCapabilities;
+  /**
+   * Runs once per job, after job:get and before the model is built: the tab probes its backends
+   * on the job's model here. A refusal is sent as job:refuse and ends the loop ('unsupported').
+   */
+  readonly prepareJob?: ((job: JobDescriptor) => Promise<JobPreparation>) | undefined;
   readonly clock: Clock;
   /** Stable id for this worker (default: random per loop). */
   readonly workerId?: string | undefined;
@@ -111,12 +125,15 @@ export class WorkerLoop {
   private backoffMs: number;
   private recent: { at: number; samples: number }[] = [];
   private leases = 0;
+  /** Announced in every hello; prepareJob may replace them (measured backend, probe figures). */
+  private capabilities: WorkerCapabilities;
   workerId: string | null = null;
 
   constructor(
     private readonly link: CoordinatorLink,
     private readonly opts: LoopOptions,
   ) {
+    this.capabilities = opts.capabilities;
     this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
     this.identity = opts.workerId ?? `w-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
     this.backoffMs = opts.minBackoffMs ?? 250;
@@ -207,17 +224,21 @@ export class WorkerLoop {
   /** One lease: returns true when the loop should end. */
   private async step(): Promise<boolean> {
     const { link, opts } = this;
-    if (!this.registered) {
-      this.setState('connecting');
-      const hello = await link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: opts.capabilities });
-      if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
-      this.workerId = hello.workerId;
-      this.registered = true;
-    }
+    if (!this.registered) await this.hello();
     if (!this.job || !this.model) {
       this.setState('downloading', 'model');
       const res = await link.getJob({ jobId: opts.jobId });
       if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
+      if (opts.prepareJob) {
+        this.setState('probing', 'measuring this device on the model');
+        const prep = await opts.prepareJob(res.job);
+        if (!prep.ok) return this.refuseJob(res.job.id, prep.reason);
+        if (prep.capabilities) {
+          // Same worker id: the coordinator just learns the new capabilities.
+          this.capabilities = prep.capabilities;
+          await this.hello();
+        }
+      }
       await this.adoptJob(res.job);
     }
     const job = this.job!;
@@ -256,11 +277,20 @@ export class WorkerLoop {
     }
     this.setState('computing', `shard ${lease.shardIndex} of epoch ${lease.epoch + 1}`);
     const t0 = opts.clock.now();
-    const grad = await computeGradients(model, job, {
-      x: toBytes(lease.x),
-      y: toBytes(lease.y),
-      numSamples: lease.numSamples,
-    });
+    let grad: Awaited<ReturnType<typeof computeGradients>>;
+    try {
+      grad = await computeGradients(model, job, {
+        x: toBytes(lease.x),
+        y: toBytes(lease.y),
+        numSamples: lease.numSamples,
+      });
+    } catch (err) {
+      // A local failure (a kernel this backend lacks, a lost GPU device), not a transport one:
+      // retrying would fail the same way, so hand the shard back and refuse the job.
+      this.currentLease = null;
+      await Promise.all([this.release(lease.leaseId), this.dropPrefetched()]);
+      return this.refuseJob(job.id, `the ${this.capabilities.backend} gradient step failed: ${errorText(err)}`);
+    }
     const computeMs = opts.clock.now() - t0;
     this.stats.computeMs += computeMs;
     if (this.stopped) return true;
@@ -315,6 +345,28 @@ export class WorkerLoop {
     this.opts.listener?.stats?.(this.stats);
   }
 
+  private async hello(): Promise<void> {
+    this.setState('connecting');
+    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: this.capabilities });
+    if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
+    this.workerId = hello.workerId;
+    this.registered = true;
+  }
+
+  /** This device cannot train the job: tell the coordinator (best effort) and end the loop. */
+  private async refuseJob(jobId: string, reason: string): Promise<boolean> {
+    const text = reason.slice(0, 1000);
+    if (this.link.connected) {
+      try {
+        await this.link.refuseJob({ jobId, reason: text });
+      } catch {
+        /* the coordinator forgets this worker's lease when its connection closes anyway */
+      }
+    }
+    this.setState('unsupported', text);
+    return true;
+  }
+
   private async adoptJob(job: JobDescriptor): Promise<void> {
     this.model?.dispose();
     this.model = await buildModel(job.modelTopology);
@@ -343,6 +395,9 @@ export class WorkerLoop {
       case ErrorCode.NotRegistered:
         this.registered = false;
         return false;
+      case ErrorCode.Unsupported:
+        this.setState('unsupported', message);
+        return true;
       case ErrorCode.UnknownJob:
         this.job = null;
         this.setState('waiting', message);

@@ -1,0 +1,66 @@
+// uPlot in the house colours: one place builds the dashboard's and the volunteer page's charts
+// (dark axes, legend, width following the container) so every chart reads the same.
+
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export const COLORS = {
+  accuracy: '#3ecf8e',
+  loss: '#f5b942',
+  throughput: '#5b9dff',
+  workers: '#b18cff',
+  applied: '#3ecf8e',
+  refused: ['#ff6b6b', '#ff9f43', '#f368e0', '#feca57', '#c8d6e5'],
+  train: '#7fb3ff',
+  trainAvg: '#f5b942',
+  bars: '#5b9dff',
+} as const;
+
+const axis = (o: Partial<uPlot.Axis> = {}): uPlot.Axis => ({ stroke: '#a3adc2', grid: { stroke: '#26314a', width: 1 }, ticks: { stroke: '#26314a', width: 1 }, font: '12px system-ui, sans-serif', ...o });
+
+export interface ChartSpec {
+  readonly height?: number;
+  /** x is epoch seconds when true (uPlot's time axis), a plain number otherwise. */
+  readonly xTime: boolean;
+  readonly xLabel: string;
+  readonly series: readonly (uPlot.Series & { label: string })[];
+  /** Extra y scales (e.g. 'loss' on the right axis). */
+  readonly axes?: readonly uPlot.Axis[];
+  readonly scales?: uPlot.Scales;
+  readonly legend?: boolean;
+}
+
+const observers = new WeakMap<uPlot, ResizeObserver>();
+
+/** A uPlot chart in `el` that resizes with it. Returns the chart; `destroyChart` undoes both. */
+export function makeChart(el: HTMLElement, spec: ChartSpec, data: uPlot.AlignedData): uPlot {
+  const width = Math.max(260, el.clientWidth || 260);
+  const opts: uPlot.Options = {
+    width,
+    height: spec.height ?? 200,
+    scales: { x: { time: spec.xTime }, ...(spec.scales ?? {}) },
+    axes: spec.axes ? [axis(), ...spec.axes.map((a) => axis(a))] : [axis(), axis()],
+    series: [{ label: spec.xLabel, value: spec.xTime ? '{HH}:{mm}:{ss}' : (_u, v) => (v == null ? '–' : String(v)) }, ...spec.series],
+    legend: { show: spec.legend ?? true, live: true },
+    cursor: { drag: { x: true, y: false } },
+  };
+  const chart = new uPlot(opts, data, el);
+  const ro = new ResizeObserver(() => {
+    const w = Math.max(260, el.clientWidth);
+    if (Math.abs(w - chart.width) > 2) chart.setSize({ width: w, height: chart.height });
+  });
+  ro.observe(el);
+  observers.set(chart, ro);
+  return chart;
+}
+
+export function destroyChart(chart: uPlot | null): void {
+  if (!chart) return;
+  observers.get(chart)?.disconnect();
+  chart.destroy();
+}
+
+export const bars = uPlot.paths.bars!({ size: [0.8, 40] });
+
+export { uPlot };
+export const axisStyle = axis;

@@ -1,0 +1,124 @@
+// The worker loop when the device cannot train the job: a refusing prepareJob, a gradient step that
+// throws, and a coordinator answering MODEL_UNSUPPORTED_ON_DEVICE all end the loop in 'unsupported'
+// (refusing the job where the worker found out itself), and a prepareJob's capabilities are announced.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tf } from './tf.ts';
+import { initNodeBackend } from './node-backend.ts';
+import { WorkerLoop, type LoopOptions, type WorkerState } from './worker-loop.ts';
+import { trainableSpecs } from './model.ts';
+import { systemClock } from '../clock.ts';
+import { ErrorCode, fail } from '../protocol/errors.ts';
+import type { CoordinatorLink } from './link.ts';
+import type { HelloRequest, JobDescriptor, LeaseAck, RefuseJob } from '../protocol/messages.ts';
+
+async function tinyJob(): Promise<JobDescriptor> {
+  const m = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [4, 4, 1] }), tf.layers.dense({ units: 3, activation: 'softmax' })] });
+  const job: JobDescriptor = {
+    id: 'j', name: 'tiny', description: '', modelTopology: m.toJSON(null, false), loss: 'categoricalCrossentropy', batchSize: 8,
+    numClasses: 3, featureShape: [4, 4, 1], featureScale: 1 / 255, trainableSpecs: trainableSpecs(m),
+  };
+  m.dispose();
+  return job;
+}
+
+/** A coordinator in memory; `lease` answers every lease request. */
+function fakeLink(job: JobDescriptor, lease: () => LeaseAck) {
+  const hellos: HelloRequest[] = [];
+  const refusals: RefuseJob[] = [];
+  const released: string[] = [];
+  let pushes = 0;
+  const link: CoordinatorLink = {
+    connected: true,
+    hello: async (req) => {
+      hellos.push(req);
+      return { ok: true, workerId: 'w1', serverTime: Date.now() };
+    },
+    getJob: async () => ({ ok: true, job }),
+    requestLease: async () => lease(),
+    pushGradient: async () => {
+      pushes++;
+      return { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 };
+    },
+    releaseLease: async (id) => {
+      released.push(id);
+      return { ok: true };
+    },
+    refuseJob: async (req) => {
+      refusals.push(req);
+      return { ok: true };
+    },
+    onConnect: () => {},
+    onDisconnect: () => {},
+    onJobUpdate: () => {},
+    close: () => {},
+  };
+  return { link, hellos, refusals, released, pushes: () => pushes };
+}
+
+const leaseOf = (bytes: number): LeaseAck => ({
+  ok: true,
+  lease: { leaseId: 'l1', jobId: 'j', epoch: 0, shardIndex: 0, baseVersion: 0, deadlineAt: Date.now() + 10_000, numSamples: 8, x: new Uint8Array(bytes), y: new Uint8Array(8) },
+  weights: null,
+});
+
+async function runLoop(link: CoordinatorLink, extra: Partial<LoopOptions> = {}): Promise<{ states: [WorkerState, string | undefined][] }> {
+  const states: [WorkerState, string | undefined][] = [];
+  const loop = new WorkerLoop(link, {
+    clock: systemClock,
+    capabilities: { backend: 'wasm', runtime: 'node' },
+    maxLeases: 3,
+    maxBackoffMs: 50,
+    listener: { state: (s, d) => states.push([s, d]) },
+    ...extra,
+  });
+  await loop.run();
+  return { states };
+}
+
+test('a prepareJob refusal is sent as job:refuse and ends the loop unsupported, without a lease', async () => {
+  await initNodeBackend('wasm');
+  const job = await tinyJob();
+  let leases = 0;
+  const fc = fakeLink(job, () => (leases++, leaseOf(8 * 16)));
+  const { states } = await runLoop(fc.link, { prepareJob: async () => ({ ok: false, reason: "Kernel 'Foo' not registered for backend 'wasm'" }) });
+  assert.deepEqual(fc.refusals, [{ jobId: 'j', reason: "Kernel 'Foo' not registered for backend 'wasm'" }]);
+  assert.deepEqual(states.at(-1), ['unsupported', "Kernel 'Foo' not registered for backend 'wasm'"]);
+  assert.ok(states.some(([s]) => s === 'probing'));
+  assert.equal(leases, 0);
+});
+
+test("prepareJob's capabilities (measured backend, probes) are announced in a second hello", async () => {
+  const job = await tinyJob();
+  const fc = fakeLink(job, () => leaseOf(8 * 16));
+  await runLoop(fc.link, {
+    prepareJob: async () => ({ ok: true, capabilities: { backend: 'wasm', runtime: 'node', probes: [{ backend: 'wasm', samplesPerSec: 1234, status: 'ok' }] } }),
+  });
+  assert.equal(fc.hellos.length, 2);
+  assert.equal(fc.hellos[0]?.capabilities.probes, undefined);
+  assert.deepEqual(fc.hellos[1]?.capabilities.probes, [{ backend: 'wasm', samplesPerSec: 1234, status: 'ok' }]);
+  assert.equal(fc.hellos[0]?.workerId, fc.hellos[1]?.workerId, 'the same worker id both times');
+  assert.equal(fc.pushes(), 3);
+});
+
+test('a gradient step that throws hands the lease back and refuses the job instead of retrying', async () => {
+  const job = await tinyJob();
+  // 8 bytes of features for 8 samples of 16: the step cannot even build its input tensor.
+  const fc = fakeLink(job, () => leaseOf(8));
+  const { states } = await runLoop(fc.link);
+  assert.deepEqual(fc.released, ['l1']);
+  assert.equal(fc.refusals.length, 1);
+  assert.match(fc.refusals[0]!.reason, /the wasm gradient step failed/);
+  assert.equal(states.at(-1)?.[0], 'unsupported');
+  assert.ok(!states.some(([s]) => s === 'retrying'), 'a local failure is not retried like a transport one');
+  assert.equal(fc.pushes(), 0);
+});
+
+test('MODEL_UNSUPPORTED_ON_DEVICE from the coordinator ends the loop unsupported', async () => {
+  const job = await tinyJob();
+  const fc = fakeLink(job, () => fail(ErrorCode.Unsupported, 'this worker reported it cannot train job j'));
+  const { states } = await runLoop(fc.link);
+  assert.deepEqual(states.at(-1), ['unsupported', 'this worker reported it cannot train job j']);
+  assert.equal(fc.refusals.length, 0, 'the coordinator already knows');
+});
