@@ -89,6 +89,7 @@ export interface JobSummary {
 const STALENESS_BUCKETS = 33;
 const MAX_ACKS_KEPT = 20_000;
 const MAX_TRAIN_LOSS_KEPT = 5_000;
+const EVAL_SHARE_INV = 5;
 
 export class JobRuntime {
   private version = 0;
@@ -105,6 +106,16 @@ export class JobRuntime {
   private readonly evaluator: Evaluator;
   private weightsCache: { version: number; data: Uint8Array } | null = null;
   private lastEvalVersion = -1;
+  private lastEvalEndedAt = 0;
+  private lastEvalMs = 0;
+  /**
+   * Periodic evaluations may take at most 1/EVAL_SHARE_INV of the coordinator's time (a CNN's
+   * test pass costs a second or more): the next one waits EVAL_SHARE_INV-1 times the last one's
+   * length. Epoch ends and the stop condition are evaluated regardless.
+   */
+  private evalBudgetAllows(): boolean {
+    return this.deps.clock.now() - this.lastEvalEndedAt >= (EVAL_SHARE_INV - 1) * this.lastEvalMs;
+  }
   /** True while the final version is evaluated: no lease is granted and no push applied. */
   private finalizing = false;
   private evaluating: Promise<void> | null = null;
@@ -450,7 +461,7 @@ export class JobRuntime {
     this.noteSamples(samples);
 
     if (completedEpochs.length > 0) this.afterEpochs(completedEpochs);
-    else if (this.version - this.lastEvalVersion >= this.config.evalEveryVersions || this.leases.exhausted) void this.evaluateNow();
+    else if ((this.version - this.lastEvalVersion >= this.config.evalEveryVersions && this.evalBudgetAllows()) || this.leases.exhausted) void this.evaluateNow();
     return ack;
   }
 
@@ -500,6 +511,8 @@ export class JobRuntime {
     this.evaluating = (async () => {
       try {
         const r = await this.evaluator.evaluate(version, this.allSpecs, weights, () => this.deps.clock.now());
+        this.lastEvalEndedAt = this.deps.clock.now();
+        this.lastEvalMs = r.ms;
         this.recordMetric(r);
         const target = this.config.stop.targetAccuracy;
         if (this.status === 'running' && ((target !== null && r.testAccuracy >= target) || (this.leases.exhausted && this.version === version))) {
@@ -526,7 +539,7 @@ export class JobRuntime {
         this.evaluating = null;
       }
       // Work that arrived while evaluating may already warrant another evaluation.
-      if (this.status === 'running' && (this.version - this.lastEvalVersion >= this.config.evalEveryVersions || (this.leases.exhausted && this.lastEvalVersion !== this.version))) {
+      if (this.status === 'running' && ((this.version - this.lastEvalVersion >= this.config.evalEveryVersions && this.evalBudgetAllows()) || (this.leases.exhausted && this.lastEvalVersion !== this.version))) {
         void this.evaluateNow();
       }
     })();
