@@ -8,12 +8,11 @@
 // the newest valid checkpoint and replays the logged updates after it, so every acknowledged
 // gradient is in the model exactly once and the shard ledger matches the weights.
 
-import { tf } from '../../shared/training/tf.ts';
 import type { Clock } from '../../shared/clock.ts';
 import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
 import type { GradientPush, JobDescriptor, JobStatus, JobUpdate, LeaseAck, PushAck } from '../../shared/protocol/messages.ts';
-import { decodeTensors, encodeTensors, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
-import { buildModel, trainableSpecs, weightSpecs } from '../../shared/training/model.ts';
+import { decodeTensors, encodeTensors, sameSpecs, sizeOf, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
+import { buildModel, packWeights, trainableSpecs, weightSpecs } from '../../shared/training/model.ts';
 import { LeaseManager, type LedgerSnapshot, type WorkerId } from '../leases/lease-manager.ts';
 import { judgeStaleness } from '../aggregation/staleness.ts';
 import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
@@ -91,6 +90,12 @@ const MAX_ACKS_KEPT = 20_000;
 const MAX_TRAIN_LOSS_KEPT = 5_000;
 const EVAL_SHARE_INV = 5;
 
+/** The bytes of a packed float32 gradient as one Float32Array (copied once if unaligned). */
+function flatFloats(bytes: Uint8Array): Float32Array {
+  const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+}
+
 export class JobRuntime {
   private version = 0;
   status: JobStatus = 'running';
@@ -100,7 +105,10 @@ export class JobRuntime {
   private readonly acks = new Map<string, { workerId: WorkerId; ack: Extract<PushAck, { ok: true }> }>();
   private readonly leases: LeaseManager;
   private readonly sharder: Sharder;
-  private readonly vars: tf.Variable[];
+  /** All weights, flat, in allSpecs order (trainable first): the model IS this vector here. */
+  private readonly params: Float32Array;
+  /** The trainable prefix of params, which gradients update. */
+  private readonly trainParams: Float32Array;
   private readonly trainSpecs: TensorSpec[];
   private readonly allSpecs: TensorSpec[];
   private readonly evaluator: Evaluator;
@@ -137,7 +145,7 @@ export class JobRuntime {
   private constructor(
     readonly id: string,
     readonly config: JobConfig,
-    private readonly model: tf.LayersModel,
+    shape: { params: Float32Array; allSpecs: TensorSpec[]; trainSpecs: TensorSpec[] },
     private readonly optimizer: ServerOptimizer,
     private readonly deps: JobRuntimeDeps,
     snapshot: RuntimeSnapshot | null,
@@ -149,9 +157,10 @@ export class JobRuntime {
       { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
       snapshot?.ledger,
     );
-    this.vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    this.trainSpecs = trainableSpecs(model);
-    this.allSpecs = weightSpecs(model);
+    this.trainSpecs = shape.trainSpecs;
+    this.allSpecs = shape.allSpecs;
+    this.params = shape.params;
+    this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
     this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, numClasses: ds.numClasses, featureShape: ds.featureShape, featureScale: ds.featureScale }, ds.test);
     this.version = version;
     this.createdAt = snapshot?.createdAt ?? deps.clock.now();
@@ -170,31 +179,48 @@ export class JobRuntime {
 
   /** A new job with freshly initialised weights; checkpoint v0 is written before it returns. */
   static async create(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
-    const model = await buildModel(config.modelTopology);
-    const opt = createOptimizer(config.optimizer, trainableSpecs(model).map((s) => s.name));
-    const rt = new JobRuntime(id, config, model, opt, deps, null, 0);
+    const shape = await JobRuntime.modelShape(config, null);
+    const opt = createOptimizer(config.optimizer, shape.trainSize);
+    const rt = new JobRuntime(id, config, shape, opt, deps, null, 0);
     await rt.checkpoint();
     return rt;
+  }
+
+  /**
+   * Builds the model once for its weight specs (trainable weights first, as tfjs orders them) and,
+   * with no checkpoint, its freshly initialised weights; the server keeps only the flat vector.
+   */
+  private static async modelShape(config: JobConfig, weights: Uint8Array | null): Promise<{ params: Float32Array; allSpecs: TensorSpec[]; trainSpecs: TensorSpec[]; trainSize: number }> {
+    const model = await buildModel(config.modelTopology);
+    try {
+      const allSpecs = weightSpecs(model);
+      const trainSpecs = trainableSpecs(model);
+      if (!sameSpecs(allSpecs.slice(0, trainSpecs.length), trainSpecs)) throw new Error('model weights do not list the trainable ones first');
+      const total = allSpecs.reduce((n, t) => n + sizeOf(t.shape), 0);
+      let params: Float32Array;
+      if (weights) {
+        if (weights.byteLength !== total * 4) throw new Error(`checkpoint has ${weights.byteLength} bytes of weights, the model needs ${total * 4}`);
+        params = new Float32Array(total);
+        params.set(new Float32Array(weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength)));
+      } else {
+        params = (await packWeights(model)).data.slice();
+      }
+      return { params, allSpecs, trainSpecs, trainSize: trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0) };
+    } finally {
+      model.dispose();
+    }
   }
 
   /** Resumes from the newest valid checkpoint, or starts fresh when there is none. */
   static async open(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
     const cp = await deps.store.loadLatest();
     if (!cp) return JobRuntime.create(id, config, deps);
-    const model = await buildModel(config.modelTopology);
-    const specs = weightSpecs(model);
-    const arrays = decodeTensors(specs, cp.weights);
-    tf.tidy(() => model.setWeights(arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape]))));
-    const opt = createOptimizer(config.optimizer, trainableSpecs(model).map((s) => s.name));
-    const optSpecs = cp.state.optimizer.specs;
-    const slotArrays = decodeTensors(optSpecs, cp.optimizer);
-    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    opt.restore(vars, {
-      step: cp.state.optimizer.step,
-      slots: slotArrays.map((a) => ({ name: a.spec.name, shape: [...a.spec.shape], data: a.data as Float32Array })),
-    });
+    const shape = await JobRuntime.modelShape(config, cp.weights);
+    const opt = createOptimizer(config.optimizer, shape.trainSize);
+    const slotArrays = decodeTensors(cp.state.optimizer.specs, cp.optimizer);
+    opt.restore({ step: cp.state.optimizer.step, slots: slotArrays.map((a) => ({ name: a.spec.name, data: a.data as Float32Array })) });
     const snap = cp.state.runtime as RuntimeSnapshot;
-    const rt = new JobRuntime(id, config, model, opt, deps, snap, cp.state.version);
+    const rt = new JobRuntime(id, config, shape, opt, deps, snap, cp.state.version);
     const replayed = rt.replay();
     const restored = rt.restoreLeases();
     deps.log.info(
@@ -214,11 +240,7 @@ export class JobRuntime {
       if (u.version !== this.version + 1 || !u.gradient) {
         throw new Error(`update log cannot be replayed from v${this.version}: next logged update is v${u.version}${u.gradient ? '' : ' without its gradient'}`);
       }
-      const arrays = decodeTensors(this.trainSpecs, u.gradient);
-      tf.tidy(() => {
-        const grads = arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape], 'float32'));
-        this.optimizer.apply(this.vars, grads, u.lr);
-      });
+      this.optimizer.apply(this.trainParams, flatFloats(u.gradient), u.lr);
       this.version = u.version;
       this.leases.markDone(u.epoch, u.shard);
       this.counters.applied++;
@@ -439,10 +461,7 @@ export class JobRuntime {
       gradient: toBytes(msg.data),
     });
     this.deps.state.deleteLease(this.id, lease.id);
-    tf.tidy(() => {
-      const grads = check.arrays.map((a) => tf.tensor(a.data as Float32Array, [...a.spec.shape], 'float32'));
-      this.optimizer.apply(this.vars, grads, lr);
-    });
+    this.optimizer.apply(this.trainParams, flatFloats(toBytes(msg.data)), lr);
     this.version++;
     this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
     const completedEpochs = this.leases.complete(lease);
@@ -490,11 +509,10 @@ export class JobRuntime {
 
   /** All weights packed (cached per version). */
   private packedWeights(): Uint8Array {
+    // A copy per version: the vector changes in place, while a payload may still be queued on a socket.
     if (this.weightsCache?.version !== this.version) {
-      const flat = tf.tidy(() => tf.concat(this.model.weights.map((w) => w.read().reshape([-1]))));
-      const data = flat.dataSync() as Float32Array;
-      flat.dispose();
-      this.weightsCache = { version: this.version, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+      const data = this.params.slice();
+      this.weightsCache = { version: this.version, data: new Uint8Array(data.buffer) };
     }
     return this.weightsCache.data;
   }
@@ -551,7 +569,7 @@ export class JobRuntime {
     const version = this.version;
     const weights = this.packedWeights().slice();
     const opt: OptimizerState = this.optimizer.state();
-    const optSpecs: TensorSpec[] = opt.slots.map((s) => ({ name: s.name, shape: s.shape, dtype: 'float32' }));
+    const optSpecs: TensorSpec[] = opt.slots.map((s) => ({ name: s.name, shape: [s.data.length], dtype: 'float32' }));
     const optimizer = new Uint8Array(encodeTensors(optSpecs, opt.slots.map((s) => s.data)));
     const runtime: RuntimeSnapshot = {
       status: this.status,
@@ -652,8 +670,7 @@ export class JobRuntime {
   }
 
   dispose(): void {
-    this.model.dispose();
-    this.optimizer.dispose();
+
     this.evaluator.dispose();
   }
 
