@@ -183,19 +183,18 @@ test('admin: sign in, create, watch two tabs, pause/resume, retune, download, 1,
     // ---- downloads: model (loads with tf.loadLayersModel), metric history ------------------------
     await expect(admin.locator('#ckpts tr').first()).toBeVisible({ timeout: 30_000 });
     await expect(admin.locator('#dl-weights')).toHaveAttribute('href', /weights-v\d+\.bin$/);
-    const [mj] = await Promise.all([admin.waitForEvent('download'), admin.click('#dl-model')]);
+    // The newest checkpoint's pair of links (model.json pinned to its version, and its weights).
+    const row = admin.locator('#ckpts tr').first();
+    const version = await row.getAttribute('data-version');
+    const pinned = admin.locator(`#ckpts tr[data-version="${version}"]`);
+    const [mj] = await Promise.all([admin.waitForEvent('download'), pinned.locator('a.ck-model').click()]);
     const modelPath = path.join(dlDir, mj.suggestedFilename());
     await mj.saveAs(modelPath);
+    expect(path.basename(modelPath)).toBe('model.json');
     const modelJson = JSON.parse(readFileSync(modelPath, 'utf8')) as tf.io.ModelJSON;
     const weightsName = modelJson.weightsManifest[0]!.paths[0]!;
-    // Fetch model.json's own weights file by the name it references (what the link points at unless
-    // a newer checkpoint landed between the two clicks).
-    await admin.evaluate((name) => {
-      const a = document.getElementById('dl-weights') as HTMLAnchorElement;
-      a.href = a.href.replace(/weights-v\d+\.bin$/, name);
-      a.download = name;
-    }, weightsName);
-    const [wb] = await Promise.all([admin.waitForEvent('download'), admin.click('#dl-weights')]);
+    expect(weightsName).toBe(`weights-v${version}.bin`);
+    const [wb] = await Promise.all([admin.waitForEvent('download'), pinned.locator('a.ck-weights').click()]);
     const weightsPath = path.join(dlDir, wb.suggestedFilename());
     await wb.saveAs(weightsPath);
     expect(path.basename(weightsPath)).toBe(weightsName);

@@ -85,7 +85,7 @@ export class JobCharts {
           { label: 'test accuracy %', stroke: COLORS.accuracy, width: 2, points: { show: evals.length < 60 }, value: (_u, v) => (v == null ? '–' : `${v.toFixed(2)}%`) },
           { label: 'test loss', stroke: COLORS.loss, width: 2, scale: 'loss', points: { show: evals.length < 60 }, value: (_u, v) => (v == null ? '–' : v.toFixed(4)) },
         ],
-        axes: [{ values: (_u, t) => t.map((v) => `${v}%`) }, { scale: 'loss', side: 1, grid: { show: false } }],
+        axes: [{ values: (_u, t) => t.map((v) => `${v}%`), size: 60 }, { scale: 'loss', side: 1, grid: { show: false }, size: 56 }],
       },
       data,
     );
@@ -161,7 +161,7 @@ export class JobCharts {
       xLabel: 'staleness τ (versions)',
       scales: { x: { time: false, range: (_u, min, max) => [min - 0.6, max + 0.6] } },
       series: [{ label: 'applied updates', stroke: COLORS.bars, fill: 'rgba(91,157,255,0.55)', paths: bars, points: { show: false } }],
-      axes: [{ values: (_u, t) => t.map((v) => (v === last ? `${v}+` : String(v))) }, {}],
+      xAxis: { values: (_u, t) => t.map((v) => (v === last ? `${v}+` : Number.isInteger(v) ? String(v) : '')) },
     }, data);
   }
 }

@@ -239,7 +239,7 @@ function renderOverview(): void {
         td(pct(j.metrics.testAccuracy), 'num'),
         td(j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4), 'num'),
         td(int(j.workers), 'num'),
-        td(int(j.samplesPerSec), 'num'),
+        td(j.status === 'running' ? int(j.samplesPerSec) : '–', 'num'),
         td(dateTime(j.createdAt)),
         td(duration(elapsed(j)), 'num'),
         td(j.status === 'running' ? (left === null ? 'estimating…' : duration(left)) : j.status === 'finished' ? 'done' : '–', 'num'),
@@ -296,7 +296,7 @@ function renderJob(st: JobState): void {
     text('k-loss', j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4));
     text('k-version', int(j.version));
     text('k-workers', int(j.workers));
-    text('k-sps', int(j.samplesPerSec));
+    text('k-sps', j.status === 'running' ? int(j.samplesPerSec) : '–');
     text('k-progress', `${Math.round(j.progress * 100)}%`);
     text('k-epoch', `epoch ${Math.min(j.epoch + 1, j.maxEpochs)} of ${j.maxEpochs}`);
     text('k-elapsed', duration(j.activeMs));
@@ -321,8 +321,6 @@ function renderJob(st: JobState): void {
     for (const el of [setLr, setSt, $('settings').querySelector('button')!] as HTMLInputElement[]) el.disabled = !live;
     const refused = Object.entries(j.updates.refused).filter(([, n]) => n > 0);
     text('upd-totals', `total: ${int(j.updates.applied)} applied` + (refused.length ? ' · refused: ' + refused.map(([c, n]) => `${int(n)} ${reasonName(c)}`).join(', ') : ' · none refused'));
-    const m = $<HTMLAnchorElement>('dl-model');
-    m.href = `/api/jobs/${encodeURIComponent(j.id)}/model/model.json`;
   }
   if (dirty.evals || dirty.loss || dirty.telemetry || dirty.staleness) {
     charts.update({ evals: st.evals, loss: st.loss, telemetry: st.telemetry, staleness: st.staleness }, { evals: dirty.evals, loss: dirty.loss, telemetry: dirty.telemetry, staleness: dirty.staleness });
@@ -347,18 +345,34 @@ async function loadCheckpoints(): Promise<void> {
   try {
     const list = await api<CheckpointInfo[]>(`/api/jobs/${encodeURIComponent(id)}/checkpoints`);
     if (current?.view.id !== id) return;
+    // Both links of a pair name one checkpoint, so model.json and its weights always match.
+    const pair = (version: number, model: HTMLAnchorElement, weights: HTMLAnchorElement): void => {
+      const base = `/api/jobs/${encodeURIComponent(id)}/model`;
+      model.href = `${base}/model.json?version=${version}`;
+      model.download = 'model.json';
+      weights.href = `${base}/weights-v${version}.bin`;
+      weights.download = `weights-v${version}.bin`;
+    };
     const latest = list[0];
-    const w = $<HTMLAnchorElement>('dl-weights');
     if (latest) {
-      w.href = `/api/jobs/${encodeURIComponent(id)}/model/weights-v${latest.version}.bin`;
-      w.download = `weights-v${latest.version}.bin`;
-      w.textContent = `weights-v${latest.version}.bin`;
+      pair(latest.version, $<HTMLAnchorElement>('dl-model'), $<HTMLAnchorElement>('dl-weights'));
+      $('dl-weights').textContent = `weights-v${latest.version}.bin`;
     }
     $('ckpts').replaceChildren(
       ...list.map((c) => {
         const tr = document.createElement('tr');
+        tr.dataset.version = String(c.version);
         const acc = c.testAccuracy == null ? '–' : pct(c.testAccuracy) + (c.evaluatedVersion !== c.version ? ` (v${c.evaluatedVersion})` : '');
-        tr.append(td(`v${int(c.version)}`, 'num'), td(dateTime(c.createdAt)), td(acc, 'num'), td(c.testLoss == null ? '–' : c.testLoss.toFixed(4), 'num'));
+        const links = document.createElement('td');
+        const m = document.createElement('a');
+        m.textContent = 'model.json';
+        m.className = 'ck-model';
+        const w = document.createElement('a');
+        w.textContent = 'weights';
+        w.className = 'ck-weights';
+        pair(c.version, m, w);
+        links.append(m, ' + ', w);
+        tr.append(td(`v${int(c.version)}`, 'num'), td(dateTime(c.createdAt)), td(acc, 'num'), td(c.testLoss == null ? '–' : c.testLoss.toFixed(4), 'num'), links);
         return tr;
       }),
     );
@@ -398,7 +412,15 @@ function applyRoute(): void {
     schedule(null, Date.now());
   }
 }
-addEventListener('hashchange', applyRoute);
+addEventListener('hashchange', () => {
+  // The printed sign-in URL pasted into a tab already on the dashboard: only the hash changes.
+  if (/[#&]token=/.test(location.hash)) {
+    adoptTokenFromHash();
+    live.connect(getToken());
+    return;
+  }
+  applyRoute();
+});
 
 // ---- sign-in -----------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ export class ApiError extends Error {
 
 /** Takes `#token=...` off the URL (so it is not left in history or screenshots) and keeps it. */
 export function adoptTokenFromHash(): void {
-  const params = new URLSearchParams(location.hash.slice(1));
+  const params = new URLSearchParams(location.hash.replace(/^#\/?/, ''));
   const t = params.get('token');
   if (!t) return;
   sessionStorage.setItem(KEY, t);

@@ -127,7 +127,10 @@ export class VirtualTable<R> {
       for (let c = 0; c < this.cols.length; c++) {
         const td = tr.cells[c]!;
         const t = this.cols[c]!.text(r);
-        if (td.textContent !== t) td.textContent = t;
+        if (td.textContent !== t) {
+          td.textContent = t;
+          td.title = t; // the full text where the fixed-width cell cuts it short
+        }
       }
       frag.append(tr);
     }

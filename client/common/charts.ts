@@ -24,7 +24,9 @@ export interface ChartSpec {
   readonly xTime: boolean;
   readonly xLabel: string;
   readonly series: readonly (uPlot.Series & { label: string })[];
-  /** Extra y scales (e.g. 'loss' on the right axis). */
+  /** Overrides for the x axis (e.g. tick labels). */
+  readonly xAxis?: uPlot.Axis;
+  /** The y axes, left first (a second one usually names a scale and sits on side 1). */
   readonly axes?: readonly uPlot.Axis[];
   readonly scales?: uPlot.Scales;
   readonly legend?: boolean;
@@ -39,7 +41,7 @@ export function makeChart(el: HTMLElement, spec: ChartSpec, data: uPlot.AlignedD
     width,
     height: spec.height ?? 200,
     scales: { x: { time: spec.xTime }, ...(spec.scales ?? {}) },
-    axes: spec.axes ? [axis(), ...spec.axes.map((a) => axis(a))] : [axis(), axis()],
+    axes: [axis(spec.xAxis), ...(spec.axes ?? [{}]).map((a) => axis(a))],
     series: [{ label: spec.xLabel, value: spec.xTime ? '{HH}:{mm}:{ss}' : (_u, v) => (v == null ? '–' : String(v)) }, ...spec.series],
     legend: { show: spec.legend ?? true, live: true },
     cursor: { drag: { x: true, y: false } },

@@ -16,13 +16,14 @@ export function num(x: number | null | undefined): string {
   return Number(x.toPrecision(3)).toString();
 }
 
-/** "1 h 02 min", "4 min 05 s", "12 s". */
+/** "1 h 02 min", "14 min", "4 min 05 s", "12 s". */
 export function duration(ms: number | null | undefined): string {
   if (ms == null || !Number.isFinite(ms) || ms < 0) return '–';
   const s = Math.round(ms / 1000);
   if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${String(s % 60).padStart(2, '0')} s`;
+  if (m < 10) return `${m} min ${String(s % 60).padStart(2, '0')} s`;
+  if (m < 60) return `${m} min`;
   const h = Math.floor(m / 60);
   if (h < 48) return `${h} h ${String(m % 60).padStart(2, '0')} min`;
   return `${Math.floor(h / 24)} d ${h % 24} h`;

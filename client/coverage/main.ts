@@ -2,7 +2,6 @@
 // webgpu and renders it; exposes window.flockCoverage (the rows) and window.flockBench (isolated
 // gradient-step figures and the worker's backend probe) for e2e/coverage.e2e.ts and bench/backends.ts.
 
-import { tf } from '../../shared/training/tf.ts';
 import { adapterInfo, initTfjs, useBackend } from '../worker/backends.ts';
 import { COVERAGE_CASES } from '../../shared/kernels/coverage/cases.ts';
 import { runCoverage, type CoverageRow } from '../../shared/kernels/coverage/run.ts';
@@ -104,7 +103,6 @@ if (params.get('run') !== '0') {
     $('env').textContent = `failed: ${state.error}`;
   }).finally(() => {
     state.done = true;
-    void tf.ready();
   });
 } else {
   state.done = true;

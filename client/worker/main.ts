@@ -111,9 +111,10 @@ function renderState(): void {
   $('state').textContent = stateText();
   $('state-dot').className = `dot ${view.state}`;
   const running = view.started && !['finished', 'stopped', 'unsupported'].includes(view.state);
-  $('contribute').classList.toggle('hidden', running);
+  const over = view.state === 'finished' || view.state === 'unsupported';
+  $('contribute').classList.toggle('hidden', running || over);
   $('contribute').textContent = view.state === 'stopped' ? 'Contribute again' : 'Contribute';
-  ($('contribute') as HTMLButtonElement).disabled = view.state === 'finished' || view.state === 'unsupported';
+  setNotice('stopped', 'ok', view.state === 'stopped' ? 'You stopped contributing; the batch this tab held was handed back at once. Thank you!' : null);
   $('pause').classList.toggle('hidden', !running);
   $('stop').classList.toggle('hidden', !running);
   $('pause').textContent = pauses.has('user') ? 'Resume' : 'Pause';
@@ -154,7 +155,8 @@ function renderUpdate(u: JobUpdate): void {
   $('accuracy').textContent = pct(u.testAccuracy);
   $('version').textContent = int(u.version);
   $('progress').textContent = `${Math.round(u.progress * 100)}%`;
-  if (u.testAccuracy != null && accPoints[0].at(-1) !== u.version) {
+  // A new evaluation (updates also come for pauses etc., repeating the last accuracy).
+  if (u.testAccuracy != null && accPoints[0].at(-1) !== u.version && accPoints[1].at(-1) !== u.testAccuracy * 100) {
     accPoints[0].push(u.version);
     accPoints[1].push(u.testAccuracy * 100);
     drawChart();
@@ -163,6 +165,15 @@ function renderUpdate(u: JobUpdate): void {
 
 function drawChart(): void {
   if (chart) return chart.setData(accPoints);
+  if (accPoints[0].length < 2) {
+    // One point makes no curve (and uPlot would stretch its axis to 0..100): say it in words.
+    const p = document.createElement('p');
+    p.className = 'muted small';
+    p.textContent = `Evaluated once so far: ${accPoints[1][0]!.toFixed(2)}% test accuracy at model version ${int(accPoints[0][0]!)} (the curve needs two evaluations).`;
+    $('acc-chart').replaceChildren(p);
+    return;
+  }
+  $('acc-chart').replaceChildren();
   chart = makeChart(
     $('acc-chart'),
     {
@@ -170,7 +181,8 @@ function drawChart(): void {
       xLabel: 'model version',
       height: 170,
       series: [{ label: 'test accuracy', stroke: COLORS.accuracy, width: 2, value: (_u, v) => (v == null ? '–' : `${v.toFixed(2)}%`) }],
-      axes: [{ values: (_u, t) => t.map((v) => `${v}%`) }],
+      axes: [{ values: (_u, t) => t.map((v) => `${v}%`), size: 60 }],
+      scales: { y: { range: (_u, min, max) => [Math.max(0, Math.floor(min - 1)), Math.min(100, Math.ceil(max + 1))] } },
     },
     accPoints,
   );
@@ -188,9 +200,14 @@ function renderBackend(r: BackendReport): void {
           ? 'CPU, plain JavaScript'
           : '';
   const measured = r.probes.filter((p) => p.status === 'ok').map((p) => `${p.backend}${p.software ? ' (software GPU)' : ''} ${int(p.samplesPerSec)} samples/s`);
-  if (r.backend !== 'webgpu') {
+  const reason = r.reason.charAt(0).toUpperCase() + r.reason.slice(1);
+  if (backend) {
+    setNotice('backend', 'info', `Using ${r.backend.toUpperCase()} as the page address asks (?backend=${backend}).${measured.length ? ` Measured: ${measured.join('; ')}.` : ''}`);
+  } else if (r.backend !== 'webgpu') {
     const why = !a ? 'this browser offers no WebGPU' : a.isFallbackAdapter ? `its only WebGPU adapter is a software one (${a.vendor} ${a.architecture}), slower than the CPU` : 'WebGPU was slower or failed here';
-    setNotice('backend', 'info', `No usable GPU: ${why}, so this tab trains with ${r.backend === 'wasm' ? 'WebAssembly (WASM) on the CPU' : 'plain JavaScript on the CPU'} instead. ${r.reason}${measured.length ? ` (measured: ${measured.join('; ')})` : ''}.`);
+    // The reason already carries the measured figures when the choice was made by measuring.
+    const figures = measured.length && !/measured/i.test(r.reason) ? ` (measured: ${measured.join('; ')})` : '';
+    setNotice('backend', 'info', `No usable GPU: ${why}, so this tab trains with ${r.backend === 'wasm' ? 'WebAssembly (WASM) on the CPU' : 'plain JavaScript on the CPU'} instead. ${reason}${figures}.`.replace(/\.\.$/, '.'));
   } else {
     setNotice('backend', 'info', measured.length ? `Training on the GPU (measured: ${measured.join('; ')}).` : null);
   }
@@ -209,6 +226,7 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
       view.state = m.state;
       view.detail = m.detail;
       if (m.state === 'stopped') retire();
+      else reconcile(m.state);
       renderState();
       break;
     case 'stats':
@@ -256,6 +274,7 @@ function start(): void {
   if (worker) return;
   view.started = true;
   notices.delete('finished');
+  synced = false;
   worker = new Worker(new URL('./training.worker.ts', import.meta.url), { type: 'module' });
   worker.onmessage = onWorkerMessage;
   worker.onerror = (e) => {
@@ -288,6 +307,22 @@ function stop(): void {
 }
 
 // ---- pausing: by the volunteer, when hidden, on battery ----------------------------------------
+
+let synced = false;
+/**
+ * The worker drops controls that arrive before its loop exists (it is still starting its backend),
+ * so each state it reports is checked against what the page wants, and corrected.
+ */
+function reconcile(state: WorkerState): void {
+  if (!synced) {
+    synced = true;
+    send({ type: 'duty', value: prefs.cap });
+  }
+  const terminal = state === 'finished' || state === 'unsupported';
+  if (terminal) return;
+  if (pauses.size > 0 && state !== 'paused') send({ type: 'pause' });
+  else if (pauses.size === 0 && state === 'paused') send({ type: 'resume' });
+}
 
 function setPaused(reason: PauseReason, on: boolean): void {
   const before = pauses.size > 0;

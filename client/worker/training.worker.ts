@@ -56,10 +56,8 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           capabilities,
           prepareJob: async (job) => {
             const choice = await chooseBackendForJob(job, m.backend);
-            if (!choice.ok) {
-              post({ type: 'backend', report: { ...provisional, reason: choice.reason, probes: choice.probes } });
-              return { ok: false, reason: choice.reason };
-            }
+            // No 'backend' report on a refusal: the tab trains on none; the refusal's reason is shown.
+            if (!choice.ok) return { ok: false, reason: choice.reason };
             post({ type: 'backend', report: choice.report });
             const { backend, adapter, probes } = choice.report;
             return { ok: true, capabilities: { ...capabilities, backend, adapter: adapter ?? undefined, probes: probeResults(probes) } };

@@ -134,16 +134,20 @@ export function createHttpServer(deps: HttpDeps): Server {
         }),
       );
     }
-    if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1]);
+    if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1], url.searchParams.get('version'));
     return error(res, 404, 'NOT_FOUND', 'no such endpoint');
   }
 
-  /** model.json of the newest verified checkpoint, its weights file named by version. */
-  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined): Promise<void> {
+  /**
+   * model.json of the newest verified checkpoint (or of `?version=N` while it is kept, so a
+   * model.json and its weights file can be fetched as a matching pair), weights named by version.
+   */
+  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined, version: string | null): Promise<void> {
     const store = deps.registry.storeFor(jobId);
     if (file === 'model.json') {
-      const [latest] = await store.infos();
-      if (!latest) return error(res, 404, 'NOT_FOUND', 'no checkpoint yet');
+      const infos = await store.infos();
+      const latest = version === null ? infos[0] : infos.find((i) => String(i.version) === version);
+      if (!latest) return error(res, 404, 'NOT_FOUND', version === null ? 'no checkpoint yet' : `checkpoint v${version} is not kept (any more)`);
       const model = JSON.parse(await readFile(path.join(latest.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
       for (const group of model.weightsManifest) group.paths = [`weights-v${latest.version}.bin`];
       return send(res, 200, model);

@@ -1,4 +1,5 @@
-// RefusalBook: remembers (worker, job) refusals with their reason, per pair, bounded in size.
+// RefusalBook, the transport's memory of job:refuse: (worker, job) pairs with their reason, kept per
+// pair across reconnections (worker ids are stable) and bounded in size, oldest forgotten first.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RefusalBook } from './refusals.ts';

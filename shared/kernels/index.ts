@@ -1,6 +1,7 @@
 // Registers Flock's own tfjs kernels: gradients tfjs-backend-wasm 4.22 lacks, and replacements for
 // native wasm kernels measured to be wrong. Called by whoever starts tfjs (Node server, Node worker,
 // browser Web Worker) AFTER importing '@tensorflow/tfjs-backend-wasm'; isomorphic, idempotent.
+// tfjs-backend-webgpu 4.22 needs none: it passes every case of the coverage matrix (./coverage/).
 import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterConfig } from './wasm/conv2d-backprop-filter.ts';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './wasm/depthwise-conv2d-backprop-filter.ts';

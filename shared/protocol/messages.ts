@@ -20,7 +20,7 @@ export interface ProbeResult {
   readonly backend: BackendName;
   /** Gradient-step throughput of the job's model measured at start-up, samples/s. */
   readonly samplesPerSec: number;
-  /** 'timeout': no step finished within its share of the budget (samplesPerSec is an upper bound); 'failed': cannot train the model. */
+  /** 'timeout': no step finished within its share of the budget (samplesPerSec: one batch over the time waited); 'failed': cannot train the model. */
   readonly status?: 'ok' | 'timeout' | 'failed' | undefined;
   /** WebGPU on a fallback (software) adapter. */
   readonly software?: boolean | undefined;

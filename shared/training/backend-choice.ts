@@ -23,9 +23,10 @@ export interface ProbeOutcome {
   /** True for WebGPU on a fallback (software) adapter. */
   readonly software: boolean;
   /**
-   * ok: measured after warm-up. timeout: no step finished within the backend's slice, and
-   * samplesPerSec is an upper bound (one batch over the time waited). failed: it cannot train this
-   * model here (a missing kernel, an exception, non-finite gradients on synthetic data).
+   * ok: samples/s measured after one warm-up step. timeout: no step finished within the backend's
+   * slice; samplesPerSec is then one batch over the time waited, what it delivered within the
+   * budget (warm-up included), not its steady state. failed: it cannot train this model here (a
+   * missing kernel, an exception, non-finite gradients on synthetic data).
    */
   readonly status: ProbeStatus;
   readonly samplesPerSec: number;
@@ -74,7 +75,7 @@ function figure(o: ProbeOutcome): string {
     case 'ok':
       return `${label} ${Math.round(o.samplesPerSec).toLocaleString('en-US')}`;
     case 'timeout':
-      return `${label} <${Math.max(1, Math.round(o.samplesPerSec)).toLocaleString('en-US')} (no step within its time)`;
+      return `${label} <${Math.max(1, Math.round(o.samplesPerSec)).toLocaleString('en-US')} within the budget (no step finished)`;
     case 'failed':
       return `${label} failed (${o.error ?? 'unknown error'})`;
   }

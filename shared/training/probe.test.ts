@@ -1,6 +1,6 @@
 // The start-up probe in Node (wasm and cpu): it measures each candidate within its slice, reports a
-// missing kernel or non-finite gradients as a failure, times out a step that cannot finish, and
-// leaks no tensors.
+// missing kernel or non-finite gradients as a failure, gives up on a step that cannot finish in
+// time, and leaks no tensors.
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { tf } from './tf.ts';
@@ -75,7 +75,7 @@ test('non-finite gradients on the probe step: the model cannot be trained here',
   await tf.setBackend('wasm');
 });
 
-test('a backend that cannot start fails; a step slower than the slice is a timeout with an upper bound', async () => {
+test('a backend that cannot start fails; a step slower than the slice is a timeout, not waited for', async () => {
   const now = () => performance.now();
   const notHere = await probeBackend({ backend: 'webgpu', software: false }, cnn(), spec, { batchSize: 8, deadlineAt: now() + 200, measureMs: 100, useBackend, now });
   assert.equal(notHere.status, 'failed');
@@ -88,6 +88,7 @@ test('a backend that cannot start fails; a step slower than the slice is a timeo
   const waited = now() - t0;
   assert.equal(slow.status, 'timeout');
   assert.ok(waited < 250, `the probe waited ${waited} ms for a step it had given up on`);
-  assert.ok(slow.samplesPerSec > 0 && slow.samplesPerSec <= (8 * 1000) / 100, `bound ${slow.samplesPerSec}`);
+  // One batch over the ~100 ms waited (not over the 300 ms the step really takes).
+  assert.ok(slow.samplesPerSec > (8 * 1000) / 250 && slow.samplesPerSec < (8 * 1000) / 50, `figure ${slow.samplesPerSec}`);
   await new Promise((r) => setTimeout(r, 400)); // the abandoned step settles and frees its model
 });

@@ -231,7 +231,13 @@ export class WorkerLoop {
       if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
       if (opts.prepareJob) {
         this.setState('probing', 'measuring this device on the model');
-        const prep = await opts.prepareJob(res.job);
+        let prep: JobPreparation;
+        try {
+          prep = await opts.prepareJob(res.job);
+        } catch (err) {
+          // Local, not transport: probing again would fail the same way.
+          prep = { ok: false, reason: `probing this device failed: ${errorText(err)}` };
+        }
         if (!prep.ok) return this.refuseJob(res.job.id, prep.reason);
         if (prep.capabilities) {
           // Same worker id: the coordinator just learns the new capabilities.
