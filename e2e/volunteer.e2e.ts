@@ -103,18 +103,34 @@ test('volunteer: consent, usage cap, hidden tab, battery, stop, close, unreachab
     await expect(page.locator('#state')).toHaveText(/computing|uploading|waiting|downloading/);
 
     // ---- usage cap: 100% vs 25%, measured in the same run ---------------------------------------
-    await page.locator('label:has(input[name=cap][value="1"])').click();
-    await page.waitForTimeout(2000);
-    const full = await measureRate(page, 8000);
-    const busy100 = (await flock(page)).busyFraction;
-    await page.locator('label:has(input[name=cap][value="0.25"])').click();
-    await expect(page.locator('input[name=cap][value="0.25"]')).toBeChecked();
-    await page.waitForTimeout(2500); // the lease in hand and its rest at the new cap
-    const capped = await measureRate(page, 10_000);
-    const busy25 = (await flock(page)).busyFraction;
-    figures.dutyCycle = { samplesPerSec100: Math.round(full), samplesPerSec25: Math.round(capped), ratio: Number((capped / full).toFixed(3)), busyFractionAt100: busy100, busyFractionAt25: busy25 };
+    // Alternating windows (100, 25, 100, 25) so drift on this shared machine (the coordinator's
+    // evaluations, other processes) falls on both sides alike.
+    const cap = (v: string) => page.locator(`label:has(input[name=cap][value="${v}"])`).click();
+    const rates: Record<'full' | 'capped', number[]> = { full: [], capped: [] };
+    const busy: Record<'full' | 'capped', (number | null)[]> = { full: [], capped: [] };
+    for (let round = 0; round < 2; round++) {
+      await cap('1');
+      await page.waitForTimeout(1500);
+      rates.full.push(await measureRate(page, 5000));
+      busy.full.push((await flock(page)).busyFraction);
+      await cap('0.25');
+      await expect(page.locator('input[name=cap][value="0.25"]')).toBeChecked();
+      await page.waitForTimeout(1500); // the lease in hand and its rest at the new cap
+      rates.capped.push(await measureRate(page, 6000));
+      busy.capped.push((await flock(page)).busyFraction);
+    }
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const full = mean(rates.full);
+    const capped = mean(rates.capped);
+    figures.dutyCycle = {
+      samplesPerSec100: Math.round(full),
+      samplesPerSec25: Math.round(capped),
+      ratio: Number((capped / full).toFixed(3)),
+      windows: { full: rates.full.map(Math.round), capped: rates.capped.map(Math.round) },
+      busyFraction: { full: busy.full, capped: busy.capped },
+    };
     expect(full).toBeGreaterThan(200);
-    // The cap rests 3x each lease's busy time, so at most ~1/4 of the samples (less when a lease
+    // The cap rests 3x each lease's busy time, so about 1/4 of the samples (less when a lease
     // after a rest runs slower); it must not stop work altogether either.
     expect(capped / full).toBeLessThan(0.4);
     expect(capped / full).toBeGreaterThan(0.05);

@@ -24,7 +24,7 @@ async function measure(): Promise<{ fast: number; mixed: number; maxStaleness: n
     slow.loop.pause();
     await sleep(1500); // warm-up
     const rate = { fast: [0, 0], mixed: [0, 0] };
-    for (let phase = 0; phase < 6; phase++) {
+    for (let phase = 0; phase < 8; phase++) {
       const withStraggler = phase % 2 === 1;
       if (withStraggler) slow.loop.resume();
       else slow.loop.pause();
