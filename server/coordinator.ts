@@ -51,6 +51,8 @@ export interface Coordinator {
   readonly registry: JobRegistry;
   readonly io: FlockServer;
   readonly state: StateStore;
+  /** True when this start created the demo job (the data dir held no job). */
+  readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
   readonly workerStats: WorkerStatsBook;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
@@ -72,7 +74,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
   const registry = new JobRegistry({ clock, dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
   await registry.loadAll();
-  if (registry.all().length === 0 && opts.demo) {
+  const createdDemo = registry.all().length === 0 && opts.demo !== null;
+  if (createdDemo && opts.demo) {
     await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
     log.info(`created demo job ${opts.demo}`);
   }
@@ -140,6 +143,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     io,
     state,
     workerStats,
+    createdDemo,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
       for (const job of registry.all()) {

@@ -44,19 +44,49 @@ function overridesFromEnv(): Partial<JobConfig> {
   return o;
 }
 
+/** An environment variable that must be one of `allowed` (first = default); exits on anything else. */
+function oneOf<T extends string>(name: string, allowed: readonly T[]): T {
+  const v = env[name];
+  if (v === undefined || v === '') return allowed[0]!;
+  if (!(allowed as readonly string[]).includes(v)) {
+    console.error(`${name} must be one of ${allowed.join(', ')}; got ${v}`);
+    process.exit(2);
+  }
+  return v as T;
+}
+
+function portFromEnv(): number {
+  const v = env.PORT ?? '8080';
+  const n = Number(v);
+  if (v === '' || !Number.isInteger(n) || n < 0 || n > 65535) {
+    console.error(`PORT must be an integer 0..65535; got ${v}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const drainMs = Number(env.FLOCK_DRAIN_MS ?? 3000);
+const overrides = overridesFromEnv();
 const coordinator = await startCoordinator({
-  port: Number(env.PORT ?? 8080),
+  port: portFromEnv(),
   host: env.HOST ?? '127.0.0.1',
   dataDir: path.resolve(env.FLOCK_DATA_DIR ?? './data'),
   clientDir: path.join(root, 'dist', 'client'),
   adminToken: env.FLOCK_ADMIN_TOKEN,
   demo: demoFromEnv(),
-  demoOverrides: overridesFromEnv(),
-  store: env.FLOCK_STORE === 'memory' ? 'memory' : 'sqlite',
-  sqliteSync: env.FLOCK_SQLITE_SYNC === 'FULL' ? 'FULL' : 'NORMAL',
+  demoOverrides: overrides,
+  store: oneOf('FLOCK_STORE', ['sqlite', 'memory'] as const),
+  sqliteSync: oneOf('FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
   checkpointPauseMs: Number(env.FLOCK_FAULT_CHECKPOINT_PAUSE_MS ?? 0),
   log: consoleLogger,
 });
+
+if (Object.keys(overrides).length > 0 && !coordinator.createdDemo) {
+  consoleLogger.warn(
+    `demo settings from the environment (FLOCK_MAX_EPOCHS, FLOCK_BATCH_SIZE, ...) apply only to a new demo job; ` +
+      `${path.resolve(env.FLOCK_DATA_DIR ?? './data')} already holds jobs, which keep their own settings (delete it to start over)`,
+  );
+}
 
 console.log(`
   Flock coordinator is running.
@@ -71,9 +101,9 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   consoleLogger.info(`${signal}: checkpointing and stopping`);
-  const timer = setTimeout(() => process.exit(1), 15_000);
+  const timer = setTimeout(() => process.exit(1), drainMs + 15_000);
   // Stop leasing, give in-flight gradients a moment to land, checkpoint, exit.
-  await coordinator.shutdown(Number(env.FLOCK_DRAIN_MS ?? 3000));
+  await coordinator.shutdown(drainMs);
   clearTimeout(timer);
   process.exit(0);
 }

@@ -28,6 +28,8 @@ export interface HttpDeps {
 }
 
 const send = sendJson;
+/** Model files are public (volunteers receive the weights anyway): any origin may tf.loadLayersModel them. */
+const PUBLIC_MODEL = { 'Access-Control-Allow-Origin': '*', 'Cross-Origin-Resource-Policy': 'cross-origin' };
 const error = sendError;
 
 /** Job sub-resources only an admin may call. */
@@ -150,20 +152,22 @@ export function createHttpServer(deps: HttpDeps): Server {
       if (!latest) return error(res, 404, 'NOT_FOUND', version === null ? 'no checkpoint yet' : `checkpoint v${version} is not kept (any more)`);
       const model = JSON.parse(await readFile(path.join(latest.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
       for (const group of model.weightsManifest) group.paths = [`weights-v${latest.version}.bin`];
-      return send(res, 200, model);
+      return send(res, 200, model, PUBLIC_MODEL);
     }
     const m = file ? /^weights-v(\d+)\.bin$/.exec(file) : null;
     if (!m) return error(res, 404, 'NOT_FOUND', 'no such model file');
-    const entry = (await store.list()).find((c) => c.version === Number(m[1]));
+    const entry = (await store.infos()).find((c) => c.version === Number(m[1]));
     if (!entry) return error(res, 404, 'NOT_FOUND', 'that checkpoint is gone; fetch model.json again');
     const data = await readFile(path.join(entry.dir, 'weights.bin'));
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION });
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION, ...PUBLIC_MODEL });
     res.end(data);
   }
 
   return createServer((req, res) => {
     route(req, res).catch((err: Error) => {
-      if (!res.headersSent) error(res, 500, ErrorCode.Internal, err.message);
+      // Details (paths, stack) go to the log, not to the client.
+      console.warn(`[flock] WARN HTTP ${req.method} ${req.url}: ${err.message}`);
+      if (!res.headersSent) error(res, 500, ErrorCode.Internal, 'internal error; see the coordinator log');
       else res.destroy();
     });
   });

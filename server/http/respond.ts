@@ -1,5 +1,6 @@
 // Writing HTTP answers: JSON bodies, error bodies `{ error: { code, message } }` and text files,
-// all with the cross-origin isolation headers the pages need (WASM threads) and no caching.
+// all with cross-origin isolation headers (COOP/COEP: SharedArrayBuffer and precise timers for the
+// pages, needed once WASM threads run in the Web Worker) and no caching.
 
 import type { ServerResponse } from 'node:http';
 

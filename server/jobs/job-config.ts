@@ -1,5 +1,5 @@
 // What defines a job: the model, how it learns, on which data, until when. Plain JSON, stored in
-// <dataDir>/jobs/<id>/job.json when the job is created; validated whenever it enters the process.
+// the StateStore (`jobs` table of <dataDir>/flock.db) when the job is created; validated whenever it enters the process.
 
 import { z } from 'zod';
 import { STALENESS_RULES } from '../aggregation/staleness.ts';

@@ -227,6 +227,8 @@ export class JobRuntime {
       `job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (epoch ${rt.leases.currentEpoch}); ${restored} lease(s) still outstanding`,
     );
     if (replayed > 0) await rt.checkpoint();
+    // Crashed after the last shard but before "finished" was saved: finish now, don't idle forever.
+    if (rt.status === 'running' && rt.leases.exhausted) void rt.evaluateNow();
     return rt;
   }
 
@@ -246,7 +248,7 @@ export class JobRuntime {
       this.counters.applied++;
       this.counters.samplesApplied += u.samples;
       this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, u.staleness)]!++;
-      if (Number.isFinite(u.loss)) this.trainLoss.push({ version: u.version, loss: u.loss });
+      if (u.loss !== null && Number.isFinite(u.loss)) this.trainLoss.push({ version: u.version, loss: u.loss });
       n++;
     }
     const stored = this.deps.state.metrics(this.id);
@@ -457,7 +459,7 @@ export class JobRuntime {
     // Durable first: the update is logged (and replayable) before it is applied and acknowledged.
     this.deps.state.appendUpdate({
       jobId: this.id, version: this.version + 1, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
-      baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss: Number.isFinite(msg.loss) ? msg.loss : NaN, at: now,
+      baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss: msg.loss !== null && Number.isFinite(msg.loss) ? msg.loss : null, at: now,
       gradient: toBytes(msg.data),
     });
     this.deps.state.deleteLease(this.id, lease.id);
@@ -473,7 +475,7 @@ export class JobRuntime {
     this.counters.samplesApplied += samples;
     this.counters.bytesUp += check.arrays.reduce((s, a) => s + a.data.byteLength, 0);
     this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, verdict.tau)]!++;
-    if (Number.isFinite(msg.loss)) {
+    if (msg.loss !== null && Number.isFinite(msg.loss)) {
       this.trainLoss.push({ version: this.version, loss: msg.loss });
       if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);
     }
@@ -555,6 +557,7 @@ export class JobRuntime {
         this.deps.log.warn(`job ${this.id}: evaluation failed: ${(err as Error).message}`);
       } finally {
         this.evaluating = null;
+        this.finalizing = false;
       }
       // Work that arrived while evaluating may already warrant another evaluation.
       if (this.status === 'running' && ((this.version - this.lastEvalVersion >= this.config.evalEveryVersions && this.evalBudgetAllows()) || (this.leases.exhausted && this.lastEvalVersion !== this.version))) {

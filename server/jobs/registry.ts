@@ -1,7 +1,7 @@
 // Job registry: the jobs this coordinator knows, by id. Creates jobs (recording them in the
 // StateStore) and reopens them at start-up. It only registers: each job's work is its JobRuntime's.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
@@ -29,8 +29,16 @@ export class JobRegistry {
     return path.join(this.deps.dataDir, 'jobs', id);
   }
 
+  private readonly stores = new Map<string, CheckpointStore>();
+
+  /** The job's checkpoint store (one per job, so its verification cache is shared). */
   storeFor(id: string): CheckpointStore {
-    return new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m), this.deps.checkpointPauseMs ?? 0);
+    let store = this.stores.get(id);
+    if (!store) {
+      store = new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m), this.deps.checkpointPauseMs ?? 0);
+      this.stores.set(id, store);
+    }
+    return store;
   }
 
   /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
@@ -48,6 +56,9 @@ export class JobRegistry {
   async create(id: string, config: JobConfig): Promise<JobRuntime> {
     if (this.jobs.has(id) || this.deps.state.listJobs().some((j) => j.id === id)) throw new Error(`job ${id} already exists`);
     const valid = JobConfigSchema.parse(config);
+    // A folder for a job the StateStore does not know is left over (a crash before the job was
+    // recorded, or a FLOCK_STORE=memory run): its checkpoints must not be served as this job's.
+    await rm(this.jobDir(id), { recursive: true, force: true });
     await mkdir(this.jobDir(id), { recursive: true });
     // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
     const rt = await JobRuntime.create(id, valid, { ...this.deps, store: this.storeFor(id) });
@@ -59,7 +70,7 @@ export class JobRegistry {
 
   /**
    * Changes a running job's learning rate and/or staleness bound and records the new config in
-   * the StateStore, so a restart keeps them. Throws RangeError on an invalid value (nothing changes).
+   * the StateStore, so a restart keeps them. Throws a ZodError on an invalid value (nothing changes).
    */
   updateSettings(id: string, patch: { learningRate?: number | undefined; maxStaleness?: number | undefined }): JobRuntime | undefined {
     const job = this.jobs.get(id);

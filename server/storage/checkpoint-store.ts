@@ -4,7 +4,7 @@
 // crash leaves either a complete checkpoint or none. state.json carries SHA-256 checksums of the
 // binaries; load() skips a checkpoint whose files are missing or do not match, and uses the previous.
 
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsyncDir, writeFileSynced } from './atomic-file.ts';
@@ -102,10 +102,11 @@ export class CheckpointStore {
       .sort((a, b) => b.version - a.version);
   }
 
-  /** Verified checkpoints' headline info, newest first. */
+  /** Checkpoints whose checksums verify (what may be served), newest first. */
   async infos(): Promise<CheckpointInfo[]> {
     const out: CheckpointInfo[] = [];
     for (const { dir } of await this.list()) {
+      if (!(await this.verified(dir))) continue;
       try {
         const st = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as StateFile;
         out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
@@ -114,6 +115,25 @@ export class CheckpointStore {
       }
     }
     return out;
+  }
+
+  /** Verification results keyed by directory + the files' sizes and mtimes (re-checked when they change). */
+  private readonly verifiedCache = new Map<string, { key: string; ok: boolean }>();
+
+  private async verified(dir: string): Promise<boolean> {
+    let key: string;
+    try {
+      const stats = await Promise.all(['state.json', 'model.json', 'weights.bin', 'optimizer.bin'].map((f) => stat(path.join(dir, f))));
+      key = stats.map((s) => `${s.size}:${s.mtimeMs}`).join('|');
+    } catch {
+      return false;
+    }
+    const hit = this.verifiedCache.get(dir);
+    if (hit?.key === key) return hit.ok;
+    const ok = (await this.read(dir)) !== null;
+    this.verifiedCache.set(dir, { key, ok });
+    if (this.verifiedCache.size > 64) this.verifiedCache.delete(this.verifiedCache.keys().next().value!);
+    return ok;
   }
 
   /** The newest checkpoint whose checksums verify, or null. Corrupt ones are reported and skipped. */

@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS updates (
   job_id TEXT NOT NULL, version INTEGER NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL,
   epoch INTEGER NOT NULL, shard INTEGER NOT NULL, base_version INTEGER NOT NULL, lr REAL NOT NULL,
-  staleness INTEGER NOT NULL, samples INTEGER NOT NULL, loss REAL NOT NULL, at INTEGER NOT NULL,
+  staleness INTEGER NOT NULL, samples INTEGER NOT NULL, loss REAL, at INTEGER NOT NULL,
   gradient BLOB,
   PRIMARY KEY (job_id, version)
 );
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS workers (
 
 interface UpdateRow {
   job_id: string; version: number; lease_id: string; worker_id: string; epoch: number; shard: number;
-  base_version: number; lr: number; staleness: number; samples: number; loss: number; at: number; gradient: Buffer | null;
+  base_version: number; lr: number; staleness: number; samples: number; loss: number | null; at: number; gradient: Buffer | null;
 }
 interface LeaseRow {
   job_id: string; lease_id: string; worker_id: string; epoch: number; shard: number; base_version: number; granted_at: number; deadline_at: number;

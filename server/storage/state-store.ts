@@ -28,7 +28,8 @@ export interface UpdateRecord {
   readonly lr: number;
   readonly staleness: number;
   readonly samples: number;
-  readonly loss: number;
+  /** Training loss the worker reported; null when it was not a finite number. */
+  readonly loss: number | null;
   readonly at: number;
   /** Packed float32 gradient; null once a checkpoint covers this version (then only the ledger row stays). */
   readonly gradient: Uint8Array | null;

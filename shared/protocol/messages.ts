@@ -108,8 +108,8 @@ export interface GradientPush {
   readonly leaseId: string;
   readonly baseVersion: number;
   readonly numSamples: number;
-  /** Mean training loss over the shard, as the worker measured it. */
-  readonly loss: number;
+  /** Mean training loss over the shard, as the worker measured it (null: not finite). */
+  readonly loss: number | null;
   readonly computeMs: number;
   readonly specs: readonly TensorSpec[];
   readonly data: BinaryLike;

@@ -58,7 +58,8 @@ export const GradientPushSchema = z.object({
   leaseId: id,
   baseVersion: count,
   numSamples: z.number().int().positive().max(1 << 20),
-  loss: z.number(),
+  // NaN travels as null in JSON; a non-finite loss is recorded as unknown, the gradient is judged on its own.
+  loss: z.number().nullable(),
   computeMs: z.number().finite().nonnegative(),
   specs: z.array(TensorSpecSchema).max(MAX_TENSORS),
   data: binary,
