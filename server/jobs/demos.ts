@@ -32,10 +32,6 @@ function cnn(): tf.LayersModel {
   });
 }
 
-export interface DemoJob {
-  readonly config: JobConfig;
-}
-
 /** The demo's config; its topology comes from building the model once (then disposed). */
 export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): JobConfig {
   const model = name === 'mnist-cnn' ? cnn() : mlp();

@@ -1,9 +1,7 @@
-// Safe file replacement: write a temp file, fsync it, rename over the target, fsync the directory.
-// After a crash the target holds either the old bytes or the new ones, never a mix.
+// Durable file writes: write + fsync a file, fsync a directory. The checkpoint store builds its
+// atomic replace (temp directory, fsync, rename, fsync the parent) from these.
 
-import { open, rename, mkdir } from 'node:fs/promises';
-import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
@@ -22,13 +20,4 @@ export async function writeFileSynced(file: string, data: Uint8Array | string): 
   } finally {
     await fh.close();
   }
-}
-
-export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  const dir = path.dirname(file);
-  await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  await writeFileSynced(tmp, data);
-  await rename(tmp, file);
-  await fsyncDir(dir);
 }

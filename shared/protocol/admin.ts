@@ -139,12 +139,6 @@ export interface AdminServerToClient {
   'job:delta': (d: JobDelta) => void;
 }
 
-export const ADMIN_EVENTS = {
-  watch: 'job:watch',
-  unwatch: 'job:unwatch',
-  overview: 'jobs:overview',
-  delta: 'job:delta',
-} as const;
 
 // ---- HTTP bodies ----------------------------------------------------------------------------
 

@@ -30,12 +30,3 @@ export interface ServerToClientEvents {
   'job:update': (update: JobUpdate) => void;
 }
 
-export const EVENTS = {
-  hello: 'worker:hello',
-  jobGet: 'job:get',
-  leaseRequest: 'lease:request',
-  gradientPush: 'gradient:push',
-  leaseRelease: 'lease:release',
-  jobRefuse: 'job:refuse',
-  jobUpdate: 'job:update',
-} as const;

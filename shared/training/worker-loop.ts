@@ -3,7 +3,7 @@
 // model and its cached weight version, the lease in hand, pause/stop and the usage cap.
 
 import type { Clock } from '../clock.ts';
-import { ErrorCode } from '../protocol/errors.ts';
+import { ErrorCode, TRANSIENT_CODES } from '../protocol/errors.ts';
 import {
   PROTOCOL_VERSION,
   type JobDescriptor,
@@ -410,6 +410,11 @@ export class WorkerLoop {
         await this.waitForPoke(retryAfterMs ?? 2000);
         return false;
       default:
+        if (TRANSIENT_CODES.has(code as ErrorCode)) {
+          this.setState('retrying', message);
+          await this.waitForPoke(retryAfterMs ?? 1000);
+          return false;
+        }
         throw new Error(`${code}: ${message}`);
     }
   }
