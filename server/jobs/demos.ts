@@ -37,37 +37,35 @@ export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): 
   const model = name === 'mnist-cnn' ? cnn() : mlp();
   const modelTopology = model.toJSON(null, false) as unknown as Record<string, unknown>;
   model.dispose();
+  // What both demos share; each then sets its own name, learning rate, batch and cadence.
+  const common = {
+    dataset: 'mnist',
+    modelTopology,
+    loss: 'categoricalCrossentropy',
+    staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
+    stop: { maxEpochs: 10, targetAccuracy: null },
+    maxGradNorm: 1000,
+    seed: 42,
+  } as const satisfies Partial<JobConfig>;
   const base: JobConfig =
     name === 'mnist-cnn'
       ? {
+          ...common,
           name: 'MNIST CNN',
           description: 'Teach a small convolutional network to read handwritten digits (MNIST, 60,000 images).',
-          dataset: 'mnist',
-          modelTopology,
-          loss: 'categoricalCrossentropy',
           optimizer: { kind: 'adam', learningRate: 0.002 },
           batchSize: 64,
-          staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
-          stop: { maxEpochs: 10, targetAccuracy: null },
           evalEveryVersions: 100,
           leaseTimeoutMs: 30_000,
-          maxGradNorm: 1000,
-          seed: 42,
         }
       : {
+          ...common,
           name: 'MNIST MLP',
           description: 'Teach a small neural network (784-128-10) to read handwritten digits (MNIST, 60,000 images).',
-          dataset: 'mnist',
-          modelTopology,
-          loss: 'categoricalCrossentropy',
           optimizer: { kind: 'adam', learningRate: 0.003 },
           batchSize: 128,
-          staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
-          stop: { maxEpochs: 10, targetAccuracy: null },
           evalEveryVersions: 50,
           leaseTimeoutMs: 20_000,
-          maxGradNorm: 1000,
-          seed: 42,
         };
   return { ...base, ...overrides };
 }
