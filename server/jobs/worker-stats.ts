@@ -30,7 +30,10 @@ const RECENT_WINDOW_MS = 30_000;
 /** Removals remembered for deltas; a reader further behind gets the full table. */
 const MAX_REMOVALS = 10_000;
 
+/** What the worker computes on: the GPU adapter for WebGPU, the CPU path otherwise. */
 export function adapterText(c: WorkerCapabilities): string | null {
+  if (c.backend === 'wasm') return c.wasmThreads ? 'CPU (WASM SIMD, threads)' : 'CPU (WASM SIMD)';
+  if (c.backend === 'cpu') return 'CPU (JavaScript)';
   const a = c.adapter;
   if (!a) return null;
   return `${a.vendor} ${a.architecture}`.trim() + (a.isFallbackAdapter ? ' (software)' : '');
