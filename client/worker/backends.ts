@@ -4,7 +4,7 @@
 
 import { tf } from '../../shared/training/tf.ts';
 import '@tensorflow/tfjs-backend-webgpu';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import type { AdapterInfo, BackendName, JobDescriptor, ProbeResult } from '../../shared/protocol/messages.ts';
 import type { BackendReport } from './messages.ts';
 import { registerFlockKernels } from '../../shared/kernels/index.ts';
@@ -12,17 +12,63 @@ import { decideBackend, PROBE_BUDGET_MS, probePlan, type ProbeOutcome } from '..
 import { probeBackends } from '../../shared/training/probe.ts';
 
 let initialised = false;
+/** Pool size asked for with `?wasmThreads=N` (0: tfjs's default). */
+let requestedWasmThreads = 0;
 
-/** Once per realm: Flock kernels, the .wasm location, and SIMD-only WASM. */
-export function initTfjs(): void {
+/** Whether this realm can run tfjs's threaded WASM build (cross-origin isolated, with shared memory). */
+export function wasmThreadsPossible(): boolean {
+  return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+}
+
+/**
+ * Once per realm, before any backend starts: Flock kernels, the .wasm location, and WASM threads.
+ *
+ * Where the worker is cross-origin isolated (the coordinator sends COOP/COEP), tfjs loads its
+ * threaded SIMD build. Its pthreads start from a Blob of the factory's source, which
+ * vite.config.ts keeps unminified (minified, they died with "e is not defined"). tfjs sizes the
+ * pool at half the logical cores, so 1 on a 2-core machine (the threaded build then runs on one
+ * thread); on 2 cores a second thread measured no gain. Elsewhere: the SIMD-only build.
+ * Benchmarks: `wasmThreads` (`?wasmThreads=N`) sets the pool size; 0 forces the SIMD-only build.
+ */
+export function initTfjs(wasmThreads?: number): void {
   if (initialised) return;
   initialised = true;
   // Gradient kernels tfjs-backend-wasm lacks (Conv2DBackpropFilter...) and fixes (MaxPoolGrad).
   registerFlockKernels();
   setWasmPaths('/wasm/');
-  // tfjs's threaded WASM build starts its pthreads from blob URLs, which fail inside a module Web
-  // Worker ("e is not defined"); and threads measured no gain on 2-core machines. SIMD only.
-  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  if (!wasmThreadsPossible() || wasmThreads === 0) {
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  } else if (wasmThreads !== undefined && Number.isInteger(wasmThreads) && wasmThreads > 0) {
+    setThreadsCount(wasmThreads);
+    requestedWasmThreads = wasmThreads;
+  }
+}
+
+/**
+ * tfjs's native code caps the pool at hardwareConcurrency / 2, read once as the module starts
+ * (init_with_threads_count: min(requested, 8, cores / 2)), so setThreadsCount alone cannot go
+ * past it. An explicit `?wasmThreads=N` lifts that cap by showing the module a core count of 2N
+ * while it starts; this worker's navigator is restored at once.
+ */
+async function withWasmCoreCount<T>(start: () => Promise<T>): Promise<T> {
+  const nav = globalThis.navigator as { hardwareConcurrency: number };
+  if (requestedWasmThreads * 2 <= nav.hardwareConcurrency) return start();
+  Object.defineProperty(nav, 'hardwareConcurrency', { value: requestedWasmThreads * 2, configurable: true });
+  try {
+    return await start();
+  } finally {
+    delete (nav as { hardwareConcurrency?: number }).hardwareConcurrency;
+  }
+}
+
+/** Threads the WASM backend really runs on (1: single-threaded), or 0 when WASM is not active. */
+export function wasmThreadsInUse(): number {
+  if (tf.getBackend() !== 'wasm') return 0;
+  try {
+    return getThreadsCount();
+  } catch {
+    return 0;
+  }
 }
 
 interface GpuLike {
@@ -46,7 +92,8 @@ export async function adapterInfo(): Promise<AdapterInfo | null> {
 /** Makes `name` the active backend; false when it cannot start here. */
 export async function useBackend(name: BackendName): Promise<boolean> {
   try {
-    if (!(await tf.setBackend(name)) || tf.getBackend() !== name) return false;
+    const started = name === 'wasm' ? await withWasmCoreCount(() => tf.setBackend(name)) : await tf.setBackend(name);
+    if (!started || tf.getBackend() !== name) return false;
     await tf.ready();
     return true;
   } catch {
@@ -58,15 +105,15 @@ export async function useBackend(name: BackendName): Promise<boolean> {
  * A backend without measuring anything (benchmarks' ?probe= path, and until the job is known):
  * the forced one if it starts, else WASM, else CPU.
  */
-export async function startWithoutProbe(forced: BackendName | null): Promise<BackendReport> {
-  initTfjs();
+export async function startWithoutProbe(forced: BackendName | null, wasmThreads?: number): Promise<BackendReport> {
+  initTfjs(wasmThreads);
   const adapter = await adapterInfo();
   const order: { name: BackendName; reason: string }[] = [];
   if (forced) order.push({ name: forced, reason: `forced by ?backend=${forced}` });
   order.push({ name: 'wasm', reason: forced ? `${forced} unavailable: using WASM` : 'using WASM' });
   order.push({ name: 'cpu', reason: 'WASM unavailable: using plain JavaScript (slow)' });
   for (const o of order) {
-    if (await useBackend(o.name)) return { backend: o.name, adapter, reason: o.reason, wasmThreads: false, probes: [] };
+    if (await useBackend(o.name)) return { backend: o.name, adapter, reason: withThreads(o.reason), wasmThreads: wasmThreadsInUse(), probes: [] };
   }
   throw new Error('no tfjs backend could start');
 }
@@ -79,8 +126,8 @@ export type ProbedChoice =
  * Measures every usable backend on the job's model within PROBE_BUDGET_MS and makes the fastest the
  * active one (only the forced one with `?backend=`, which is still checked to train the model).
  */
-export async function chooseBackendForJob(job: JobDescriptor, forced: BackendName | null, budgetMs = PROBE_BUDGET_MS): Promise<ProbedChoice> {
-  initTfjs();
+export async function chooseBackendForJob(job: JobDescriptor, forced: BackendName | null, budgetMs = PROBE_BUDGET_MS, wasmThreads?: number): Promise<ProbedChoice> {
+  initTfjs(wasmThreads);
   const adapter = await adapterInfo();
   const spec = { loss: job.loss, numClasses: job.numClasses, featureShape: job.featureShape, featureScale: job.featureScale };
   const options = { batchSize: Math.min(job.batchSize, 32), budgetMs, useBackend };
@@ -100,7 +147,13 @@ export async function chooseBackendForJob(job: JobDescriptor, forced: BackendNam
   }
   if (!decision.ok) return { ok: false, reason: decision.reason, probes };
   if (!(await useBackend(decision.backend))) return { ok: false, reason: `${decision.backend} stopped working after its probe`, probes };
-  return { ok: true, report: { backend: decision.backend, adapter, reason, wasmThreads: false, probes } };
+  return { ok: true, report: { backend: decision.backend, adapter, reason: withThreads(reason), wasmThreads: wasmThreadsInUse(), probes } };
+}
+
+/** Says how many threads WASM really runs on, only when it is the active backend and uses more than one. */
+function withThreads(reason: string): string {
+  const n = wasmThreadsInUse();
+  return n > 1 ? `${reason} (WASM on ${n} threads)` : reason;
 }
 
 /** The figures the coordinator gets in the hello (capabilities.probes). */

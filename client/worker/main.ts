@@ -14,6 +14,9 @@ const params = new URLSearchParams(location.search);
 const forced = params.get('backend');
 const backend: BackendName | null = forced && (BACKENDS as readonly string[]).includes(forced) ? (forced as BackendName) : null;
 const jobParam = params.get('job');
+/** Benchmarks: `?wasmThreads=N` sizes the WASM thread pool (cross-origin isolated pages only). */
+const wasmThreadsParam = params.get('wasmThreads');
+const wasmThreads = wasmThreadsParam ? Number(wasmThreadsParam) : undefined;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
 
@@ -281,7 +284,7 @@ function start(): void {
     view.fatal = e.message;
     setNotice('fatal', 'bad', `The training worker failed: ${e.message}`);
   };
-  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1' });
+  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}) });
   if (pauses.size) send({ type: 'pause' });
   view.state = 'connecting';
   renderState();
@@ -435,5 +438,5 @@ const probeJob = params.get('probe');
 if (probeJob && !worker) {
   worker = new Worker(new URL('./training.worker.ts', import.meta.url), { type: 'module' });
   worker.onmessage = onWorkerMessage;
-  send({ type: 'probe', backend, modelUrl: `/api/jobs/${encodeURIComponent(probeJob)}/model/model.json`, batchSize: Number(params.get('batch') ?? 64), budgetMs: Number(params.get('ms') ?? 4000) });
+  send({ type: 'probe', backend, modelUrl: `/api/jobs/${encodeURIComponent(probeJob)}/model/model.json`, batchSize: Number(params.get('batch') ?? 64), budgetMs: Number(params.get('ms') ?? 4000), ...(wasmThreads !== undefined ? { wasmThreads } : {}) });
 }

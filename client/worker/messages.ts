@@ -6,19 +6,20 @@ import type { ProbeFigures } from '../../shared/training/probe.ts';
 import type { ProbeOutcome } from '../../shared/training/backend-choice.ts';
 
 export type ToWorker =
-  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean }
+  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean; wasmThreads?: number }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop' }
   | { type: 'duty'; value: number }
-  | { type: 'probe'; backend: BackendName | null; modelUrl: string; batchSize: number; budgetMs: number };
+  | { type: 'probe'; backend: BackendName | null; modelUrl: string; batchSize: number; budgetMs: number; wasmThreads?: number };
 
 export interface BackendReport {
   readonly backend: BackendName;
   readonly adapter: AdapterInfo | null;
   /** Why this backend (e.g. "no WebGPU adapter: using WASM"). */
   readonly reason: string;
-  readonly wasmThreads: boolean;
+  /** Threads the WASM backend runs on (getThreadsCount(): 1 = single-threaded); 0 when WASM is not the backend. */
+  readonly wasmThreads: number;
   /** The start-up measurements the choice was made from (empty when nothing was measured). */
   readonly probes: readonly ProbeOutcome[];
 }

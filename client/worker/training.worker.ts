@@ -35,11 +35,11 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
       if (loop) return;
       try {
         // Until the job is known: the forced backend or WASM, announced in the first hello.
-        const provisional = await startWithoutProbe(m.backend);
+        const provisional = await startWithoutProbe(m.backend, m.wasmThreads);
         const capabilities: WorkerCapabilities = {
           backend: provisional.backend,
           adapter: provisional.adapter ?? undefined,
-          wasmThreads: provisional.wasmThreads,
+          wasmThreads: provisional.wasmThreads > 1,
           userAgent: navigator.userAgent.slice(0, 500),
           hardwareConcurrency: navigator.hardwareConcurrency,
           runtime: 'browser',
@@ -55,12 +55,12 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           prefetch: m.prefetch,
           capabilities,
           prepareJob: async (job) => {
-            const choice = await chooseBackendForJob(job, m.backend);
+            const choice = await chooseBackendForJob(job, m.backend, undefined, m.wasmThreads);
             // No 'backend' report on a refusal: the tab trains on none; the refusal's reason is shown.
             if (!choice.ok) return { ok: false, reason: choice.reason };
             post({ type: 'backend', report: choice.report });
-            const { backend, adapter, probes } = choice.report;
-            return { ok: true, capabilities: { ...capabilities, backend, adapter: adapter ?? undefined, probes: probeResults(probes) } };
+            const { backend, adapter, probes, wasmThreads } = choice.report;
+            return { ok: true, capabilities: { ...capabilities, backend, adapter: adapter ?? undefined, wasmThreads: wasmThreads > 1, probes: probeResults(probes) } };
           },
           listener: {
             state: (state, detail) => {
@@ -87,7 +87,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     }
     case 'probe': {
       try {
-        const report = await startWithoutProbe(m.backend);
+        const report = await startWithoutProbe(m.backend, m.wasmThreads);
         post({ type: 'backend', report });
         const model = (await (await fetch(m.modelUrl)).json()) as { modelTopology: unknown };
         const inputShape = ((model.modelTopology as { config: { layers: { config: { batch_input_shape?: (number | null)[] } }[] } }).config.layers[0]?.config.batch_input_shape ?? [null, 28, 28, 1]).slice(1) as number[];
