@@ -194,7 +194,8 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
         refusedJob.workerLeft(wid);
         refusals.record(wid, refusedJob.id, msg.value.reason);
       }
-      log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason}`);
+      // The reason is the worker's own text: one line, bounded, so it cannot forge log lines.
+      log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason.replace(/[\r\n\t]+/g, " ").slice(0, 300)}`);
       ack({ ok: true });
     });
 
