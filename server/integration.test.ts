@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { startCoordinator, type Coordinator } from './coordinator.ts';
-import { loadMnist, type Dataset } from './data/dataset.ts';
+import { loadMnist, sliceDataset, type Dataset } from './data/dataset.ts';
 import type { JobRuntime } from './jobs/job-runtime.ts';
 import type { WorkerId } from './leases/lease-manager.ts';
 import { startNodeWorker, type NodeWorker } from '../shared/training/node-worker.ts';
@@ -29,13 +29,7 @@ const workers: NodeWorker[] = [];
 
 before(async () => {
   await initNodeBackend('wasm');
-  const mnist = await loadMnist();
-  const row = 28 * 28;
-  dataset = {
-    ...mnist,
-    train: { x: mnist.train.x.subarray(0, TRAIN * row), y: mnist.train.y.subarray(0, TRAIN), count: TRAIN },
-    test: { x: mnist.test.x.subarray(0, TEST * row), y: mnist.test.y.subarray(0, TEST), count: TEST },
-  };
+  dataset = sliceDataset(await loadMnist(), TRAIN, TEST);
 });
 
 after(async () => {

@@ -59,6 +59,16 @@ export function loadMnist(): Promise<Dataset> {
   return mnistCache;
 }
 
+/** The first `train` training and `test` test examples of a dataset (views, no copy): small test runs. */
+export function sliceDataset(ds: Dataset, train: number, test: number): Dataset {
+  const row = ds.featureShape.reduce((a, b) => a * b, 1);
+  return {
+    ...ds,
+    train: { x: ds.train.x.subarray(0, train * row), y: ds.train.y.subarray(0, train), count: train },
+    test: { x: ds.test.x.subarray(0, test * row), y: ds.test.y.subarray(0, test), count: test },
+  };
+}
+
 /** Copies the rows `indices` into fresh contiguous buffers (one lease's payload). */
 export function gatherRows(split: Split, featureShape: readonly number[], indices: ArrayLike<number>): { x: Uint8Array; y: Uint8Array } {
   const row = featureShape.reduce((a, b) => a * b, 1);

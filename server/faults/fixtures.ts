@@ -4,7 +4,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadMnist, type Dataset } from '../data/dataset.ts';
+import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
 import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
@@ -14,13 +14,7 @@ export const silentLog = { info(): void {}, warn(): void {} };
 
 /** The first `train` training and `test` test examples of the real MNIST. */
 export async function mnistSlice(train: number, test: number): Promise<Dataset> {
-  const m = await loadMnist();
-  const row = 28 * 28;
-  return {
-    ...m,
-    train: { x: m.train.x.subarray(0, train * row), y: m.train.y.subarray(0, train), count: train },
-    test: { x: m.test.x.subarray(0, test * row), y: m.test.y.subarray(0, test), count: test },
-  };
+  return sliceDataset(await loadMnist(), train, test);
 }
 
 export async function sliceCoordinator(dataset: Dataset, overrides: Partial<JobConfig>, dataDir?: string): Promise<Coordinator> {

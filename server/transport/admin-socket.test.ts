@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
-import { loadMnist, type Dataset } from '../data/dataset.ts';
+import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import type { AdminClientToServer, AdminServerToClient, JobDelta, JobView, JobsOverview } from '../../shared/protocol/admin.ts';
@@ -22,13 +22,7 @@ const workers: NodeWorker[] = [];
 
 before(async () => {
   await initNodeBackend('wasm');
-  const mnist = await loadMnist();
-  const row = 28 * 28;
-  const dataset: Dataset = {
-    ...mnist,
-    train: { x: mnist.train.x.subarray(0, 6400 * row), y: mnist.train.y.subarray(0, 6400), count: 6400 },
-    test: { x: mnist.test.x.subarray(0, 500 * row), y: mnist.test.y.subarray(0, 500), count: 500 },
-  };
+  const dataset: Dataset = sliceDataset(await loadMnist(), 6400, 500);
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'flock-admin-'));
   c = await startCoordinator({
     port: 0,

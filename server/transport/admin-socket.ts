@@ -3,6 +3,7 @@
 // one per 250 ms per job, workers table at most once a second) built from cheap counters.
 // Owns each job's feed cursors and throttle timers; the data belongs to the jobs and stat books.
 
+import { safeAck } from './ack.ts';
 import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import type { Clock } from '../../shared/clock.ts';
@@ -60,15 +61,6 @@ interface FeedState {
 
 const WatchSchema = z.object({ jobId: z.string().min(1).max(128) });
 const room = (jobId: string): string => `job:${jobId}`;
-
-function safeAck<T>(ack: unknown): (res: T) => void {
-  let done = false;
-  return (res) => {
-    if (done || typeof ack !== 'function') return;
-    done = true;
-    (ack as (r: T) => void)(res);
-  };
-}
 
 /** Evaluations after `afterAt`, scanning from the newest. */
 function evalsSince(evals: readonly { version: number; at: number; testAccuracy: number; testLoss: number }[], afterAt: number): EvalPoint[] {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { io as ioClient } from 'socket.io-client';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
-import { loadMnist, type Dataset } from '../data/dataset.ts';
+import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { startNodeWorker } from '../../shared/training/node-worker.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
@@ -23,13 +23,7 @@ const sockets: FlockSocket[] = [];
 
 before(async () => {
   await initNodeBackend('wasm');
-  const mnist = await loadMnist();
-  const row = 28 * 28;
-  const dataset: Dataset = {
-    ...mnist,
-    train: { x: mnist.train.x.subarray(0, 640 * row), y: mnist.train.y.subarray(0, 640), count: 640 },
-    test: { x: mnist.test.x.subarray(0, 200 * row), y: mnist.test.y.subarray(0, 200), count: 200 },
-  };
+  const dataset: Dataset = sliceDataset(await loadMnist(), 640, 200);
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'flock-refusal-'));
   c = await startCoordinator({
     port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'no-client-build'), demo: 'mnist-mlp',

@@ -1,6 +1,7 @@
 // socket.io handlers for workers: validate the payload -> call the job runtime -> answer an ack.
 // Owns the per-connection worker record (id, capabilities, job) and nothing else.
 
+import { safeAck } from './ack.ts';
 import type { Server, Socket } from 'socket.io';
 import { randomUUID } from 'node:crypto';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/events.ts';
@@ -55,16 +56,6 @@ export interface TransportObserver {
   pushed?(workerId: WorkerId, jobId: string, push: GradientPush, ack: PushAck): void;
   released?(workerId: WorkerId, jobId: string): void;
   left?(workerId: WorkerId, jobId: string | undefined): void;
-}
-
-/** Wraps an ack so a handler never answers twice and a missing callback never crashes. */
-function safeAck<T>(ack: unknown): (res: T) => void {
-  let done = false;
-  return (res) => {
-    if (done || typeof ack !== 'function') return;
-    done = true;
-    (ack as (r: T) => void)(res);
-  };
 }
 
 export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore): { workers(): WorkerInfo[] } {
