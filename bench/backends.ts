@@ -15,7 +15,7 @@ import { demoConfig, type DemoName } from '../server/jobs/demos.ts';
 import { REL_TOLERANCE, type CoverageRow } from '../shared/kernels/coverage/run.ts';
 import type { ProbeFigures } from '../shared/training/probe.ts';
 import type { ProbeOutcome } from '../shared/training/backend-choice.ts';
-import type { StepSpec } from '../shared/training/gradient-step.ts';
+import { MNIST_STEP, type StepSpec } from '../shared/training/gradient-step.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string): string | undefined => {
@@ -26,7 +26,7 @@ const measureMs = Number(arg('ms') ?? 3000);
 const BATCH = 64;
 const BACKENDS = ['cpu', 'wasm', 'webgpu'] as const;
 const DEMOS: { demo: DemoName; model: string }[] = [{ demo: 'mnist-mlp', model: 'MLP 784-128-10' }, { demo: 'mnist-cnn', model: 'CNN conv8-pool-conv16-pool-dense10' }];
-const SPEC: StepSpec = { loss: 'categoricalCrossentropy', numClasses: 10, featureShape: [28, 28, 1], featureScale: 1 / 255 };
+const SPEC: StepSpec = MNIST_STEP;
 
 interface CoverageState {
   done: boolean;

@@ -6,8 +6,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../shared/clock.ts';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
-import { loadMnist, type Dataset } from './data/dataset.ts';
+import type { Dataset } from './data/dataset.ts';
 import { JobRegistry } from './jobs/registry.ts';
+import { DEFAULT_LIMITS, type SubmitLimits } from './jobs/submission.ts';
 import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
@@ -40,6 +41,8 @@ export interface CoordinatorOptions {
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
+  /** Size limits on submitted models and datasets (FLOCK_MAX_MODEL_BYTES, FLOCK_MAX_DATASET_BYTES). */
+  readonly limits?: SubmitLimits | undefined;
   /** socket.io message size cap; weights of big models exceed the 1 MB default. */
   readonly maxMessageBytes?: number | undefined;
 }
@@ -69,10 +72,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? consoleLogger;
   await initNodeBackend('wasm');
-  const dataset = opts.dataset ?? (await loadMnist());
   await mkdir(opts.dataDir, { recursive: true });
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
   await registry.loadAll();
   const createdDemo = registry.all().length === 0 && opts.demo !== null;
   if (createdDemo && opts.demo) {
@@ -84,7 +86,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   let workersFn: () => unknown[] = () => [];
   const workerStats = new WorkerStatsBook(clock);
   const telemetry = new TelemetryBook(clock);
-  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry });
+  const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
+  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload });
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,

@@ -129,7 +129,7 @@ export type ProbedChoice =
 export async function chooseBackendForJob(job: JobDescriptor, forced: BackendName | null, budgetMs = PROBE_BUDGET_MS, wasmThreads?: number): Promise<ProbedChoice> {
   initTfjs(wasmThreads);
   const adapter = await adapterInfo();
-  const spec = { loss: job.loss, numClasses: job.numClasses, featureShape: job.featureShape, featureScale: job.featureScale };
+  const spec = { loss: job.loss, fromLogits: job.fromLogits, data: job.data };
   const options = { batchSize: Math.min(job.batchSize, 32), budgetMs, useBackend };
   let probes = await probeBackends(probePlan(adapter, forced), job.modelTopology, spec, options);
   let decision = decideBackend(probes);

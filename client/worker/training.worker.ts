@@ -9,6 +9,7 @@ import { WorkerLoop, type WorkerState } from '../../shared/training/worker-loop.
 import { tf } from '../../shared/training/tf.ts';
 import { chooseBackendForJob, probeResults, startWithoutProbe } from './backends.ts';
 import { probeGradientStep } from '../../shared/training/probe.ts';
+import { MNIST_STEP } from '../../shared/training/gradient-step.ts';
 import type { WorkerCapabilities } from '../../shared/protocol/messages.ts';
 import type { FromWorker, ToWorker } from './messages.ts';
 
@@ -91,7 +92,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
         post({ type: 'backend', report });
         const model = (await (await fetch(m.modelUrl)).json()) as { modelTopology: unknown };
         const inputShape = ((model.modelTopology as { config: { layers: { config: { batch_input_shape?: (number | null)[] } }[] } }).config.layers[0]?.config.batch_input_shape ?? [null, 28, 28, 1]).slice(1) as number[];
-        const figures = await probeGradientStep(model.modelTopology, { loss: 'categoricalCrossentropy', numClasses: 10, featureShape: inputShape, featureScale: 1 / 255 }, { batchSize: m.batchSize, budgetMs: m.budgetMs });
+        const figures = await probeGradientStep(model.modelTopology, { ...MNIST_STEP, data: { ...MNIST_STEP.data, featureShape: inputShape } }, { batchSize: m.batchSize, budgetMs: m.budgetMs });
         post({ type: 'probe', figures });
       } catch (err) {
         post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });

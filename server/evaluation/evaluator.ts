@@ -1,37 +1,54 @@
-// Held-out evaluation: test loss and accuracy of a weight snapshot, on the coordinator's tfjs
-// (WASM in Node). Runs on its own copy of the model, in chunks that yield to the event loop, so
-// training goes on while it runs and the result belongs to exactly one version.
+// Held-out evaluation: test loss and the task's metrics (accuracy for classification; MAE and RMSE
+// for regression) of a weight snapshot, on the coordinator's tfjs (WASM in Node). Runs on its own
+// copy of the model, reading the test rows in chunks that yield to the event loop, so training
+// goes on while it runs and the result belongs to exactly one version.
 
 import { tf } from '../../shared/training/tf.ts';
 import { buildModel, setWeightsFromPacked } from '../../shared/training/model.ts';
-import { batchTensors, lossTensor } from '../../shared/training/gradient-step.ts';
+import { batchTensors, lossTensor, type StepSpec } from '../../shared/training/gradient-step.ts';
 import type { TensorSpec } from '../../shared/codec/tensor-codec.ts';
-import type { LossName } from '../../shared/protocol/messages.ts';
-import type { Split } from '../data/dataset.ts';
+import type { JobData } from '../data/job-data.ts';
 
 export interface EvalResult {
   readonly version: number;
   readonly testLoss: number;
-  readonly testAccuracy: number;
+  /** Classification only (null for regression). */
+  readonly testAccuracy: number | null;
+  /** Regression only (null for classification): mean absolute error over every target value. */
+  readonly testMae: number | null;
+  /** Regression only: root mean squared error over every target value. */
+  readonly testRmse: number | null;
   readonly at: number;
   readonly ms: number;
 }
 
-export interface EvalSpec {
-  readonly loss: LossName;
-  readonly numClasses: number;
-  readonly featureShape: readonly number[];
-  readonly featureScale: number;
-}
-
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** Sums of one chunk: loss x n, hits (classification), |err| and err^2 sums (regression). */
+export function chunkSums(spec: StepSpec, ys: tf.Tensor, out: tf.Tensor, n: number): { loss: number; hits: number; abs: number; sq: number } {
+  return tf.tidy(() => {
+    const loss = lossTensor(spec, ys, out).mul(n).dataSync()[0]!;
+    if (spec.data.target.kind === 'regression') {
+      const err = tf.sub(out.reshape(ys.shape), ys);
+      return { loss, hits: 0, abs: tf.sum(tf.abs(err)).dataSync()[0]!, sq: tf.sum(tf.square(err)).dataSync()[0]! };
+    }
+    let hits: number;
+    if (spec.loss === 'binaryCrossentropy') {
+      const threshold = spec.fromLogits ? 0 : 0.5;
+      hits = tf.equal(tf.greater(out.reshape([-1]), threshold).toFloat(), ys.reshape([-1])).sum().dataSync()[0]!;
+    } else {
+      hits = tf.equal(out.argMax(-1), ys.argMax(-1)).sum().dataSync()[0]!;
+    }
+    return { loss, hits, abs: 0, sq: 0 };
+  });
+}
 
 export class Evaluator {
   private model: tf.LayersModel | null = null;
   constructor(
     private readonly topology: unknown,
-    private readonly spec: EvalSpec,
-    private readonly test: Split,
+    private readonly spec: StepSpec,
+    private readonly data: JobData,
     private readonly chunk = 1000,
   ) {}
 
@@ -39,25 +56,35 @@ export class Evaluator {
     const t0 = now();
     this.model ??= await buildModel(this.topology);
     setWeightsFromPacked(this.model, specs, weights);
-    const row = this.spec.featureShape.reduce((a, b) => a * b, 1);
     let lossSum = 0;
-    let correct = 0;
-    const n = this.test.count;
+    let hits = 0;
+    let abs = 0;
+    let sq = 0;
+    const n = this.data.count('test');
     for (let start = 0; start < n; start += this.chunk) {
       const end = Math.min(n, start + this.chunk);
-      const batch = { x: this.test.x.subarray(start * row, end * row), y: this.test.y.subarray(start, end), numSamples: end - start };
-      const [l, c] = tf.tidy(() => {
-        const { xs, ys } = batchTensors(this.spec, batch);
-        const out = this.model!.predict(xs) as tf.Tensor;
-        const loss = lossTensor(this.spec.loss, ys, out).mul(end - start);
-        const hits = tf.equal(out.argMax(-1), ys.argMax(-1)).sum();
-        return [loss.dataSync()[0]!, hits.dataSync()[0]!];
+      const rows = this.data.read('test', start, end);
+      const s = tf.tidy(() => {
+        const { xs, ys } = batchTensors(this.spec, { x: rows.x, y: rows.y, numSamples: rows.count });
+        return chunkSums(this.spec, ys, this.model!.predict(xs) as tf.Tensor, rows.count);
       });
-      lossSum += l;
-      correct += c;
+      lossSum += s.loss;
+      hits += s.hits;
+      abs += s.abs;
+      sq += s.sq;
       await yieldToLoop();
     }
-    return { version, testLoss: lossSum / n, testAccuracy: correct / n, at: now(), ms: now() - t0 };
+    const t = this.spec.data.target;
+    const values = t.kind === 'regression' ? n * t.outputs : 0;
+    return {
+      version,
+      testLoss: lossSum / n,
+      testAccuracy: t.kind === 'classes' ? hits / n : null,
+      testMae: values > 0 ? abs / values : null,
+      testRmse: values > 0 ? Math.sqrt(sq / values) : null,
+      at: now(),
+      ms: now() - t0,
+    };
   }
 
   dispose(): void {

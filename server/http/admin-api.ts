@@ -13,11 +13,14 @@ import type { JobConfig } from '../jobs/job-config.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import type { JobRuntime } from '../jobs/job-runtime.ts';
 import { jobView } from '../jobs/job-view.ts';
+import { submitJob, SubmitError, type UploadDeps } from './job-upload.ts';
 import type { TelemetryBook } from '../jobs/job-telemetry.ts';
 import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
 
 export interface AdminApiDeps {
   readonly registry: JobRegistry;
+  /** Job-file uploads (multipart) and paths on this disk; absent: only demos can be created. */
+  readonly upload?: UploadDeps | undefined;
   readonly workerStats?: WorkerStatsBook | undefined;
   readonly telemetry?: TelemetryBook | undefined;
 }
@@ -159,7 +162,22 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
   if (parts[1] !== 'jobs') return false;
 
   if (parts.length === 2 && method === 'POST') {
-    const parsed = CreateJobSchema.safeParse(await readJson(req));
+    const multipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data');
+    const body = multipart ? null : await readJson(req);
+    if (multipart || (body as { source?: { kind?: unknown } } | null)?.source?.kind === 'path') {
+      if (!deps.upload) {
+        replyError(400, ErrorCode.BadRequest, 'this coordinator takes no job files');
+        return true;
+      }
+      try {
+        reply(201, jobView(await submitJob(req, body, deps.upload)));
+      } catch (err) {
+        if (!(err instanceof SubmitError)) throw err;
+        reply(err.status, { error: { code: err.code, message: err.message, field: err.field } });
+      }
+      return true;
+    }
+    const parsed = CreateJobSchema.safeParse(body);
     if (!parsed.success) {
       replyError(400, ErrorCode.BadRequest, zodMessage(parsed.error));
       return true;

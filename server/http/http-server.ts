@@ -14,6 +14,7 @@ import { bearerOf, tokenMatches } from './auth.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
 import { BodyError, handleAdminApi, type AdminApiDeps } from './admin-api.ts';
 import { ISOLATION, sendError, sendJson } from './respond.ts';
+import type { UploadDeps } from './job-upload.ts';
 import type { TelemetryBook } from '../jobs/job-telemetry.ts';
 import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
 
@@ -25,6 +26,8 @@ export interface HttpDeps {
   readonly workers: () => unknown[];
   readonly workerStats?: WorkerStatsBook | undefined;
   readonly telemetry?: TelemetryBook | undefined;
+  /** Job-file submissions (POST /api/jobs with a job file). */
+  readonly upload?: UploadDeps | undefined;
 }
 
 const send = sendJson;
@@ -101,7 +104,7 @@ export function createHttpServer(deps: HttpDeps): Server {
         else job.cancel();
         return send(res, 200, job.summary());
       }
-      const adminDeps: AdminApiDeps = { registry: deps.registry, workerStats: deps.workerStats, telemetry: deps.telemetry };
+      const adminDeps: AdminApiDeps = { registry: deps.registry, workerStats: deps.workerStats, telemetry: deps.telemetry, upload: deps.upload };
       try {
         if (await handleAdminApi(req, res, parts, adminDeps)) return;
       } catch (err) {
@@ -136,6 +139,7 @@ export function createHttpServer(deps: HttpDeps): Server {
         }),
       );
     }
+    if (rest.length === 1 && rest[0] === 'data' && method === 'GET') return send(res, 200, await deps.registry.dataInfo(job.id), PUBLIC_MODEL);
     if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1], url.searchParams.get('version'));
     return error(res, 404, 'NOT_FOUND', 'no such endpoint');
   }

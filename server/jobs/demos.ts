@@ -40,8 +40,10 @@ export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): 
   // What both demos share; each then sets its own name, learning rate, batch and cadence.
   const common = {
     dataset: 'mnist',
+    task: 'classification',
     modelTopology,
     loss: 'categoricalCrossentropy',
+    fromLogits: false,
     staleness: { rule: 'inverse-sqrt', maxStaleness: 32 },
     stop: { maxEpochs: 10, targetAccuracy: null },
     maxGradNorm: 1000,

@@ -3,14 +3,22 @@
 
 import { z } from 'zod';
 import { STALENESS_RULES } from '../aggregation/staleness.ts';
+import { LOSSES } from '../../shared/protocol/messages.ts';
 
 export const JobConfigSchema = z.object({
   name: z.string().min(1).max(200),
   description: z.string().max(2000),
-  dataset: z.enum(['mnist']),
+  /**
+   * Where the examples come from: the built-in MNIST ('mnist'), or the job's own files converted at
+   * submission into the shard store in the job's folder ('store', see server/data/store/).
+   */
+  dataset: z.enum(['mnist', 'store']),
+  task: z.enum(['classification', 'regression']).default('classification'),
   /** tfjs Layers topology (model.toJSON(null, false)). */
   modelTopology: z.record(z.string(), z.unknown()),
-  loss: z.enum(['categoricalCrossentropy', 'meanSquaredError']),
+  loss: z.enum(LOSSES),
+  /** The model's last layer outputs logits: cross-entropy is taken from logits. */
+  fromLogits: z.boolean().default(false),
   optimizer: z.discriminatedUnion('kind', [
     z.object({
       kind: z.literal('adam'),
@@ -32,6 +40,11 @@ export const JobConfigSchema = z.object({
   stop: z.object({
     maxEpochs: z.number().int().min(1).max(100000),
     targetAccuracy: z.number().min(0).max(1).nullable(),
+    /** Regression targets: stop once the test MAE / RMSE is at or below. */
+    targetMae: z.number().nonnegative().nullable().optional(),
+    targetRmse: z.number().nonnegative().nullable().optional(),
+    /** Wall-time limit on training (paused time not counted), minutes. */
+    maxMinutes: z.number().positive().max(10 * 365 * 24 * 60).nullable().optional(),
   }),
   evalEveryVersions: z.number().int().min(1).max(1_000_000),
   leaseTimeoutMs: z.number().int().min(100).max(3_600_000),

@@ -18,7 +18,7 @@ import { judgeStaleness } from '../aggregation/staleness.ts';
 import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
 import { checkGradient } from '../aggregation/gradient-check.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
-import { gatherRows, type Dataset } from '../data/dataset.ts';
+import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
 import type { CheckpointStore } from '../storage/checkpoint-store.ts';
 import type { StateStore } from '../storage/state-store.ts';
@@ -34,7 +34,10 @@ export interface Logger {
 
 export interface JobRuntimeDeps {
   readonly clock: Clock;
-  readonly dataset: Dataset;
+  /** This job's examples. */
+  readonly data: JobData;
+  /** Starting weights (a fine-tuned model's own), used instead of the initializers for a new job. */
+  readonly initialWeights?: Float32Array | undefined;
   readonly store: CheckpointStore;
   readonly state: StateStore;
   readonly log: Logger;
@@ -75,7 +78,8 @@ export interface JobSummary {
   progress: number;
   workers: number;
   samplesPerSec: number;
-  metrics: { testAccuracy: number | null; testLoss: number | null };
+  task: JobConfig['task'];
+  metrics: { testAccuracy: number | null; testLoss: number | null; testMae: number | null; testRmse: number | null };
   updates: { applied: number; refused: Record<string, number> };
   shards: { perEpoch: number; done: number; leased: number; waiting: number; quarantined: { epoch: number; shard: number; failures: number; workers: number }[] };
   bytes: { down: number; up: number };
@@ -124,6 +128,8 @@ export class JobRuntime {
   private evalBudgetAllows(): boolean {
     return this.deps.clock.now() - this.lastEvalEndedAt >= (EVAL_SHARE_INV - 1) * this.lastEvalMs;
   }
+  /** The wall-time limit (stop.maxMinutes) was reached: the next evaluation finishes the job. */
+  private timeUp = false;
   /** True while the final version is evaluated: no lease is granted and no push applied. */
   private finalizing = false;
   private evaluating: Promise<void> | null = null;
@@ -151,8 +157,7 @@ export class JobRuntime {
     snapshot: RuntimeSnapshot | null,
     version: number,
   ) {
-    const ds = deps.dataset;
-    this.sharder = new Sharder(ds.train.count, config.batchSize, config.seed);
+    this.sharder = new Sharder(deps.data.count('train'), config.batchSize, config.seed);
     this.leases = new LeaseManager(
       { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
       snapshot?.ledger,
@@ -161,7 +166,7 @@ export class JobRuntime {
     this.allSpecs = shape.allSpecs;
     this.params = shape.params;
     this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
-    this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, numClasses: ds.numClasses, featureShape: ds.featureShape, featureScale: ds.featureScale }, ds.test);
+    this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
     this.version = version;
     this.createdAt = snapshot?.createdAt ?? deps.clock.now();
     if (snapshot) {
@@ -179,7 +184,8 @@ export class JobRuntime {
 
   /** A new job with freshly initialised weights; checkpoint v0 is written before it returns. */
   static async create(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
-    const shape = await JobRuntime.modelShape(config, null);
+    const initial = deps.initialWeights ? new Uint8Array(deps.initialWeights.buffer, deps.initialWeights.byteOffset, deps.initialWeights.byteLength) : null;
+    const shape = await JobRuntime.modelShape(config, initial);
     const opt = createOptimizer(config.optimizer, shape.trainSize);
     const rt = new JobRuntime(id, config, shape, opt, deps, null, 0);
     await rt.checkpoint();
@@ -253,7 +259,7 @@ export class JobRuntime {
     }
     const stored = this.deps.state.metrics(this.id);
     if (stored.length >= this.metrics.length) {
-      this.metrics = stored.map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, at: m.at, ms: m.ms }));
+      this.metrics = stored.map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, testMae: m.testMae, testRmse: m.testRmse, at: m.at, ms: m.ms }));
       this.lastEvalVersion = this.metrics.at(-1)?.version ?? -1;
     }
     return n;
@@ -275,17 +281,16 @@ export class JobRuntime {
   }
 
   descriptor(): JobDescriptor {
-    const ds = this.deps.dataset;
     return {
       id: this.id,
       name: this.config.name,
       description: this.config.description,
       modelTopology: this.config.modelTopology,
+      task: this.config.task,
       loss: this.config.loss,
+      fromLogits: this.config.fromLogits,
       batchSize: this.config.batchSize,
-      numClasses: ds.numClasses,
-      featureShape: ds.featureShape,
-      featureScale: ds.featureScale,
+      data: this.deps.data.spec,
       trainableSpecs: this.trainSpecs,
     };
   }
@@ -311,7 +316,7 @@ export class JobRuntime {
     const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
-    const rows = gatherRows(this.deps.dataset.train, this.deps.dataset.featureShape, this.sharder.indices(lease.epoch, lease.shard));
+    const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
     const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
     this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
     return {
@@ -323,7 +328,7 @@ export class JobRuntime {
         shardIndex: lease.shard,
         baseVersion: lease.baseVersion,
         deadlineAt: lease.deadlineAt,
-        numSamples: rows.y.length,
+        numSamples: rows.count,
         x: rows.x,
         y: rows.y,
       },
@@ -348,6 +353,12 @@ export class JobRuntime {
 
   /** Reclaims expired leases (each counts as a failure of its shard); the coordinator calls it periodically. */
   sweep(): number {
+    const limit = this.config.stop.maxMinutes;
+    if (limit != null && !this.timeUp && this.status === 'running' && this.elapsedActiveMs() >= limit * 60_000) {
+      this.timeUp = true;
+      this.deps.log.info(`job ${this.id}: wall-time limit of ${limit} min reached; evaluating the final model`);
+      void this.evaluateNow();
+    }
     const late = this.leases.sweep();
     for (const l of late) {
       this.deps.state.deleteLease(this.id, l.id);
@@ -486,6 +497,23 @@ export class JobRuntime {
     return ack;
   }
 
+  /** The stop condition's metric targets (accuracy at or above; MAE/RMSE at or below). */
+  private targetMet(r: EvalResult): boolean {
+    const s = this.config.stop;
+    if (s.targetAccuracy !== null && r.testAccuracy !== null && r.testAccuracy >= s.targetAccuracy) return true;
+    if (s.targetMae != null && r.testMae !== null && r.testMae <= s.targetMae) return true;
+    if (s.targetRmse != null && r.testRmse !== null && r.testRmse <= s.targetRmse) return true;
+    return false;
+  }
+
+  /** ' at 0.9712 test accuracy' / ' at test MAE 0.41': the headline metric for log lines and messages. */
+  private metricText(r: EvalResult | undefined): string {
+    if (!r) return '';
+    if (r.testAccuracy !== null) return ` at ${r.testAccuracy.toFixed(4)} test accuracy`;
+    if (r.testMae !== null) return ` at test MAE ${r.testMae.toPrecision(4)}`;
+    return ` at test loss ${r.testLoss.toPrecision(4)}`;
+  }
+
   private recordMetric(r: EvalResult): void {
     this.metrics.push(r);
     this.deps.state.appendMetric({ jobId: this.id, ...r });
@@ -501,7 +529,7 @@ export class JobRuntime {
       case 'paused':
         return fail(ErrorCode.JobPaused, 'paused by admin', 2000);
       case 'finished':
-        return fail(ErrorCode.JobFinished, `finished at ${this.metrics.at(-1)?.testAccuracy.toFixed(4) ?? '?'} test accuracy`);
+        return fail(ErrorCode.JobFinished, `finished${this.metricText(this.metrics.at(-1))}`);
       case 'cancelled':
         return fail(ErrorCode.JobFinished, 'cancelled by admin');
       case 'running':
@@ -534,8 +562,7 @@ export class JobRuntime {
         this.lastEvalEndedAt = this.deps.clock.now();
         this.lastEvalMs = r.ms;
         this.recordMetric(r);
-        const target = this.config.stop.targetAccuracy;
-        if (this.status === 'running' && ((target !== null && r.testAccuracy >= target) || (this.leases.exhausted && this.version === version))) {
+        if (this.status === 'running' && (this.targetMet(r) || this.timeUp || (this.leases.exhausted && this.version === version))) {
           if (this.version === version) {
             this.finish();
           } else {
@@ -548,7 +575,7 @@ export class JobRuntime {
             this.recordMetric(last);
             this.lastEvalVersion = this.version;
             this.finalizing = false;
-            if ((target !== null && last.testAccuracy >= target) || this.leases.exhausted) this.finish();
+            if (this.targetMet(last) || this.timeUp || this.leases.exhausted) this.finish();
           }
         }
         this.emit();
@@ -659,7 +686,7 @@ export class JobRuntime {
     this.activeSince = null;
     this.status = 'finished';
     this.finishedAt = this.deps.clock.now();
-    this.deps.log.info(`job ${this.id}: finished at v${this.version}, test accuracy ${this.metrics.at(-1)?.testAccuracy.toFixed(4)}`);
+    this.deps.log.info(`job ${this.id}: finished at v${this.version}${this.metricText(this.metrics.at(-1))}${this.timeUp ? ' (wall-time limit reached)' : ''}`);
   }
 
   private elapsedActiveMs(): number {
@@ -673,8 +700,8 @@ export class JobRuntime {
   }
 
   dispose(): void {
-
     this.evaluator.dispose();
+    this.deps.data.close();
   }
 
   // ---- reporting ------------------------------------------------------------------------------
@@ -726,7 +753,8 @@ export class JobRuntime {
       progress: this.progress(),
       workers: this.workers.size,
       samplesPerSec: this.samplesPerSec(),
-      metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null },
+      task: this.config.task,
+      metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null, testMae: last?.testMae ?? null, testRmse: last?.testRmse ?? null },
       updates: { applied: this.counters.applied, refused: { ...this.counters.refused } },
       shards: { perEpoch: this.leases.shardsPerEpoch, ...shards, quarantined: [...this.leases.quarantined] },
       bytes: { down: this.counters.bytesDown, up: this.counters.bytesUp },

@@ -1,13 +1,18 @@
 // Job registry: the jobs this coordinator knows, by id. Creates jobs (recording them in the
 // StateStore) and reopens them at start-up. It only registers: each job's work is its JobRuntime's.
 
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
 import { CheckpointStore } from '../storage/checkpoint-store.ts';
+import { loadMnist, type Dataset } from '../data/dataset.ts';
+import { memoryJobData, type JobData } from '../data/job-data.ts';
+import { ShardStore } from '../data/store/shard-store.ts';
 
-export type RegistryDeps = Omit<JobRuntimeDeps, 'store'> & {
+export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeights'> & {
+  /** The built-in MNIST for demo jobs (tests pass a slice); loaded on first use otherwise. */
+  readonly mnist?: Dataset | undefined;
   readonly dataDir: string;
   readonly keepCheckpoints: number;
   /** Fault injection only: pause inside every checkpoint write. */
@@ -41,31 +46,78 @@ export class JobRegistry {
     return store;
   }
 
+  private mnist: Promise<Dataset> | null = null;
+
+  /** The examples of a job: the shared MNIST for demos, the job's own shard store otherwise. */
+  private async dataFor(id: string, config: JobConfig): Promise<JobData> {
+    if (config.dataset === 'store') return ShardStore.open(path.join(this.jobDir(id), 'data'));
+    this.mnist ??= this.deps.mnist ? Promise.resolve(this.deps.mnist) : loadMnist();
+    return memoryJobData(await this.mnist);
+  }
+
   /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
   async loadAll(): Promise<void> {
     for (const job of this.deps.state.listJobs()) {
       try {
         const config = JobConfigSchema.parse(job.config);
-        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, store: this.storeFor(job.id) }));
+        const data = await this.dataFor(job.id, config);
+        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id) }));
       } catch (err) {
         this.deps.log.warn(`job ${job.id}: cannot be reopened: ${(err as Error).message}`);
       }
     }
   }
 
-  async create(id: string, config: JobConfig): Promise<JobRuntime> {
-    if (this.jobs.has(id) || this.deps.state.listJobs().some((j) => j.id === id)) throw new Error(`job ${id} already exists`);
+  /**
+   * What a user of the trained model needs to prepare raw inputs as training did: the row layout,
+   * the preprocessing (column order, one-hot categories, standardisation, scales) and the labels.
+   */
+  async dataInfo(id: string): Promise<unknown> {
+    const job = this.jobs.get(id);
+    if (!job) throw new Error(`no job ${id}`);
+    if (job.config.dataset === 'store') return JSON.parse(await readFile(path.join(this.jobDir(id), 'data', 'meta.json'), 'utf8'));
+    const spec = job.descriptor().data;
+    return {
+      spec,
+      source: 'mnist (built in): 28x28 grey images, pixels 0..255',
+      preprocessing: { scale: [{ feature: '*', factor: spec.features.scale }] },
+      labels: { classNames: Array.from({ length: 10 }, (_, i) => String(i)) },
+    };
+  }
+
+  has(id: string): boolean {
+    return this.jobs.has(id) || this.deps.state.listJobs().some((j) => j.id === id);
+  }
+
+  /**
+   * Creates a job. A job with its own data (`dataset: 'store'`) brings the shard store already
+   * written in `staged.dataDir` (moved into the job's folder) and may bring starting weights.
+   * Nothing is left behind when it fails: the job's folder is removed and no record is written.
+   */
+  async create(id: string, config: JobConfig, staged: { dataDir?: string; initialWeights?: Float32Array } = {}): Promise<JobRuntime> {
+    if (this.has(id)) throw new Error(`job ${id} already exists`);
     const valid = JobConfigSchema.parse(config);
+    if ((valid.dataset === 'store') !== (staged.dataDir !== undefined)) throw new Error(`job ${id}: a '${valid.dataset}' job ${valid.dataset === 'store' ? 'needs' : 'takes no'} staged data`);
     // A folder for a job the StateStore does not know is left over (a crash before the job was
     // recorded, or a FLOCK_STORE=memory run): its checkpoints must not be served as this job's.
     await rm(this.jobDir(id), { recursive: true, force: true });
     await mkdir(this.jobDir(id), { recursive: true });
-    // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
-    const rt = await JobRuntime.create(id, valid, { ...this.deps, store: this.storeFor(id) });
-    this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
-    this.jobs.set(id, rt);
-    for (const cb of this.added) cb(rt);
-    return rt;
+    let data: JobData | null = null;
+    try {
+      if (staged.dataDir) await rename(staged.dataDir, path.join(this.jobDir(id), 'data'));
+      data = await this.dataFor(id, valid);
+      // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
+      const rt = await JobRuntime.create(id, valid, { ...this.deps, data, initialWeights: staged.initialWeights, store: this.storeFor(id) });
+      this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
+      this.jobs.set(id, rt);
+      for (const cb of this.added) cb(rt);
+      return rt;
+    } catch (err) {
+      data?.close();
+      this.stores.delete(id);
+      await rm(this.jobDir(id), { recursive: true, force: true });
+      throw err;
+    }
   }
 
   /**

@@ -25,8 +25,8 @@ CREATE TABLE IF NOT EXISTS leases (
   PRIMARY KEY (job_id, lease_id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
-  job_id TEXT NOT NULL, version INTEGER NOT NULL, test_loss REAL NOT NULL, test_accuracy REAL NOT NULL,
-  at INTEGER NOT NULL, ms REAL NOT NULL
+  job_id TEXT NOT NULL, version INTEGER NOT NULL, test_loss REAL NOT NULL, test_accuracy REAL,
+  at INTEGER NOT NULL, ms REAL NOT NULL, test_mae REAL, test_rmse REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_job ON metrics (job_id, at);
 CREATE TABLE IF NOT EXISTS workers (
@@ -63,6 +63,7 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${sync}`);
     this.db.pragma('busy_timeout = 5000');
+    this.migrate();
     this.db.exec(SCHEMA);
     const db = this.db;
     this.q = {
@@ -81,7 +82,7 @@ export class SqliteStateStore implements StateStore {
       ),
       deleteLease: db.prepare('DELETE FROM leases WHERE job_id = ? AND lease_id = ?'),
       listLeases: db.prepare('SELECT * FROM leases WHERE job_id = ? ORDER BY granted_at'),
-      appendMetric: db.prepare('INSERT INTO metrics (job_id, version, test_loss, test_accuracy, at, ms) VALUES (@jobId, @version, @testLoss, @testAccuracy, @at, @ms)'),
+      appendMetric: db.prepare('INSERT INTO metrics (job_id, version, test_loss, test_accuracy, test_mae, test_rmse, at, ms) VALUES (@jobId, @version, @testLoss, @testAccuracy, @testMae, @testRmse, @at, @ms)'),
       metrics: db.prepare('SELECT * FROM metrics WHERE job_id = ? ORDER BY at, version'),
       putWorker: db.prepare(
         'INSERT OR REPLACE INTO workers (worker_id, first_seen_at, last_seen_at, capabilities, leases_done, accepted, refused, ms_per_sample) VALUES (@workerId, @firstSeenAt, @lastSeenAt, @capabilities, @leasesDone, @accepted, @refused, @msPerSample)',
@@ -130,12 +131,28 @@ export class SqliteStateStore implements StateStore {
     }));
   }
 
+  /**
+   * Data folders written before regression jobs existed have a metrics table whose accuracy is NOT
+   * NULL and no MAE/RMSE columns: rebuild it once, keeping its rows.
+   */
+  private migrate(): void {
+    const cols = this.db.prepare("SELECT name FROM pragma_table_info('metrics')").all() as { name: string }[];
+    if (cols.length === 0 || cols.some((c) => c.name === 'test_mae')) return;
+    this.db.exec(`BEGIN;
+      ALTER TABLE metrics RENAME TO metrics_v1;
+      CREATE TABLE metrics (job_id TEXT NOT NULL, version INTEGER NOT NULL, test_loss REAL NOT NULL, test_accuracy REAL, at INTEGER NOT NULL, ms REAL NOT NULL, test_mae REAL, test_rmse REAL);
+      INSERT INTO metrics (job_id, version, test_loss, test_accuracy, at, ms) SELECT job_id, version, test_loss, test_accuracy, at, ms FROM metrics_v1;
+      DROP TABLE metrics_v1;
+      DROP INDEX IF EXISTS metrics_by_job;
+      COMMIT;`);
+  }
+
   appendMetric(m: StoredMetric): void {
     this.q.appendMetric.run(m);
   }
   metrics(jobId: string): StoredMetric[] {
-    return (this.q.metrics.all(jobId) as { job_id: string; version: number; test_loss: number; test_accuracy: number; at: number; ms: number }[]).map((r) => ({
-      jobId: r.job_id, version: r.version, testLoss: r.test_loss, testAccuracy: r.test_accuracy, at: r.at, ms: r.ms,
+    return (this.q.metrics.all(jobId) as { job_id: string; version: number; test_loss: number; test_accuracy: number | null; test_mae: number | null; test_rmse: number | null; at: number; ms: number }[]).map((r) => ({
+      jobId: r.job_id, version: r.version, testLoss: r.test_loss, testAccuracy: r.test_accuracy, testMae: r.test_mae, testRmse: r.test_rmse, at: r.at, ms: r.ms,
     }));
   }
 

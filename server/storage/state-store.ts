@@ -50,7 +50,11 @@ export interface StoredMetric {
   readonly jobId: string;
   readonly version: number;
   readonly testLoss: number;
-  readonly testAccuracy: number;
+  /** Classification jobs; null for regression. */
+  readonly testAccuracy: number | null;
+  /** Regression jobs; null for classification. */
+  readonly testMae: number | null;
+  readonly testRmse: number | null;
   readonly at: number;
   readonly ms: number;
 }

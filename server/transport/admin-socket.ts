@@ -63,10 +63,10 @@ const WatchSchema = z.object({ jobId: z.string().min(1).max(128) });
 const room = (jobId: string): string => `job:${jobId}`;
 
 /** Evaluations after `afterAt`, scanning from the newest. */
-function evalsSince(evals: readonly { version: number; at: number; testAccuracy: number; testLoss: number }[], afterAt: number): EvalPoint[] {
+function evalsSince(evals: readonly EvalPoint[], afterAt: number): EvalPoint[] {
   let i = evals.length;
   while (i > 0 && evals[i - 1]!.at > afterAt) i--;
-  return evals.slice(i).map((e) => ({ version: e.version, at: e.at, testAccuracy: e.testAccuracy, testLoss: e.testLoss }));
+  return evals.slice(i).map((e) => ({ version: e.version, at: e.at, testAccuracy: e.testAccuracy, testLoss: e.testLoss, testMae: e.testMae, testRmse: e.testRmse }));
 }
 
 /** Training-loss points above `afterVersion`, scanning from the newest. */

@@ -22,7 +22,8 @@ export interface JobView {
   readonly progress: number;
   readonly workers: number;
   readonly samplesPerSec: number;
-  readonly metrics: { readonly testAccuracy: number | null; readonly testLoss: number | null };
+  readonly task: 'classification' | 'regression';
+  readonly metrics: { readonly testAccuracy: number | null; readonly testLoss: number | null; readonly testMae: number | null; readonly testRmse: number | null };
   readonly updates: { readonly applied: number; readonly refused: Readonly<Record<string, number>> };
   readonly shards: { readonly perEpoch: number; readonly done: number; readonly leased: number; readonly waiting: number };
   readonly samplesApplied: number;
@@ -64,8 +65,12 @@ export interface WorkerRow {
 export interface EvalPoint {
   readonly version: number;
   readonly at: number;
-  readonly testAccuracy: number;
+  /** Classification jobs (null for regression). */
+  readonly testAccuracy: number | null;
   readonly testLoss: number;
+  /** Regression jobs (null for classification). */
+  readonly testMae: number | null;
+  readonly testRmse: number | null;
 }
 
 export interface LossPoint {

@@ -3,8 +3,9 @@
 
 import type { BinaryLike, TensorSpec } from '../codec/tensor-codec.ts';
 import type { Failure } from './errors.ts';
+import type { DataSpec } from '../data/data-spec.ts';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const BACKENDS = ['webgpu', 'wasm', 'cpu', 'webgl'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -49,7 +50,10 @@ export interface HelloRequest {
 }
 export type HelloAck = { ok: true; workerId: string; serverTime: number } | Failure;
 
-export type LossName = 'categoricalCrossentropy' | 'meanSquaredError';
+export const LOSSES = ['categoricalCrossentropy', 'binaryCrossentropy', 'meanSquaredError', 'meanAbsoluteError', 'huber'] as const;
+/** Loss over a batch. Class targets travel as indices; categoricalCrossentropy one-hots them on the worker. */
+export type LossName = (typeof LOSSES)[number];
+export type TaskName = 'classification' | 'regression';
 
 /** What a worker needs to know about a job to train it. */
 export interface JobDescriptor {
@@ -58,13 +62,13 @@ export interface JobDescriptor {
   readonly description: string;
   /** tfjs Layers topology, as `model.toJSON(null, false)` returns it (parsed). */
   readonly modelTopology: unknown;
+  readonly task: TaskName;
   readonly loss: LossName;
+  /** The model outputs logits (no softmax/sigmoid on its last layer). */
+  readonly fromLogits: boolean;
   readonly batchSize: number;
-  readonly numClasses: number;
-  /** Shape of one example, e.g. [28, 28, 1]. */
-  readonly featureShape: readonly number[];
-  /** Features travel as uint8; the worker multiplies by this scale (1/255 for pixels). */
-  readonly featureScale: number;
+  /** How a lease's rows are laid out: feature shape and encoding, targets. */
+  readonly data: DataSpec;
   /** The trainable weights in gradient order; a pushed gradient must match exactly. */
   readonly trainableSpecs: readonly TensorSpec[];
 }
@@ -94,9 +98,9 @@ export interface LeasePayload {
   readonly baseVersion: number;
   readonly deadlineAt: number;
   readonly numSamples: number;
-  /** uint8 features, numSamples x featureShape. */
+  /** Feature rows, numSamples x featureShape, encoded as JobDescriptor.data.features says. */
   readonly x: BinaryLike;
-  /** uint8 class labels, numSamples. */
+  /** Target rows, numSamples, as JobDescriptor.data.target says. */
   readonly y: BinaryLike;
 }
 

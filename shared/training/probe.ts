@@ -7,6 +7,7 @@ import { buildModel } from './model.ts';
 import { computeGradients, type Batch, type StepSpec } from './gradient-step.ts';
 import { sliceMs, type Candidate, type ProbeOutcome } from './backend-choice.ts';
 import type { BackendName } from '../protocol/messages.ts';
+import { featureCount } from '../data/data-spec.ts';
 
 export interface ProbeOptions {
   readonly batchSize: number;
@@ -44,13 +45,33 @@ export async function probeGradientStep(topology: unknown, spec: StepSpec, opts:
   }
 }
 
-/** A fixed pseudo-random batch shaped like the job's data (uint8 features, class labels). */
+/** A fixed pseudo-random batch laid out like the job's rows (see shared/data/data-spec.ts). */
 export function syntheticBatch(spec: StepSpec, batchSize: number): Batch {
-  const row = spec.featureShape.reduce((a, b) => a * b, 1);
-  const x = new Uint8Array(batchSize * row);
-  const y = new Uint8Array(batchSize);
-  for (let i = 0; i < x.length; i++) x[i] = (i * 2654435761) >>> 24;
-  for (let i = 0; i < y.length; i++) y[i] = i % spec.numClasses;
+  const d = spec.data;
+  const values = batchSize * featureCount(d);
+  let x: Uint8Array;
+  if (d.features.dtype === 'uint8') {
+    x = new Uint8Array(values);
+    for (let i = 0; i < values; i++) x[i] = (i * 2654435761) >>> 24;
+  } else {
+    const f = new Float32Array(values);
+    for (let i = 0; i < values; i++) f[i] = (((i * 2654435761) >>> 24) - 128) / 64;
+    x = new Uint8Array(f.buffer);
+  }
+  let y: Uint8Array;
+  const t = d.target;
+  if (t.kind === 'regression') {
+    const f = new Float32Array(batchSize * t.outputs);
+    for (let i = 0; i < f.length; i++) f[i] = (i % 7) / 7;
+    y = new Uint8Array(f.buffer);
+  } else if (t.dtype === 'uint8') {
+    y = new Uint8Array(batchSize);
+    for (let i = 0; i < batchSize; i++) y[i] = i % t.numClasses;
+  } else {
+    const c = new Int32Array(batchSize);
+    for (let i = 0; i < batchSize; i++) c[i] = i % t.numClasses;
+    y = new Uint8Array(c.buffer);
+  }
   return { x, y, numSamples: batchSize };
 }
 
