@@ -12,6 +12,8 @@ import { startCoordinatorProcess, type CoordinatorProcess } from './coordinator-
 import { loadMnist } from '../server/data/dataset.ts';
 import { Evaluator } from '../server/evaluation/evaluator.ts';
 import { weightSpecs } from '../shared/training/model.ts';
+import { MNIST_STEP } from '../shared/training/gradient-step.ts';
+import { memoryJobData } from '../server/data/job-data.ts';
 
 interface JobJson {
   id: string;
@@ -95,9 +97,9 @@ test('two tabs train the MLP to 95% through a coordinator crash, and the model l
     const flat = tf.tidy(() => tf.concat(model.weights.map((w) => w.read().reshape([-1]))));
     const weights = flat.dataSync() as Float32Array;
     flat.dispose();
-    const evaluator = new Evaluator(model.toJSON(null, false), { loss: 'categoricalCrossentropy', numClasses: 10, featureShape: [28, 28, 1], featureScale: 1 / 255 }, mnist.test);
+    const evaluator = new Evaluator(model.toJSON(null, false), MNIST_STEP, memoryJobData(mnist));
     const r = await evaluator.evaluate(done.version, specs, weights, Date.now);
-    expect(Math.abs(r.testAccuracy - done.metrics.testAccuracy!)).toBeLessThan(1e-6);
+    expect(Math.abs(r.testAccuracy! - done.metrics.testAccuracy!)).toBeLessThan(1e-6);
     evaluator.dispose();
     model.dispose();
     await ctx.close();

@@ -11,7 +11,7 @@ import type { JobRuntime } from './jobs/job-runtime.ts';
 import type { WorkerId } from './leases/lease-manager.ts';
 import { startNodeWorker, type NodeWorker } from '../shared/training/node-worker.ts';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
-import { batchTensors } from '../shared/training/gradient-step.ts';
+import { MNIST_STEP, batchTensors } from '../shared/training/gradient-step.ts';
 import { tf } from '../shared/training/tf.ts';
 import { encodeTensors, type TensorSpec } from '../shared/codec/tensor-codec.ts';
 import { ErrorCode } from '../shared/protocol/errors.ts';
@@ -74,7 +74,7 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
 
 function accuracyOf(model: tf.LayersModel, ds: Dataset): number {
   return tf.tidy(() => {
-    const { xs, ys } = batchTensors({ loss: 'categoricalCrossentropy', numClasses: 10, featureShape: ds.featureShape, featureScale: ds.featureScale }, {
+    const { xs, ys } = batchTensors(MNIST_STEP, {
       x: ds.test.x,
       y: ds.test.y,
       numSamples: ds.test.count,

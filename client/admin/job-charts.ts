@@ -72,7 +72,7 @@ export class JobCharts {
 
   private drawAccuracy(evals: readonly EvalPoint[]): void {
     const x = this.accX === 'version' ? evals.map((e) => e.version) : evals.map((e) => e.at / 1000);
-    const data: uPlot.AlignedData = [x, evals.map((e) => e.testAccuracy * 100), evals.map((e) => e.testLoss)];
+    const data: uPlot.AlignedData = [x, evals.map((e) => (e.testAccuracy === null ? null : e.testAccuracy * 100)), evals.map((e) => e.testLoss)];
     if (this.acc) return this.acc.setData(data);
     this.acc = makeChart(
       this.el.acc,

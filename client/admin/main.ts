@@ -16,6 +16,9 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   return el as T;
 };
 const show = (id: string, on: boolean): void => void $(id).classList.toggle('hidden', !on);
+/** Test accuracy for classification jobs, test MAE for regression ones. */
+const headlineMetric = (j: JobView): string =>
+  j.task === 'regression' ? (j.metrics.testMae == null ? '–' : `MAE ${j.metrics.testMae.toPrecision(4)}`) : pct(j.metrics.testAccuracy);
 
 // ---- what automation reads ---------------------------------------------------------------------
 
@@ -236,7 +239,7 @@ function renderOverview(): void {
         name,
         status,
         progressCell(j),
-        td(pct(j.metrics.testAccuracy), 'num'),
+        td(headlineMetric(j), 'num'),
         td(j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4), 'num'),
         td(int(j.workers), 'num'),
         td(j.status === 'running' ? int(j.samplesPerSec) : '–', 'num'),
@@ -291,7 +294,7 @@ function renderJob(st: JobState): void {
     show('j-pause', j.status === 'running');
     show('j-resume', j.status === 'paused');
     ($('j-cancel') as HTMLButtonElement).disabled = !live;
-    text('k-acc', pct(j.metrics.testAccuracy));
+    text('k-acc', headlineMetric(j));
     text('k-acc-v', st.evals.length ? `at v${st.evals.at(-1)!.version}` : 'not evaluated yet');
     text('k-loss', j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4));
     text('k-version', int(j.version));
@@ -559,9 +562,59 @@ function closeCreate(): void {
 $('new-job').addEventListener('click', () => ($('create').classList.contains('hidden') ? void openCreate() : closeCreate()));
 $('c-cancel').addEventListener('click', closeCreate);
 $('c-demo').addEventListener('change', () => fillDemo($<HTMLSelectElement>('c-demo').value));
+/** Which source the create form is on: a built-in demo (settings editable) or a job file upload. */
+function sourceKind(): 'demo' | 'file' {
+  return ($('create').querySelector<HTMLInputElement>('input[name="source"]:checked')?.value ?? 'demo') === 'file' ? 'file' : 'demo';
+}
+for (const radio of $('create').querySelectorAll<HTMLInputElement>('input[name="source"]')) {
+  radio.addEventListener('change', () => {
+    const file = sourceKind() === 'file';
+    show('c-file-block', file);
+    show('c-settings', !file);
+    $<HTMLSelectElement>('c-demo').disabled = file;
+    show('c-demo-desc', !file);
+  });
+}
+
+/**
+ * A job file and the files it names as one multipart body: each file's part is named by its path
+ * relative to the job file (a chosen folder's own name is dropped: the job file sits in it).
+ */
+async function jobFileForm(): Promise<FormData> {
+  const jobFile = $<HTMLInputElement>('c-jobfile').files?.[0];
+  if (!jobFile) throw new ApiError(400, 'BAD_JOB_FILE', 'choose the job file (JSON)', 'job file');
+  const form = new FormData();
+  form.append('job', await jobFile.text());
+  const seen = new Set<string>();
+  const add = (f: File, rel: string): void => {
+    if (f === jobFile || rel === jobFile.name || seen.has(rel)) return;
+    seen.add(rel);
+    form.append(rel, f, f.name);
+  };
+  for (const f of $<HTMLInputElement>('c-folder').files ?? []) add(f, f.webkitRelativePath.split('/').slice(1).join('/') || f.name);
+  for (const f of $<HTMLInputElement>('c-files').files ?? []) add(f, f.name);
+  return form;
+}
+
 $('create').addEventListener('submit', async (e) => {
   e.preventDefault();
   const form = $<HTMLFormElement>('create');
+  $('c-error').textContent = '';
+  $('c-file-error').textContent = '';
+  if (sourceKind() === 'file') {
+    try {
+      $('c-error').textContent = 'Uploading and checking the job…';
+      const job = await api<JobView>('/api/jobs', { method: 'POST', body: await jobFileForm() });
+      $('c-error').textContent = '';
+      closeCreate();
+      location.hash = `#/job/${encodeURIComponent(job.id)}`;
+    } catch (err) {
+      $('c-error').textContent = '';
+      const field = err instanceof ApiError && err.field ? `${err.field}: ` : '';
+      $('c-file-error').textContent = field + (err instanceof Error ? err.message : String(err));
+    }
+    return;
+  }
   if (!form.reportValidity()) return;
   const targetRaw = $<HTMLInputElement>('c-target').value.trim();
   const body = {

@@ -8,6 +8,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The job-file key at fault, for job-file refusals. */
+    readonly field: string | null = null,
   ) {
     super(message);
   }
@@ -31,22 +33,26 @@ export function setToken(t: string): void {
   else sessionStorage.removeItem(KEY);
 }
 
+/** An authorised API call; a FormData body goes as multipart (job-file uploads), anything else as JSON. */
 export async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+  const form = init.body instanceof FormData;
   const res = await fetch(path, {
     method: init.method ?? 'GET',
-    headers: { Authorization: `Bearer ${getToken()}`, ...(init.body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+    headers: { Authorization: `Bearer ${getToken()}`, ...(init.body !== undefined && !form ? { 'Content-Type': 'application/json' } : {}) },
+    ...(init.body !== undefined ? { body: form ? (init.body as FormData) : JSON.stringify(init.body) } : {}),
   });
   if (!res.ok) {
     let code = String(res.status);
     let message = res.statusText;
+    let field: string | null = null;
     try {
-      const e = (await res.json()) as { error?: { code: string; message: string } };
+      const e = (await res.json()) as { error?: { code: string; message: string; field?: string | null } };
       if (e.error) ({ code, message } = e.error);
+      field = e.error?.field ?? null;
     } catch {
       /* not JSON */
     }
-    throw new ApiError(res.status, code, message);
+    throw new ApiError(res.status, code, message, field);
   }
   return (await res.json()) as T;
 }

@@ -89,7 +89,7 @@ export function parseJobFile(text: string, fileName = 'job file'): JobFile {
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
   const key = issue.path.join('.');
-  const what = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+  const what = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${String(k)}"`).join(', ')}` : issue.message;
   throw new JobFileError(`${fileName}: ${key ? `"${key}": ` : ''}${what}.`, key || null);
 }
 

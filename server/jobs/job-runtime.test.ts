@@ -1,5 +1,6 @@
 import type { StateStore } from '../storage/state-store.ts';
 import { MemoryStateStore } from '../storage/memory-state-store.ts';
+import { memoryJobData } from '../data/job-data.ts';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -56,8 +57,10 @@ function tinyConfig(over: Partial<JobConfig> = {}): JobConfig {
     name: 'tiny',
     description: 'unit test job',
     dataset: 'mnist',
+    task: 'classification',
     modelTopology: tinyTopology(),
     loss: 'categoricalCrossentropy',
+    fromLogits: false,
     optimizer: { kind: 'sgd', learningRate: 0.5, momentum: 0.9 },
     batchSize: 32,
     staleness: { rule: 'inverse', maxStaleness: 2 },
@@ -109,7 +112,7 @@ async function newDeps(root?: string, warnings?: string[]): Promise<JobRuntimeDe
     state = new MemoryStateStore();
     stateByRoot.set(dir, state);
   }
-  return { root: dir, clock, dataset, store: new CheckpointStore(dir, 3, warn), state, log: { info() {}, warn }, newId: () => randomUUID() };
+  return { root: dir, clock, data: memoryJobData(dataset), store: new CheckpointStore(dir, 3, warn), state, log: { info() {}, warn }, newId: () => randomUUID() };
 }
 
 async function createJob(over: Partial<JobConfig> = {}) {
@@ -173,8 +176,8 @@ test('a new job starts at v0 with a checkpoint and a descriptor matching the dat
   const { rt, deps } = await createJob();
   assert.equal(rt.currentVersion, 0);
   const d = rt.descriptor();
-  assert.deepEqual(d.featureShape, FEATURES);
-  assert.equal(d.numClasses, 3);
+  assert.deepEqual(d.data.featureShape, FEATURES);
+  assert.deepEqual(d.data.target, { kind: 'classes', numClasses: 3, dtype: 'uint8' });
   assert.deepEqual(d.trainableSpecs.map((s) => [s.name, s.shape]), [['out/kernel', [16, 3]], ['out/bias', [3]]]);
   assert.deepEqual(rt.summary().shards, { perEpoch: SHARDS, done: 0, leased: 0, waiting: SHARDS, quarantined: [] });
   assert.equal((await deps.store.loadLatest())?.state.version, 0);

@@ -117,8 +117,9 @@ async function proveTrainable(model: LoadedModel, spec: StepSpec, dataDir: strin
       tf.tidy(() =>
         m!.setWeights(
           m!.weights.map((v) => {
-            const n = v.shape.reduce((a, b) => a * (b ?? 1), 1);
-            const t = tf.tensor(w.subarray(o, o + n), v.shape as number[], 'float32');
+            const shape = v.shape.map((d) => d ?? 1);
+            const n = shape.reduce((a, b) => a * b, 1);
+            const t = tf.tensor(w.subarray(o, o + n), shape, 'float32');
             o += n;
             return t;
           }),
@@ -131,7 +132,7 @@ async function proveTrainable(model: LoadedModel, spec: StepSpec, dataDir: strin
     try {
       result = await computeGradients(m, spec, { x: rows.x, y: rows.y, numSamples: n });
     } catch (err) {
-      throw new JobFileError(`the model cannot be trained on this data: one gradient step failed (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}).`, 'model');
+      throw new JobFileError(`the model cannot be trained on this data: one gradient step failed (${String(err instanceof Error ? err.message : err).split('\n')[0]}).`, 'model');
     }
     if (!Number.isFinite(result.loss)) throw new JobFileError(`the model cannot be trained on this data: the loss of the first batch is ${result.loss} (check the data's scale and the model's initial weights).`, 'model');
     if (!result.gradients.every(Number.isFinite)) throw new JobFileError('the model cannot be trained on this data: its first gradient is not finite (check the data\'s scale and the model\'s initial weights).', 'model');

@@ -67,8 +67,8 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
 
   test(`${name}: metrics and workers`, () => {
     const s = open();
-    s.appendMetric({ jobId: 'a', version: 10, testLoss: 0.5, testAccuracy: 0.9, at: 5, ms: 12 });
-    s.appendMetric({ jobId: 'a', version: 20, testLoss: 0.4, testAccuracy: 0.92, at: 6, ms: 12 });
+    s.appendMetric({ jobId: 'a', version: 10, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
+    s.appendMetric({ jobId: 'a', version: 20, testLoss: 0.4, testAccuracy: 0.92, testMae: null, testRmse: null, at: 6, ms: 12 });
     assert.deepEqual(s.metrics('a').map((m) => m.version), [10, 20]);
     const w = { workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: 0.25 };
     s.putWorker(w);
@@ -85,7 +85,7 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
       s.putJob({ id: 'a', config, createdAt: 1 });
       s.appendUpdate(upd(1));
       s.putLease({ jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 });
-      s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, at: 5, ms: 12 });
+      s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
       s = reopen(s);
       assert.equal(s.listJobs().length, 1);
       assert.equal(s.lastVersion('a'), 1);

@@ -8,8 +8,9 @@ import { initNodeBackend } from './node-backend.ts';
 import { probeBackend, probeBackends } from './probe.ts';
 import { decideBackend } from './backend-choice.ts';
 import type { BackendName } from '../protocol/messages.ts';
+import type { StepSpec } from './gradient-step.ts';
 
-const spec = { loss: 'categoricalCrossentropy' as const, numClasses: 3, featureShape: [8, 8, 1], featureScale: 1 / 255 };
+const spec: StepSpec = { loss: 'categoricalCrossentropy', data: { featureShape: [8, 8, 1], features: { dtype: 'uint8', scale: 1 / 255 }, target: { kind: 'classes', numClasses: 3, dtype: 'uint8' } } };
 const useBackend = async (name: BackendName): Promise<boolean> => (name === 'wasm' || name === 'cpu') && tf.setBackend(name);
 
 function topology(layers: () => tf.layers.Layer[]): unknown {

@@ -16,8 +16,8 @@ import type { HelloRequest, JobDescriptor, LeaseAck, RefuseJob } from '../protoc
 async function tinyJob(): Promise<JobDescriptor> {
   const m = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [4, 4, 1] }), tf.layers.dense({ units: 3, activation: 'softmax' })] });
   const job: JobDescriptor = {
-    id: 'j', name: 'tiny', description: '', modelTopology: m.toJSON(null, false), loss: 'categoricalCrossentropy', batchSize: 8,
-    numClasses: 3, featureShape: [4, 4, 1], featureScale: 1 / 255, trainableSpecs: trainableSpecs(m),
+    id: 'j', name: 'tiny', description: '', modelTopology: m.toJSON(null, false), task: 'classification', loss: 'categoricalCrossentropy', fromLogits: false, batchSize: 8,
+    data: { featureShape: [4, 4, 1], features: { dtype: 'uint8', scale: 1 / 255 }, target: { kind: 'classes', numClasses: 3, dtype: 'uint8' } }, trainableSpecs: trainableSpecs(m),
   };
   m.dispose();
   return job;

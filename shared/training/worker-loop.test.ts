@@ -24,8 +24,8 @@ async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: n
   const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
   const weights = await packWeights(model);
   const job: JobDescriptor = {
-    id: 'j', name: 'tiny', description: '', modelTopology: topology, loss: 'categoricalCrossentropy', batchSize: 8,
-    numClasses: 3, featureShape: [4, 4, 1], featureScale: 1 / 255, trainableSpecs: trainableSpecs(model),
+    id: 'j', name: 'tiny', description: '', modelTopology: topology, task: 'classification', loss: 'categoricalCrossentropy', fromLogits: false, batchSize: 8,
+    data: { featureShape: [4, 4, 1], features: { dtype: 'uint8', scale: 1 / 255 }, target: { kind: 'classes', numClasses: 3, dtype: 'uint8' } }, trainableSpecs: trainableSpecs(model),
   };
   model.dispose();
   let version = 0;
