@@ -155,6 +155,8 @@ export async function loadModelFile(file: string, maxBytes: number): Promise<Loa
   if (quantized) throw new JobFileError(`model file ${shown}: weight ${quantized.name} is quantized; export the model with float32 weights to train it.`, 'model');
   const parts: Uint8Array[] = [];
   let bytes = text.length;
+  const tooBig = (): JobFileError => new JobFileError(`model ${shown} is over the size limit of ${fmtBytes(maxBytes)} (FLOCK_MAX_MODEL_BYTES).`, 'model');
+  if (bytes > maxBytes) throw tooBig();
   for (const p of manifestPaths(json)) {
     const wf = path.join(path.dirname(file), p);
     let size: number;
@@ -164,7 +166,7 @@ export async function loadModelFile(file: string, maxBytes: number): Promise<Loa
       throw new JobFileError(`weight file ${p} listed in ${shown} is missing.`, 'model');
     }
     bytes += size;
-    if (bytes > maxBytes) throw new JobFileError(`model ${shown} is over the size limit of ${fmtBytes(maxBytes)} (FLOCK_MAX_MODEL_BYTES).`, 'model');
+    if (bytes > maxBytes) throw tooBig();
     parts.push(await readFile(wf));
   }
   let weightData: ArrayBuffer | undefined;

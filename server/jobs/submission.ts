@@ -12,7 +12,7 @@ import { computeGradients, type StepSpec } from '../../shared/training/gradient-
 import { ingest } from '../data/ingest/index.ts';
 import { DataError } from '../data/ingest/data-error.ts';
 import { ShardStore } from '../data/store/shard-store.ts';
-import type { StoreMeta } from '../data/store/meta.ts';
+import type { StoreMeta } from '../data/store/store-meta.ts';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { decideLoss, JobFileError, loadModelFile, parseJobFile, type JobFile, type LoadedModel } from './job-file.ts';
 

@@ -11,6 +11,7 @@ import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { tf } from '../../../shared/training/tf.ts';
 import { mulberry32 } from '../../data/sharder.ts';
 import { loadMnist } from '../../data/dataset.ts';
+import type { StoreMeta } from '../../data/store/store-meta.ts';
 
 /** Writes a model as tfjs's own save handler lays it out: model.json (+ weights.bin when `weights`). */
 export async function saveModel(model: tf.LayersModel, dir: string, weights = true): Promise<void> {
@@ -101,6 +102,7 @@ export async function writeParquetMnistJob(dir: string, opts: { train?: number; 
     model: 'model.json',
     data: { train: 'train.parquet', test: 'test.parquet', label: 'digit' },
     task: 'classification',
+    preprocessing: { scale: 1 / 255 },
     optimizer: { kind: 'adam', learningRate: 0.003 },
     batchSize: 64,
     stop: { maxEpochs: 4 },
@@ -142,4 +144,29 @@ export async function writeArrowRegressionJob(dir: string, opts: { train?: numbe
   const file = path.join(dir, 'job.json');
   await writeFile(file, JSON.stringify(job, null, 2));
   return file;
+}
+
+/**
+ * Raw rows (column name -> cell) to model inputs with an export's preprocessing.json: what the
+ * README tells users to do with a trained model. One-hot columns expand to `col=category`.
+ */
+export function prepareRows(meta: StoreMeta, rows: readonly Record<string, unknown>[]): Float32Array {
+  const p = meta.preprocessing;
+  const names = meta.featureNames;
+  const scale = new Map(p.scale.map((s) => [s.feature, s.factor]));
+  const stand = new Map(p.standardize.map((s) => [s.feature, s]));
+  const out = new Float32Array(rows.length * names.length);
+  rows.forEach((row, r) => {
+    names.forEach((name, f) => {
+      const eq = name.indexOf('=');
+      let v: number;
+      if (eq > 0 && p.oneHot.some((o) => o.column === name.slice(0, eq))) v = String(row[name.slice(0, eq)]) === name.slice(eq + 1) ? 1 : 0;
+      else v = Number(row[name]);
+      v *= scale.get(name) ?? 1;
+      const s = stand.get(name);
+      if (s) v = (v - s.mean) / s.std;
+      out[r * names.length + f] = v;
+    });
+  });
+  return out;
 }
