@@ -56,7 +56,7 @@ export async function readIdx(name: string, path: string, file: string): Promise
 }
 
 /** Arrays of one split as a table: column = array name. All must have the same length. */
-export function arraysSource(file: string, arrays: readonly NamedArray[]): Source {
+export function arraysSource(format: 'npz' | 'npy' | 'idx', file: string, arrays: readonly NamedArray[]): Source {
   const n = arrays[0]?.shape[0] ?? 0;
   for (const a of arrays) {
     if (a.shape.length === 0) throw dataError(a.file, null, null, 'the array is a scalar; it needs one entry per example');
@@ -69,6 +69,7 @@ export function arraysSource(file: string, arrays: readonly NamedArray[]): Sourc
     return d.subarray ? d.subarray(i * w, (i + 1) * w) : d.slice(i * w, (i + 1) * w);
   };
   return {
+    format,
     file,
     columns: arrays.map((a) => a.name),
     columnFiles: new Map(arrays.map((a) => [a.name, a.file])),

@@ -28,6 +28,7 @@ export async function openArrow(path: string, file: string): Promise<Source> {
   const fields = r.schema.fields;
   await fh.close().catch(() => {});
   return {
+    format: 'arrow',
     file,
     columns: fields.map((f) => f.name),
     rowCount: null,

@@ -20,6 +20,7 @@ export async function openCsv(path: string, file: string): Promise<Source> {
   if (columns === null) throw dataError(file, null, null, 'the file is empty (a CSV needs a header row)');
   const header = columns;
   return {
+    format: 'csv',
     file,
     columns: header,
     rowCount: null,

@@ -45,6 +45,7 @@ export async function openImages(dir: string, file: string, shape: ImageShape): 
     for (const n of names) images.push({ label: c, rel: `${c}/${n}` });
   }
   return {
+    format: 'images',
     file,
     columns: ['image', 'label'],
     rowCount: images.length,

@@ -28,6 +28,7 @@ export async function openParquet(path: string, file: string): Promise<Source> {
   const tree = parquetSchema(md).children;
   const columns = tree.map((c) => c.element.name);
   return {
+    format: 'parquet',
     file,
     columns,
     rowCount: Number(md.num_rows),

@@ -109,7 +109,9 @@ export class RowReader {
     });
     if (this.plan.task === 'classification') {
       const c = this.plan.labels[0]!;
-      const key = toKey(row.cells[this.labelIdx[0]!]);
+      const cell = row.cells[this.labelIdx[0]!];
+      if (asList(cell) !== null) this.fail(row, c, 'a class label must be one value, not a list');
+      const key = toKey(cell);
       if (typeof key !== 'string') this.cellFail(row, c, key.problem, false);
       into.label = key;
       return;

@@ -11,6 +11,7 @@ export interface SourceRow {
 }
 
 export interface Source {
+  readonly format: DataFormat;
   /** The file (or folder) as the user wrote it, for messages. */
   readonly file: string;
   readonly columns: readonly string[];
