@@ -49,6 +49,11 @@ export function wasmDir(): string {
 }
 
 export function createHttpServer(deps: HttpDeps): Server {
+  return createServer(createHttpHandler(deps));
+}
+
+/** The request handler alone, for a server that was bound before the coordinator was assembled. */
+export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const statics = existsSync(deps.clientDir) ? sirv(deps.clientDir, {
     dev: false,
     etag: true,
@@ -163,12 +168,12 @@ export function createHttpServer(deps: HttpDeps): Server {
     res.end(data);
   }
 
-  return createServer((req, res) => {
+  return (req, res) => {
     route(req, res).catch((err: Error) => {
       // Details (paths, stack) go to the log, not to the client.
       console.warn(`[flock] WARN HTTP ${req.method} ${req.url}: ${err.message}`);
       if (!res.headersSent) error(res, 500, ErrorCode.Internal, 'internal error; see the coordinator log');
       else res.destroy();
     });
-  });
+  };
 }
