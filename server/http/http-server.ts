@@ -16,6 +16,8 @@ import { BodyError, handleAdminApi, type AdminApiDeps } from './admin-api.ts';
 import { ISOLATION, sendError, sendJson } from './respond.ts';
 import type { TelemetryBook } from '../jobs/job-telemetry.ts';
 import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
+import { controlRefusal, type JobControl } from '../jobs/job-controls.ts';
+import { FAVICON_SVG } from './favicon.ts';
 
 export interface HttpDeps {
   readonly registry: JobRegistry;
@@ -64,7 +66,12 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
   }) : (_req: IncomingMessage, res: ServerResponse) => error(res, 503, 'NOT_BUILT', 'pages are not built: run `npm run build`');
   const wasmRoot = wasmDir();
 
-  const isAdmin = (req: IncomingMessage): boolean => tokenMatches(deps.adminToken, bearerOf(req));
+  /** Why an admin request is refused (a missing token and a wrong one read differently), or null. */
+  const adminRefusal = (req: IncomingMessage): string | null => {
+    const given = bearerOf(req);
+    if (!given) return 'admin token required: send Authorization: Bearer <token> (printed by the coordinator at start-up)';
+    return tokenMatches(deps.adminToken, given) ? null : 'admin token refused: it does not match this coordinator\'s token';
+  };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -84,6 +91,11 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     }
 
     if (parts[0] !== 'api') {
+      if ((url.pathname === '/favicon.svg' || url.pathname === '/favicon.ico') && method === 'GET') {
+        res.writeHead(200, { 'Content-Type': 'image/svg+xml', 'Cache-Control': 'public, max-age=86400', ...ISOLATION });
+        res.end(FAVICON_SVG);
+        return;
+      }
       if (parts[0] === 'admin' && parts.length === 1 && !url.pathname.endsWith('/')) {
         res.writeHead(301, { Location: '/admin/' + url.search });
         res.end();
@@ -96,11 +108,14 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     // ---- /api ----
     if (parts[1] === 'health') return send(res, 200, { ok: true });
     if (isAdminRoute(method, parts)) {
-      if (!isAdmin(req)) return error(res, 401, ErrorCode.Unauthorized, 'admin token required');
+      const refused = adminRefusal(req);
+      if (refused) return error(res, 401, ErrorCode.Unauthorized, refused);
       if (parts[1] === 'workers' && parts.length === 2 && method === 'GET') return send(res, 200, deps.workers());
       const job = parts[1] === 'jobs' && parts[2] ? deps.registry.get(parts[2]) : undefined;
       const rest = parts.slice(3);
       if (job && method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
+        const refusal = controlRefusal(rest[0] as JobControl, job.status);
+        if (refusal) return error(res, 409, ErrorCode.WrongStatus, refusal);
         if (rest[0] === 'pause') job.pause();
         else if (rest[0] === 'resume') job.resume();
         else job.cancel();
