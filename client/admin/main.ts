@@ -207,7 +207,7 @@ function progressCell(j: JobView): HTMLTableCellElement {
   bar.append(fill);
   const note = document.createElement('div');
   note.className = 'muted small';
-  note.textContent = `${Math.round(j.progress * 100)}% · epoch ${Math.min(j.epoch + 1, j.maxEpochs)}/${j.maxEpochs}` + (j.targetAccuracy != null ? ` · target ${pct(j.targetAccuracy, 1)}` : '');
+  note.textContent = `${Math.round(j.progress * 100)}% · epoch ${j.epoch}/${j.maxEpochs}` + (j.targetAccuracy != null ? ` · target ${pct(j.targetAccuracy, 1)}` : '');
   c.append(bar, note);
   return c;
 }
@@ -298,7 +298,7 @@ function renderJob(st: JobState): void {
     text('k-workers', int(j.workers));
     text('k-sps', j.status === 'running' ? int(j.samplesPerSec) : '–');
     text('k-progress', `${Math.round(j.progress * 100)}%`);
-    text('k-epoch', `epoch ${Math.min(j.epoch + 1, j.maxEpochs)} of ${j.maxEpochs}`);
+    text('k-epoch', `epoch ${j.epoch} of ${j.maxEpochs}`);
     text('k-elapsed', duration(j.activeMs));
     text('k-started', `started ${dateTime(j.createdAt)}`);
     const left = eta(j);

@@ -50,6 +50,26 @@ test('a missing admin token is "required", a wrong one "refused"', async () => {
   assert.match((await errorOf(wrong)).message, /^admin token refused/);
 });
 
+test('the best checkpoint: `best` in the job JSON, ?which=best downloads it, the checkpoints list marks it', async () => {
+  const job = c.registry.get('mnist-mlp')!;
+  const before = (await (await fetch(`${c.url}/api/jobs/mnist-mlp`)).json()) as { best: unknown; epoch: number };
+  assert.equal(before.best, null);
+  assert.equal(before.epoch, 1);
+  assert.equal((await fetch(`${c.url}/api/jobs/mnist-mlp/model/model.json?which=best`)).status, 404);
+  await job.evaluateNow();
+  await job.settle();
+  const s = (await (await fetch(`${c.url}/api/jobs/mnist-mlp`)).json()) as { best: { version: number; metric: string; testAccuracy: number } };
+  assert.equal(s.best.version, 0);
+  assert.equal(s.best.metric, 'testAccuracy');
+  const model = (await (await fetch(`${c.url}/api/jobs/mnist-mlp/model/model.json?which=best`)).json()) as { weightsManifest: { paths: string[] }[] };
+  assert.deepEqual(model.weightsManifest[0]!.paths, ['weights-best-v0.bin']);
+  const weights = await fetch(`${c.url}/api/jobs/mnist-mlp/model/weights-best-v0.bin`);
+  assert.equal(weights.status, 200);
+  assert.equal((await weights.arrayBuffer()).byteLength, (784 * 128 + 128 + 128 * 10 + 10) * 4);
+  const list = (await (await fetch(`${c.url}/api/jobs/mnist-mlp/checkpoints`)).json()) as { version: number; latest: boolean; best: boolean; which: string }[];
+  assert.deepEqual(list.map((r) => [r.version, r.which, r.latest, r.best]), [[0, 'latest', true, true]]);
+});
+
 test('controls that make no sense in the job status answer 409 and change nothing', async () => {
   const resume = await post('/api/jobs/mnist-mlp/resume', TOKEN);
   assert.equal(resume.status, 409);

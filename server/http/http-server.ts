@@ -145,18 +145,25 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     if (rest[0] === 'checkpoints' && method === 'GET') {
       const infos = await deps.registry.storeFor(job.id).infos();
       const evals = job.metricHistory().evaluations;
-      // Each checkpoint with the newest evaluation of a version at or before it.
-      return send(
-        res,
-        200,
-        infos.map((i) => {
-          let e: (typeof evals)[number] | undefined;
-          for (const x of evals) if (x.version <= i.version && (!e || x.version >= e.version)) e = x;
-          return { version: i.version, createdAt: i.createdAt, evaluatedVersion: e?.version ?? null, testAccuracy: e?.testAccuracy ?? null, testLoss: e?.testLoss ?? null };
-        }),
-      );
+      const best = job.summary().best;
+      const bestInfo = best ? (await deps.registry.bestStoreFor(job.id).infos()).find((i) => i.version === best.version) : undefined;
+      // Each checkpoint with the newest evaluation of a version at or before it; `latest` is the
+      // newest, `best` the best by the job's metric (listed last when keep-last-N has rotated it out).
+      const rows = infos.map((i, k) => {
+        let e: (typeof evals)[number] | undefined;
+        for (const x of evals) if (x.version <= i.version && (!e || x.version >= e.version)) e = x;
+        return { version: i.version, createdAt: i.createdAt, evaluatedVersion: e?.version ?? null, testAccuracy: e?.testAccuracy ?? null, testLoss: e?.testLoss ?? null, latest: k === 0, best: best?.version === i.version, which: k === 0 ? 'latest' : 'kept' };
+      });
+      if (best && bestInfo && !rows.some((r) => r.best)) {
+        rows.push({ version: best.version, createdAt: bestInfo.createdAt, evaluatedVersion: best.version, testAccuracy: best.testAccuracy, testLoss: best.testLoss, latest: false, best: true, which: 'best' });
+      }
+      return send(res, 200, rows);
     }
-    if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1], url.searchParams.get('version'));
+    if (rest[0] === 'model' && method === 'GET') {
+      const which = url.searchParams.get('which');
+      if (which !== null && which !== 'best' && which !== 'latest') return error(res, 400, ErrorCode.BadRequest, 'which must be best or latest');
+      return serveModel(res, job.id, rest[1], url.searchParams.get('version'), which === 'best');
+    }
     return error(res, 404, 'NOT_FOUND', 'no such endpoint');
   }
 
@@ -164,8 +171,26 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
    * model.json of the newest verified checkpoint (or of `?version=N` while it is kept, so a
    * model.json and its weights file can be fetched as a matching pair), weights named by version.
    */
-  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined, version: string | null): Promise<void> {
+  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined, version: string | null, best: boolean): Promise<void> {
     const store = deps.registry.storeFor(jobId);
+    const bestStore = deps.registry.bestStoreFor(jobId);
+    if (file === 'model.json' && best) {
+      // The best checkpoint lives apart from the rotation; its weights file says so in its name.
+      const b = (await bestStore.infos())[0];
+      if (!b) return error(res, 404, 'NOT_FOUND', 'no best checkpoint yet (the job has not been evaluated)');
+      const model = JSON.parse(await readFile(path.join(b.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+      for (const group of model.weightsManifest) group.paths = [`weights-best-v${b.version}.bin`];
+      return send(res, 200, model, PUBLIC_MODEL);
+    }
+    const bm = file ? /^weights-best-v(\d+)\.bin$/.exec(file) : null;
+    if (bm) {
+      const entry = (await bestStore.infos()).find((c) => c.version === Number(bm[1]));
+      if (!entry) return error(res, 404, 'NOT_FOUND', 'a better checkpoint has replaced that one; fetch model.json?which=best again');
+      const data = await readFile(path.join(entry.dir, 'weights.bin'));
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION, ...PUBLIC_MODEL });
+      res.end(data);
+      return;
+    }
     if (file === 'model.json') {
       const infos = await store.infos();
       const latest = version === null ? infos[0] : infos.find((i) => String(i.version) === version);
