@@ -1,5 +1,6 @@
-// Assembles a coordinator: config -> tfjs -> dataset -> job registry -> HTTP + socket.io.
-// Used by server/main.ts (the CLI) and by integration tests (port 0, temp data dir).
+// Assembles a coordinator: port -> data folder lock -> tfjs -> dataset -> job registry -> HTTP +
+// socket.io. The port is bound first, so a busy port or an unknown host fails before anything is
+// written in the data folder. Used by server/main.ts (the CLI) and by integration tests (port 0).
 
 import { Server as IoServer } from 'socket.io';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -13,7 +14,10 @@ import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
 import { attachWorkerHandlers, type FlockServer, type TransportObserver } from './transport/socket-handlers.ts';
-import { createHttpServer } from './http/http-server.ts';
+import { createHttpHandler } from './http/http-server.ts';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { acquireDataLock, type DataLock } from './storage/data-lock.ts';
+import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
 import { AdminFeed } from './transport/admin-socket.ts';
@@ -45,6 +49,42 @@ export interface CoordinatorOptions {
   readonly limits?: SubmitLimits | undefined;
   /** socket.io message size cap; weights of big models exceed the 1 MB default. */
   readonly maxMessageBytes?: number | undefined;
+  /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
+  readonly ownDataDir?: boolean | undefined;
+}
+
+/** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
+export class StartupError extends Error {}
+
+/** The one-line explanation of a failed listen(). */
+export function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `port ${port} on ${host} is already in use (another Flock coordinator?): stop that process, or set PORT to a free port (PORT=0 picks one)`;
+    case 'EACCES':
+      return `port ${port} on ${host} needs privileges this user lacks: set PORT to a port above 1023`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return `HOST=${host} is not a known host name: set HOST to an address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)`;
+    case 'EADDRNOTAVAIL':
+      return `HOST=${host} is not an address of this machine: set HOST to one of its addresses, e.g. 127.0.0.1 or 0.0.0.0`;
+    default:
+      return `cannot listen on ${host}:${port}: ${err.message}`;
+  }
+}
+
+/** Binds a bare server (answering 503 until the coordinator is assembled) or throws a StartupError. */
+async function bind(port: number, host: string): Promise<Server> {
+  const http = createServer((_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '2' });
+    res.end('the coordinator is starting\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', (err: NodeJS.ErrnoException) => reject(new StartupError(listenFailure(err, host, port))));
+    http.listen(port, host, () => resolve());
+  });
+  return http;
 }
 
 export interface Coordinator {
@@ -71,6 +111,26 @@ export const consoleLogger: Logger = {
 export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? consoleLogger;
+  const http = await bind(opts.port, opts.host);
+  let lock: DataLock | null = null;
+  try {
+    if (opts.ownDataDir) {
+      const got = acquireDataLock(opts.dataDir);
+      if (!got.ok) throw new StartupError(got.error);
+      lock = got.lock;
+      // However the process ends (process.exit included), the lock goes with it; SIGKILL leaves a stale one.
+      process.once('exit', got.lock.release);
+      if (got.tookOverFrom) log.info(`took over the lock of ${opts.dataDir} from process ${got.tookOverFrom.pid}, which is gone`);
+    }
+    return await assemble(opts, clock, log, http, lock);
+  } catch (err) {
+    await new Promise<void>((r) => http.close(() => r()));
+    lock?.release();
+    throw err;
+  }
+}
+
+async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, http: Server, lock: DataLock | null): Promise<Coordinator> {
   await initNodeBackend('wasm');
   await mkdir(opts.dataDir, { recursive: true });
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
@@ -81,13 +141,15 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
     log.info(`created demo job ${opts.demo}`);
   }
-  const adminToken = opts.adminToken || randomBytes(18).toString('base64url');
+  const adminToken = opts.ownDataDir ? adminTokenFor(opts.dataDir, opts.adminToken || undefined).token : opts.adminToken || randomBytes(18).toString('base64url');
 
   let workersFn: () => unknown[] = () => [];
   const workerStats = new WorkerStatsBook(clock);
   const telemetry = new TelemetryBook(clock);
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
-  const http = createHttpServer({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload });
+  // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
+  http.removeAllListeners('request');
+  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload }));
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -118,10 +180,6 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }, opts.sweepIntervalMs ?? 1000);
   sweep.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(opts.port, opts.host, () => resolve());
-  });
   const port = (http.address() as AddressInfo).port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
 
@@ -136,6 +194,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       job.dispose();
     }
     state.close();
+    lock?.release();
   }
 
   return {
@@ -152,6 +211,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       for (const job of registry.all()) {
         await job.settle();
         await job.checkpoint();
+        const saved = job.summary().lastCheckpointVersion;
+        if (saved === job.currentVersion) log.info(`job ${job.id}: checkpoint v${saved} saved`);
+        else log.warn(`job ${job.id}: the final checkpoint (v${job.currentVersion}) was not saved; a restart resumes from v${saved ?? '?'} plus the update log`);
       }
       await close();
     },

@@ -35,6 +35,23 @@ function ema(values: readonly number[], alpha = 0.05): number[] {
   return out;
 }
 
+/**
+ * Instead of a chart without data (whose axes would show meaningless dates and ticks), a line
+ * saying what will appear and when. Returns true when it took the chart's place.
+ */
+function emptyState(el: HTMLElement, chart: uPlot | null, points: number, message: string): boolean {
+  if (points >= 2) {
+    el.querySelector(':scope > p.empty')?.remove();
+    return false;
+  }
+  destroyChart(chart);
+  const p = el.querySelector(':scope > p.empty') ?? document.createElement('p');
+  p.className = 'empty muted';
+  if (p.textContent !== message) p.textContent = message;
+  if (!p.parentElement) el.replaceChildren(p);
+  return true;
+}
+
 export class JobCharts {
   private acc: uPlot | null = null;
   private accX: 'version' | 'time' = 'version';
@@ -71,6 +88,10 @@ export class JobCharts {
   }
 
   private drawAccuracy(evals: readonly EvalPoint[]): void {
+    if (emptyState(this.el.acc, this.acc, evals.length, evals.length === 1 ? `One evaluation so far: ${evals[0]!.testAccuracy === null ? `test loss ${evals[0]!.testLoss.toPrecision(4)}` : `${(evals[0]!.testAccuracy * 100).toFixed(2)}% test accuracy`} at v${evals[0]!.version}. The curve starts at the second.` : 'No evaluation yet: the model is evaluated on the test set as workers train (every few dozen versions and at each epoch end).')) {
+      this.acc = null;
+      return;
+    }
     const x = this.accX === 'version' ? evals.map((e) => e.version) : evals.map((e) => e.at / 1000);
     const data: uPlot.AlignedData = [x, evals.map((e) => (e.testAccuracy === null ? null : e.testAccuracy * 100)), evals.map((e) => e.testLoss)];
     if (this.acc) return this.acc.setData(data);
@@ -92,6 +113,10 @@ export class JobCharts {
   }
 
   private drawTrain(loss: readonly LossPoint[]): void {
+    if (emptyState(this.el.train, this.train, loss.length, 'No training loss yet: workers report it with each gradient.')) {
+      this.train = null;
+      return;
+    }
     const values = loss.map((p) => p.loss);
     const data: uPlot.AlignedData = [loss.map((p) => p.version), values, ema(values)];
     if (this.train) return this.train.setData(data);
@@ -106,6 +131,11 @@ export class JobCharts {
   }
 
   private drawThroughput(t: readonly TelemetryPoint[]): void {
+    const busy = t.filter((p) => p.workers > 0 || p.samplesPerSec > 0).length;
+    if (emptyState(this.el.tput, this.tput, busy, 'No throughput yet: it is drawn while workers train.')) {
+      this.tput = null;
+      return;
+    }
     const data: uPlot.AlignedData = [t.map((p) => p.at / 1000), t.map((p) => Math.round(p.samplesPerSec)), t.map((p) => p.workers)];
     if (this.tput) return this.tput.setData(data);
     this.tput = makeChart(this.el.tput, {
@@ -122,6 +152,11 @@ export class JobCharts {
 
   /** Applied and refused (by reason) per second, from consecutive cumulative telemetry points. */
   private drawUpdates(t: readonly TelemetryPoint[]): void {
+    const moved = t.length > 1 && (t.at(-1)!.applied !== t[0]!.applied || Object.values(t.at(-1)!.refused).some((n) => n > 0));
+    if (emptyState(this.el.upd, this.upd, moved ? t.length : 0, 'No update yet: applied and refused gradients per second appear once workers push.')) {
+      this.upd = null;
+      return;
+    }
     const reasons = [...new Set(t.flatMap((p) => Object.keys(p.refused)))].sort();
     if (this.upd && reasons.join() !== this.updReasons.join()) {
       destroyChart(this.upd);
@@ -153,6 +188,11 @@ export class JobCharts {
   }
 
   private drawStaleness(h: readonly number[]): void {
+    const applied = h.reduce((a, b) => a + b, 0);
+    if (emptyState(this.el.stale, this.stale, applied > 0 ? 2 : 0, 'No update applied yet: the staleness of each applied gradient is counted here.')) {
+      this.stale = null;
+      return;
+    }
     const data: uPlot.AlignedData = [h.map((_, i) => i), [...h]];
     if (this.stale) return this.stale.setData(data);
     const last = h.length - 1;

@@ -181,10 +181,20 @@ function renderLink(): void {
 
 // ---- overview ----------------------------------------------------------------------------------
 
-/** Estimated time left, from the progress made per running millisecond. */
+/** Estimated time left, from the progress made per running millisecond (none without workers). */
 function eta(j: JobView): number | null {
-  if (j.status !== 'running' || j.progress <= 0.005 || j.activeMs < 5000) return null;
+  if (j.status !== 'running' || j.workers === 0 || j.progress <= 0.005 || j.activeMs < 5000) return null;
   return (j.activeMs * (1 - j.progress)) / j.progress;
+}
+/** No workers, no rate and no estimate: a dash, never a stale or made-up figure. */
+const NONE = '—';
+const spsText = (j: JobView): string => (j.status === 'running' && j.workers > 0 ? int(j.samplesPerSec) : NONE);
+function etaText(j: JobView): string {
+  if (j.status === 'finished') return 'done';
+  if (j.status !== 'running') return NONE;
+  if (j.workers === 0) return NONE;
+  const left = eta(j);
+  return left === null ? 'estimating…' : duration(left);
 }
 const elapsed = (j: JobView): number => j.activeMs;
 const stopText = (j: JobView): string => `${j.maxEpochs} epoch${j.maxEpochs === 1 ? '' : 's'}` + (j.targetAccuracy != null ? ` or ${pct(j.targetAccuracy, 1)}` : '');
@@ -210,7 +220,7 @@ function progressCell(j: JobView): HTMLTableCellElement {
   bar.append(fill);
   const note = document.createElement('div');
   note.className = 'muted small';
-  note.textContent = `${Math.round(j.progress * 100)}% · epoch ${Math.min(j.epoch + 1, j.maxEpochs)}/${j.maxEpochs}` + (j.targetAccuracy != null ? ` · target ${pct(j.targetAccuracy, 1)}` : '');
+  note.textContent = `${Math.round(j.progress * 100)}% · epoch ${j.epoch}/${j.maxEpochs}` + (j.targetAccuracy != null ? ` · target ${pct(j.targetAccuracy, 1)}` : '');
   c.append(bar, note);
   return c;
 }
@@ -234,7 +244,6 @@ function renderOverview(): void {
       b.className = `badge ${j.status}`;
       b.textContent = j.status;
       status.append(b);
-      const left = eta(j);
       tr.append(
         name,
         status,
@@ -242,10 +251,10 @@ function renderOverview(): void {
         td(headlineMetric(j), 'num'),
         td(j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4), 'num'),
         td(int(j.workers), 'num'),
-        td(j.status === 'running' ? int(j.samplesPerSec) : '–', 'num'),
+        td(spsText(j), 'num'),
         td(dateTime(j.createdAt)),
         td(duration(elapsed(j)), 'num'),
-        td(j.status === 'running' ? (left === null ? 'estimating…' : duration(left)) : j.status === 'finished' ? 'done' : '–', 'num'),
+        td(etaText(j), 'num'),
       );
       return tr;
     }),
@@ -299,14 +308,23 @@ function renderJob(st: JobState): void {
     text('k-loss', j.metrics.testLoss == null ? '–' : j.metrics.testLoss.toFixed(4));
     text('k-version', int(j.version));
     text('k-workers', int(j.workers));
-    text('k-sps', j.status === 'running' ? int(j.samplesPerSec) : '–');
+    text('k-sps', spsText(j));
+    text('k-sps-note', j.status === 'running' && j.workers === 0 ? 'no workers connected' : '');
     text('k-progress', `${Math.round(j.progress * 100)}%`);
-    text('k-epoch', `epoch ${Math.min(j.epoch + 1, j.maxEpochs)} of ${j.maxEpochs}`);
+    text('k-epoch', `epoch ${j.epoch} of ${j.maxEpochs}`);
     text('k-elapsed', duration(j.activeMs));
-    text('k-started', `started ${dateTime(j.createdAt)}`);
-    const left = eta(j);
-    text('k-eta', j.status === 'running' ? (left === null ? 'estimating…' : duration(left)) : j.status);
+    text('k-started', `started ${dateTime(j.createdAt)}; pauses excluded, time without workers included`);
+    text('k-eta', j.status === 'running' || j.status === 'finished' ? etaText(j) : j.status);
+    text('k-eta-note', j.status === 'running' && j.workers === 0 ? 'no estimate without workers' : '');
     text('k-stop', `stop: ${stopText(j)}`);
+    text('shards-h', j.status === 'finished' && j.shards.done === j.shards.perEpoch ? 'Shards: every epoch done' : j.status === 'running' || j.status === 'paused' ? `Shards of epoch ${j.epoch}` : `Shards of epoch ${j.epoch} when it stopped`);
+    const share = `${location.origin}/?job=${encodeURIComponent(j.id)}`;
+    const shareEl = $<HTMLAnchorElement>('j-share');
+    if (shareEl.href !== share) {
+      shareEl.href = share;
+      shareEl.textContent = share;
+    }
+    text('j-share-note', live ? 'Send this link to volunteers: it opens the volunteer page on this job.' : `This job is ${j.status}: the link shows volunteers that it is over and offers the running jobs.`);
     const total = Math.max(1, j.shards.perEpoch);
     const bar = $('shard-bar');
     (bar.children[0] as HTMLElement).style.width = `${(100 * j.shards.done) / total}%`;
@@ -340,6 +358,10 @@ interface CheckpointInfo {
   testAccuracy: number | null;
   testLoss: number | null;
   evaluatedVersion: number | null;
+  latest: boolean;
+  best: boolean;
+  /** 'best' for the best checkpoint when keep-last-N has rotated it out of the kept ones. */
+  which: 'latest' | 'kept' | 'best';
 }
 
 async function loadCheckpoints(): Promise<void> {
@@ -349,22 +371,33 @@ async function loadCheckpoints(): Promise<void> {
     const list = await api<CheckpointInfo[]>(`/api/jobs/${encodeURIComponent(id)}/checkpoints`);
     if (current?.view.id !== id) return;
     // Both links of a pair name one checkpoint, so model.json and its weights always match.
-    const pair = (version: number, model: HTMLAnchorElement, weights: HTMLAnchorElement): void => {
+    const pair = (version: number, model: HTMLAnchorElement, weights: HTMLAnchorElement, best = false): void => {
       const base = `/api/jobs/${encodeURIComponent(id)}/model`;
-      model.href = `${base}/model.json?version=${version}`;
+      model.href = best ? `${base}/model.json?which=best` : `${base}/model.json?version=${version}`;
       model.download = 'model.json';
-      weights.href = `${base}/weights-v${version}.bin`;
-      weights.download = `weights-v${version}.bin`;
+      const file = best ? `weights-best-v${version}.bin` : `weights-v${version}.bin`;
+      weights.href = `${base}/${file}`;
+      weights.download = file;
     };
     const latest = list[0];
     if (latest) {
       pair(latest.version, $<HTMLAnchorElement>('dl-model'), $<HTMLAnchorElement>('dl-weights'));
       $('dl-weights').textContent = `weights-v${latest.version}.bin`;
+      text('dl-latest-note', `(newest checkpoint, v${int(latest.version)})`);
+    }
+    const best = list.find((c) => c.best);
+    show('dl-best-item', best !== undefined);
+    if (best) {
+      pair(best.version, $<HTMLAnchorElement>('dl-best-model'), $<HTMLAnchorElement>('dl-best-weights'), best.which === 'best');
+      $('dl-best-weights').textContent = $<HTMLAnchorElement>('dl-best-weights').download;
+      const metric = current.view.best?.metric === 'testLoss' ? `test loss ${best.testLoss?.toFixed(4) ?? '–'}` : `${pct(best.testAccuracy)} test accuracy`;
+      text('dl-best-note', `(best by ${current.view.best?.metric === 'testLoss' ? 'test loss' : 'test accuracy'}: v${int(best.version)}, ${metric}; kept whatever is pruned)`);
     }
     $('ckpts').replaceChildren(
       ...list.map((c) => {
         const tr = document.createElement('tr');
         tr.dataset.version = String(c.version);
+        tr.dataset.which = [c.latest ? 'latest' : '', c.best ? 'best' : ''].filter(Boolean).join(' ') || 'kept';
         const acc = c.testAccuracy == null ? '–' : pct(c.testAccuracy) + (c.evaluatedVersion !== c.version ? ` (v${c.evaluatedVersion})` : '');
         const links = document.createElement('td');
         const m = document.createElement('a');
@@ -373,9 +406,10 @@ async function loadCheckpoints(): Promise<void> {
         const w = document.createElement('a');
         w.textContent = 'weights';
         w.className = 'ck-weights';
-        pair(c.version, m, w);
+        pair(c.version, m, w, c.which === 'best');
         links.append(m, ' + ', w);
-        tr.append(td(`v${int(c.version)}`, 'num'), td(dateTime(c.createdAt)), td(acc, 'num'), td(c.testLoss == null ? '–' : c.testLoss.toFixed(4), 'num'), links);
+        const which = [c.latest ? 'newest' : '', c.best ? 'best' : ''].filter(Boolean).join(', ');
+        tr.append(td(`v${int(c.version)}`, 'num'), td(which || 'kept'), td(dateTime(c.createdAt)), td(acc, 'num'), td(c.testLoss == null ? '–' : c.testLoss.toFixed(4), 'num'), links);
         return tr;
       }),
     );
@@ -488,6 +522,12 @@ async function control(action: 'pause' | 'resume' | 'cancel'): Promise<void> {
 $('j-pause').addEventListener('click', () => void control('pause'));
 $('j-resume').addEventListener('click', () => void control('resume'));
 $('j-cancel').addEventListener('click', () => void control('cancel'));
+$('j-share-copy').addEventListener('click', () => {
+  const link = $<HTMLAnchorElement>('j-share').href;
+  const done = (ok: boolean): void => text('j-share-copied', ok ? 'copied' : 'select the link and copy it');
+  if (navigator.clipboard) navigator.clipboard.writeText(link).then(() => done(true), () => done(false));
+  else done(false);
+});
 
 function alertError(err: unknown): void {
   const msg = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);

@@ -32,6 +32,19 @@ export interface ChartSpec {
   readonly legend?: boolean;
 }
 
+/** Tick steps of a time axis, in seconds: never below one second. */
+const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+/** Tick labels of a time axis: HH:MM, with seconds only when the ticks are less than a minute apart. */
+function timeTicks(_u: uPlot, ticks: number[]): string[] {
+  const step = ticks.length > 1 ? ticks[1]! - ticks[0]! : 60;
+  return ticks.map((t) => {
+    const d = new Date(Math.round(t) * 1000);
+    const hm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+    return step < 60 ? `${hm}:${String(d.getSeconds()).padStart(2, '0')}` : hm;
+  });
+}
+
 const observers = new WeakMap<uPlot, ResizeObserver>();
 
 /** A uPlot chart in `el` that resizes with it. Returns the chart; `destroyChart` undoes both. */
@@ -41,7 +54,8 @@ export function makeChart(el: HTMLElement, spec: ChartSpec, data: uPlot.AlignedD
     width,
     height: spec.height ?? 200,
     scales: { x: { time: spec.xTime }, ...(spec.scales ?? {}) },
-    axes: [axis(spec.xAxis), ...(spec.axes ?? [{}]).map((a) => axis(a))],
+    // Time axes: wide tick spacing so "12:03:10"-style labels never overlap; whole seconds only.
+    axes: [axis({ ...(spec.xTime ? { space: 90, incrs: TIME_INCRS, values: timeTicks } : {}), ...spec.xAxis }), ...(spec.axes ?? [{}]).map((a) => axis(a))],
     series: [{ label: spec.xLabel, value: spec.xTime ? '{HH}:{mm}:{ss}' : (_u, v) => (v == null ? '–' : String(v)) }, ...spec.series],
     legend: { show: spec.legend ?? true, live: true },
     cursor: { drag: { x: true, y: false } },

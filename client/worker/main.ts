@@ -38,8 +38,10 @@ interface PageState {
   /** Share of wall time spent computing over the last 15 s (null: not enough data yet). */
   busyFraction: number | null;
   cap: number;
+  /** The job named by `?job=` does not exist, or is over: nothing to contribute to here. */
+  jobProblem: 'unknown' | 'finished' | 'cancelled' | null;
 }
-const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null, probe: null, pausedFor: [], busyFraction: null, cap: prefs.cap };
+const view: PageState = { started: false, state: 'idle', detail: null, backend: null, stats: null, job: null, lastUpdate: null, fatal: null, probe: null, pausedFor: [], busyFraction: null, cap: prefs.cap, jobProblem: null };
 (window as unknown as { flock: PageState }).flock = view;
 
 let worker: Worker | null = null;
@@ -114,7 +116,7 @@ function renderState(): void {
   $('state').textContent = stateText();
   $('state-dot').className = `dot ${view.state}`;
   const running = view.started && !['finished', 'stopped', 'unsupported'].includes(view.state);
-  const over = view.state === 'finished' || view.state === 'unsupported';
+  const over = view.state === 'finished' || view.state === 'unsupported' || view.jobProblem !== null;
   $('contribute').classList.toggle('hidden', running || over);
   $('contribute').textContent = view.state === 'stopped' ? 'Contribute again' : 'Contribute';
   setNotice('stopped', 'ok', view.state === 'stopped' ? 'You stopped contributing; the batch this tab held was handed back at once. Thank you!' : null);
@@ -394,12 +396,77 @@ addEventListener('pagehide', () => send({ type: 'stop' }));
 
 // ---- the job, before consent -------------------------------------------------------------------
 
+interface PublicJob {
+  id: string;
+  name: string;
+  description: string;
+  status: string;
+  version: number;
+  progress: number;
+  metrics: { testAccuracy: number | null };
+  best: { version: number; testAccuracy: number } | null;
+}
+
+/** Links to the jobs one can contribute to now (`?job=<id>`), or a line saying there are none. */
+function offerJobs(jobs: PublicJob[], except: string | null): void {
+  const open = jobs.filter((j) => (j.status === 'running' || j.status === 'paused') && j.id !== except);
+  const box = $('other-jobs');
+  box.classList.remove('hidden');
+  const h = document.createElement('h2');
+  h.textContent = open.length ? 'Jobs you can help with now' : 'No other job is running right now; come back later!';
+  const ul = document.createElement('ul');
+  for (const j of open) {
+    const li = document.createElement('li');
+    const a = document.createElement('a');
+    a.href = `/?job=${encodeURIComponent(j.id)}`;
+    a.textContent = j.name;
+    const note = document.createElement('span');
+    note.className = 'muted small';
+    note.textContent = ` (${j.status}, ${Math.round(j.progress * 100)}% done${j.metrics.testAccuracy != null ? `, ${pct(j.metrics.testAccuracy)} test accuracy` : ''})`;
+    li.append(a, note);
+    ul.append(li);
+  }
+  box.replaceChildren(h, ...(open.length ? [ul] : []));
+}
+
+/** `?job=` names a job that is missing or over: say so, offer the running ones, never start. */
+function jobUnavailable(problem: 'unknown' | 'finished' | 'cancelled', jobs: PublicJob[], named: PublicJob | undefined): void {
+  view.jobProblem = problem;
+  if (worker) stop();
+  if (problem === 'unknown') {
+    $('job-name').textContent = 'No such job';
+    $('job-lead').textContent = `This Flock coordinator has no job “${jobParam ?? ''}”. The link may be mistyped, or the job was removed. Nothing runs in this tab.`;
+    document.title = 'Flock — no such job';
+  } else if (named) {
+    showJob(named.name, named.description);
+    const acc = named.metrics.testAccuracy;
+    $('job-lead').textContent =
+      problem === 'finished'
+        ? `This job is finished${acc != null ? `: its final model reached ${pct(acc)} test accuracy` : ''}. Thank you to everyone who contributed! There is nothing left to compute for it.`
+        : `This job was cancelled by its admin${acc != null ? ` at ${pct(acc)} test accuracy` : ''}. There is nothing left to compute for it.`;
+    document.title = `Flock — ${named.name} (${problem})`;
+  }
+  renderState();
+  offerJobs(jobs, named?.id ?? null);
+}
+
 async function loadJob(attempt = 0): Promise<void> {
   try {
     const res = await fetch('/api/jobs');
     if (!res.ok) throw new Error(String(res.status));
-    const jobs = (await res.json()) as { id: string; name: string; description: string; status: string; version: number; progress: number; metrics: { testAccuracy: number | null } }[];
+    const jobs = (await res.json()) as PublicJob[];
     setNotice('unreachable-page', 'warn', null);
+    if (jobParam !== null) {
+      const named = jobs.find((j) => j.id === jobParam);
+      if (!named) return jobUnavailable('unknown', jobs, undefined);
+      if (named.status === 'finished' || named.status === 'cancelled') {
+        jobUnavailable(named.status, jobs, named);
+        $('version').textContent = int(named.version);
+        $('progress').textContent = `${Math.round(named.progress * 100)}%`;
+        $('accuracy').textContent = pct(named.metrics.testAccuracy);
+        return;
+      }
+    }
     const job = jobs.find((j) => j.id === jobParam) ?? jobs.find((j) => j.status === 'running') ?? jobs.find((j) => j.status === 'paused');
     if (!job) {
       $('job-name').textContent = 'No job right now';
@@ -430,8 +497,12 @@ async function loadJob(attempt = 0): Promise<void> {
 
 applyHidden();
 renderState();
-void loadJob();
-if (params.get('autostart') === '1') start();
+// A named job starts only once it is known to exist and to be running (never another one).
+const loaded = loadJob();
+if (params.get('autostart') === '1') {
+  if (jobParam === null) start();
+  else void loaded.then(() => view.jobProblem === null && start());
+}
 
 /** Benchmarks: `?probe=<jobId>` measures this backend's isolated gradient step in a Web Worker. */
 const probeJob = params.get('probe');

@@ -17,6 +17,8 @@ import { ISOLATION, sendError, sendJson } from './respond.ts';
 import type { UploadDeps } from './job-upload.ts';
 import type { TelemetryBook } from '../jobs/job-telemetry.ts';
 import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
+import { controlRefusal, type JobControl } from '../jobs/job-controls.ts';
+import { FAVICON_SVG } from './favicon.ts';
 
 export interface HttpDeps {
   readonly registry: JobRegistry;
@@ -52,6 +54,11 @@ export function wasmDir(): string {
 }
 
 export function createHttpServer(deps: HttpDeps): Server {
+  return createServer(createHttpHandler(deps));
+}
+
+/** The request handler alone, for a server that was bound before the coordinator was assembled. */
+export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const statics = existsSync(deps.clientDir) ? sirv(deps.clientDir, {
     dev: false,
     etag: true,
@@ -62,7 +69,12 @@ export function createHttpServer(deps: HttpDeps): Server {
   }) : (_req: IncomingMessage, res: ServerResponse) => error(res, 503, 'NOT_BUILT', 'pages are not built: run `npm run build`');
   const wasmRoot = wasmDir();
 
-  const isAdmin = (req: IncomingMessage): boolean => tokenMatches(deps.adminToken, bearerOf(req));
+  /** Why an admin request is refused (a missing token and a wrong one read differently), or null. */
+  const adminRefusal = (req: IncomingMessage): string | null => {
+    const given = bearerOf(req);
+    if (!given) return 'admin token required: send Authorization: Bearer <token> (printed by the coordinator at start-up)';
+    return tokenMatches(deps.adminToken, given) ? null : 'admin token refused: it does not match this coordinator\'s token';
+  };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -82,6 +94,11 @@ export function createHttpServer(deps: HttpDeps): Server {
     }
 
     if (parts[0] !== 'api') {
+      if ((url.pathname === '/favicon.svg' || url.pathname === '/favicon.ico') && method === 'GET') {
+        res.writeHead(200, { 'Content-Type': 'image/svg+xml', 'Cache-Control': 'public, max-age=86400', ...ISOLATION });
+        res.end(FAVICON_SVG);
+        return;
+      }
       if (parts[0] === 'admin' && parts.length === 1 && !url.pathname.endsWith('/')) {
         res.writeHead(301, { Location: '/admin/' + url.search });
         res.end();
@@ -94,11 +111,14 @@ export function createHttpServer(deps: HttpDeps): Server {
     // ---- /api ----
     if (parts[1] === 'health') return send(res, 200, { ok: true });
     if (isAdminRoute(method, parts)) {
-      if (!isAdmin(req)) return error(res, 401, ErrorCode.Unauthorized, 'admin token required');
+      const refused = adminRefusal(req);
+      if (refused) return error(res, 401, ErrorCode.Unauthorized, refused);
       if (parts[1] === 'workers' && parts.length === 2 && method === 'GET') return send(res, 200, deps.workers());
       const job = parts[1] === 'jobs' && parts[2] ? deps.registry.get(parts[2]) : undefined;
       const rest = parts.slice(3);
       if (job && method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
+        const refusal = controlRefusal(rest[0] as JobControl, job.status);
+        if (refusal) return error(res, 409, ErrorCode.WrongStatus, refusal);
         if (rest[0] === 'pause') job.pause();
         else if (rest[0] === 'resume') job.resume();
         else job.cancel();
@@ -128,19 +148,26 @@ export function createHttpServer(deps: HttpDeps): Server {
     if (rest[0] === 'checkpoints' && method === 'GET') {
       const infos = await deps.registry.storeFor(job.id).infos();
       const evals = job.metricHistory().evaluations;
-      // Each checkpoint with the newest evaluation of a version at or before it.
-      return send(
-        res,
-        200,
-        infos.map((i) => {
-          let e: (typeof evals)[number] | undefined;
-          for (const x of evals) if (x.version <= i.version && (!e || x.version >= e.version)) e = x;
-          return { version: i.version, createdAt: i.createdAt, evaluatedVersion: e?.version ?? null, testAccuracy: e?.testAccuracy ?? null, testLoss: e?.testLoss ?? null };
-        }),
-      );
+      const best = job.summary().best;
+      const bestInfo = best ? (await deps.registry.bestStoreFor(job.id).infos()).find((i) => i.version === best.version) : undefined;
+      // Each checkpoint with the newest evaluation of a version at or before it; `latest` is the
+      // newest, `best` the best by the job's metric (listed last when keep-last-N has rotated it out).
+      const rows = infos.map((i, k) => {
+        let e: (typeof evals)[number] | undefined;
+        for (const x of evals) if (x.version <= i.version && (!e || x.version >= e.version)) e = x;
+        return { version: i.version, createdAt: i.createdAt, evaluatedVersion: e?.version ?? null, testAccuracy: e?.testAccuracy ?? null, testLoss: e?.testLoss ?? null, latest: k === 0, best: best?.version === i.version, which: k === 0 ? 'latest' : 'kept' };
+      });
+      if (best && bestInfo && !rows.some((r) => r.best)) {
+        rows.push({ version: best.version, createdAt: bestInfo.createdAt, evaluatedVersion: best.version, testAccuracy: best.testAccuracy, testLoss: best.testLoss, latest: false, best: true, which: 'best' });
+      }
+      return send(res, 200, rows);
+    }
+    if (rest[0] === 'model' && method === 'GET') {
+      const which = url.searchParams.get('which');
+      if (which !== null && which !== 'best' && which !== 'latest') return error(res, 400, ErrorCode.BadRequest, 'which must be best or latest');
+      return serveModel(res, job.id, rest[1], url.searchParams.get('version'), which === 'best');
     }
     if (rest.length === 1 && rest[0] === 'data' && method === 'GET') return send(res, 200, await deps.registry.dataInfo(job.id), PUBLIC_MODEL);
-    if (rest[0] === 'model' && method === 'GET') return serveModel(res, job.id, rest[1], url.searchParams.get('version'));
     return error(res, 404, 'NOT_FOUND', 'no such endpoint');
   }
 
@@ -148,8 +175,26 @@ export function createHttpServer(deps: HttpDeps): Server {
    * model.json of the newest verified checkpoint (or of `?version=N` while it is kept, so a
    * model.json and its weights file can be fetched as a matching pair), weights named by version.
    */
-  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined, version: string | null): Promise<void> {
+  async function serveModel(res: ServerResponse, jobId: string, file: string | undefined, version: string | null, best: boolean): Promise<void> {
     const store = deps.registry.storeFor(jobId);
+    const bestStore = deps.registry.bestStoreFor(jobId);
+    if (file === 'model.json' && best) {
+      // The best checkpoint lives apart from the rotation; its weights file says so in its name.
+      const b = (await bestStore.infos())[0];
+      if (!b) return error(res, 404, 'NOT_FOUND', 'no best checkpoint yet (the job has not been evaluated)');
+      const model = JSON.parse(await readFile(path.join(b.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+      for (const group of model.weightsManifest) group.paths = [`weights-best-v${b.version}.bin`];
+      return send(res, 200, model, PUBLIC_MODEL);
+    }
+    const bm = file ? /^weights-best-v(\d+)\.bin$/.exec(file) : null;
+    if (bm) {
+      const entry = (await bestStore.infos()).find((c) => c.version === Number(bm[1]));
+      if (!entry) return error(res, 404, 'NOT_FOUND', 'a better checkpoint has replaced that one; fetch model.json?which=best again');
+      const data = await readFile(path.join(entry.dir, 'weights.bin'));
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION, ...PUBLIC_MODEL });
+      res.end(data);
+      return;
+    }
     if (file === 'model.json') {
       const infos = await store.infos();
       const latest = version === null ? infos[0] : infos.find((i) => String(i.version) === version);
@@ -167,12 +212,12 @@ export function createHttpServer(deps: HttpDeps): Server {
     res.end(data);
   }
 
-  return createServer((req, res) => {
+  return (req, res) => {
     route(req, res).catch((err: Error) => {
       // Details (paths, stack) go to the log, not to the client.
       console.warn(`[flock] WARN HTTP ${req.method} ${req.url}: ${err.message}`);
       if (!res.headersSent) error(res, 500, ErrorCode.Internal, 'internal error; see the coordinator log');
       else res.destroy();
     });
-  });
+  };
 }

@@ -501,3 +501,65 @@ test('a shard that keeps failing on several workers is set aside and reported, n
     assert.notEqual(ack.lease.epoch === 0 && ack.lease.shardIndex === target, true);
   }
 });
+
+test('the best checkpoint (by test accuracy) outlives keep-last-N pruning and a reopen', async () => {
+  const base = await newDeps();
+  const deps: JobRuntimeDeps = { ...base, bestStore: new CheckpointStore(path.join(base.root, 'best'), 1, assert.fail) };
+  const rt = await JobRuntime.create('job-best', tinyConfig(), deps);
+  runtimes.push(rt);
+  const w = await SimWorker.start(W1, rt);
+  for (let i = 0; i < 4; i++) {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+  }
+  await rt.evaluateNow();
+  await rt.settle();
+  const good = rt.metricHistory().evaluations.at(-1)!;
+  assert.equal(good.version, 4);
+  assert.deepEqual(rt.summary().best, { version: 4, metric: 'testAccuracy', testAccuracy: good.testAccuracy, testLoss: good.testLoss, at: good.at });
+  // Gradient ascent: each push makes the model worse; a checkpoint after each rotates v4 out.
+  for (let i = 0; i < 5; i++) {
+    const l = w.lease(rt);
+    const g = await w.gradient(rt, l);
+    const up = new Float32Array((g.data as ArrayBuffer).slice(0)).map((v) => -20 * v);
+    assert.equal(codeOf(rt.push(W1, { ...g, data: up.buffer })), 'ok');
+    await rt.checkpoint();
+  }
+  await rt.evaluateNow();
+  await rt.settle();
+  const worse = rt.metricHistory().evaluations.at(-1)!;
+  assert.equal(worse.version, 9);
+  assert.ok(worse.testAccuracy! < good.testAccuracy!, `accuracy ${worse.testAccuracy} should fall below ${good.testAccuracy}`);
+  assert.deepEqual((await deps.store.infos()).map((i) => i.version), [9, 8, 7], 'keep-last-3 pruned v4');
+  assert.equal(rt.summary().best?.version, 4, 'the best is still v4');
+  const kept = await deps.bestStore!.loadLatest();
+  assert.equal(kept?.state.version, 4);
+  assert.equal(kept?.weights.byteLength, (16 * 3 + 3) * 4);
+  // Reopened (a restart): the best is known again without another evaluation.
+  const back = await JobRuntime.open('job-best', rt.config, { ...deps, state: copyState(deps.state, 'job-best') });
+  runtimes.push(back);
+  assert.equal(back.summary().best?.version, 4);
+  w.dispose();
+});
+
+test('epochs are counted from 1 in the summary; all done shows every shard done', async () => {
+  const { rt } = await createJob({ stop: { maxEpochs: 2, targetAccuracy: null } });
+  assert.equal(rt.summary().epoch, 1);
+  const w = await SimWorker.start(W1, rt);
+  for (let i = 0; i < SHARDS; i++) {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+  }
+  await rt.settle();
+  assert.equal(rt.summary().epoch, 2);
+  for (let i = 0; i < SHARDS; i++) {
+    const l = w.lease(rt);
+    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+  }
+  await rt.settle();
+  const s = rt.summary();
+  assert.equal(s.status, 'finished');
+  assert.equal(s.epoch, 2);
+  assert.deepEqual({ done: s.shards.done, leased: s.shards.leased, waiting: s.shards.waiting }, { done: SHARDS, leased: 0, waiting: 0 });
+  w.dispose();
+});

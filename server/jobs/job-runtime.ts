@@ -26,6 +26,7 @@ import { toBytes } from '../../shared/codec/tensor-codec.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
 import type { Lease } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
+import { bestMetricFor, isBetter, type BestCheckpoint } from '../storage/best-checkpoint.ts';
 
 export interface Logger {
   info(msg: string): void;
@@ -42,6 +43,8 @@ export interface JobRuntimeDeps {
   readonly state: StateStore;
   readonly log: Logger;
   readonly newId: () => string;
+  /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
+  readonly bestStore?: CheckpointStore | undefined;
 }
 
 export interface Counters {
@@ -87,6 +90,8 @@ export interface JobSummary {
   createdAt: number;
   finishedAt: number | null;
   lastCheckpointVersion: number | null;
+  /** The best evaluated version whose weights are kept for download (`?which=best`), or null. */
+  best: BestCheckpoint | null;
 }
 
 const STALENESS_BUCKETS = 33;
@@ -145,6 +150,9 @@ export class JobRuntime {
   private draining = false;
   /** Measured ms per example per worker (EWMA), for adaptive lease deadlines. */
   private readonly speeds = new Map<WorkerId, number>();
+  /** The best evaluation so far (compared synchronously) and the one whose weights are saved. */
+  private bestSeen: BestCheckpoint | null = null;
+  private bestSaved: BestCheckpoint | null = null;
   /** Workers working on this job right now (set by the transport). */
   readonly workers = new Set<WorkerId>();
 
@@ -227,10 +235,11 @@ export class JobRuntime {
     opt.restore({ step: cp.state.optimizer.step, slots: slotArrays.map((a) => ({ name: a.spec.name, data: a.data as Float32Array })) });
     const snap = cp.state.runtime as RuntimeSnapshot;
     const rt = new JobRuntime(id, config, shape, opt, deps, snap, cp.state.version);
+    await rt.restoreBest();
     const replayed = rt.replay();
     const restored = rt.restoreLeases();
     deps.log.info(
-      `job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (epoch ${rt.leases.currentEpoch}); ${restored} lease(s) still outstanding`,
+      `job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (${rt.status === 'running' || rt.status === 'paused' ? `epoch ${rt.humanEpoch()} of ${config.stop.maxEpochs}` : rt.status}); ${restored} lease(s) still outstanding`,
     );
     if (replayed > 0) await rt.checkpoint();
     // Crashed after the last shard but before "finished" was saved: finish now, don't idle forever.
@@ -369,12 +378,12 @@ export class JobRuntime {
 
   private noteShardFailure(l: Lease): void {
     const r = this.leases.recordFailure(l);
-    if (r.quarantined) this.deps.log.warn(`job ${this.id}: shard ${l.shard} of epoch ${l.epoch} failed on too many workers and is set aside`);
+    if (r.quarantined) this.deps.log.warn(`job ${this.id}: shard ${l.shard} of epoch ${l.epoch + 1} failed on too many workers and is set aside`);
     if (r.completed.length > 0) this.afterEpochs(r.completed);
   }
 
   private afterEpochs(completed: number[]): void {
-    this.deps.log.info(`job ${this.id}: epoch ${completed.join(',')} complete at v${this.version}`);
+    this.deps.log.info(`job ${this.id}: epoch ${completed.map((e) => e + 1).join(',')} of ${this.config.stop.maxEpochs} complete at v${this.version}`);
     void this.evaluateNow();
   }
 
@@ -562,6 +571,7 @@ export class JobRuntime {
         this.lastEvalEndedAt = this.deps.clock.now();
         this.lastEvalMs = r.ms;
         this.recordMetric(r);
+        this.considerBest(r, weights);
         if (this.status === 'running' && (this.targetMet(r) || this.timeUp || (this.leases.exhausted && this.version === version))) {
           if (this.version === version) {
             this.finish();
@@ -573,6 +583,7 @@ export class JobRuntime {
             const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
             const last = await this.evaluator.evaluate(this.version, this.allSpecs, finalWeights, () => this.deps.clock.now());
             this.recordMetric(last);
+            this.considerBest(last, finalWeights);
             this.lastEvalVersion = this.version;
             this.finalizing = false;
             if (this.targetMet(last) || this.timeUp || this.leases.exhausted) this.finish();
@@ -628,6 +639,36 @@ export class JobRuntime {
     });
     this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: checkpoint v${version} failed: ${err.message}`));
     return this.saving;
+  }
+
+  /**
+   * Keeps the evaluated weights when they are the best so far by the job's metric. Written in the
+   * checkpoint queue (settle() waits for it); `best` in the summary changes once it is on disk.
+   */
+  private considerBest(r: EvalResult, weights: Float32Array): void {
+    const store = this.deps.bestStore;
+    const metric = bestMetricFor(this.config.loss);
+    if (!store || !isBetter(metric, r, this.bestSeen)) return;
+    const best: BestCheckpoint = { version: r.version, metric, testAccuracy: r.testAccuracy, testLoss: r.testLoss, at: r.at };
+    this.bestSeen = best;
+    const data = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength).slice();
+    const next = this.saving.then(async () => {
+      await store.save({
+        modelTopology: this.config.modelTopology,
+        weightSpecs: this.allSpecs,
+        weights: data,
+        optimizer: new Uint8Array(0),
+        state: { version: best.version, createdAt: this.deps.clock.now(), runtime: { best }, optimizer: { step: 0, specs: [] } },
+      });
+      this.bestSaved = best;
+    });
+    this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: best checkpoint v${best.version} failed: ${err.message}`));
+  }
+
+  private async restoreBest(): Promise<void> {
+    const cp = await this.deps.bestStore?.loadLatest();
+    const best = (cp?.state.runtime as { best?: BestCheckpoint } | undefined)?.best;
+    if (best) this.bestSeen = this.bestSaved = best;
   }
 
   // ---- admin controls -------------------------------------------------------------------------
@@ -737,9 +778,18 @@ export class JobRuntime {
     return this.counters.staleness;
   }
 
+  /**
+   * The epoch in progress counted from 1, as logs and pages show it (the ledger counts from 0);
+   * maxEpochs once every epoch is done. This is `epoch` in the API.
+   */
+  humanEpoch(): number {
+    return this.leases.exhausted ? this.config.stop.maxEpochs : Math.min(this.leases.currentEpoch + 1, this.config.stop.maxEpochs);
+  }
+
   summary(): JobSummary {
     const last = this.metrics.at(-1);
-    const shards = this.leases.shardCounts();
+    // Every epoch done: the last epoch's shards are all done (the ledger has closed it).
+    const shards = this.leases.exhausted ? { done: this.leases.shardsPerEpoch, leased: 0, waiting: 0 } : this.leases.shardCounts();
     return {
       id: this.id,
       name: this.config.name,
@@ -747,7 +797,7 @@ export class JobRuntime {
       status: this.status,
       batchSize: this.config.batchSize,
       version: this.version,
-      epoch: this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch,
+      epoch: this.humanEpoch(),
       maxEpochs: this.config.stop.maxEpochs,
       targetAccuracy: this.config.stop.targetAccuracy,
       progress: this.progress(),
@@ -762,6 +812,7 @@ export class JobRuntime {
       createdAt: this.createdAt,
       finishedAt: this.finishedAt,
       lastCheckpointVersion: this.lastCheckpointVersion,
+      best: this.bestSaved,
     };
   }
 
@@ -771,7 +822,7 @@ export class JobRuntime {
       jobId: this.id,
       status: this.status,
       version: this.version,
-      epoch: this.leases.currentEpoch,
+      epoch: this.humanEpoch(),
       progress: this.progress(),
       testAccuracy: last?.testAccuracy ?? null,
       testLoss: last?.testLoss ?? null,

@@ -55,13 +55,25 @@ export class JobRegistry {
     return memoryJobData(await this.mnist);
   }
 
+  private readonly bestStores = new Map<string, CheckpointStore>();
+
+  /** The job's best checkpoint (one, by the job's metric), outside the keep-last-N rotation. */
+  bestStoreFor(id: string): CheckpointStore {
+    let store = this.bestStores.get(id);
+    if (!store) {
+      store = new CheckpointStore(path.join(this.jobDir(id), 'best'), 1, (m) => this.deps.log.warn(m));
+      this.bestStores.set(id, store);
+    }
+    return store;
+  }
+
   /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
   async loadAll(): Promise<void> {
     for (const job of this.deps.state.listJobs()) {
       try {
         const config = JobConfigSchema.parse(job.config);
         const data = await this.dataFor(job.id, config);
-        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id) }));
+        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id), bestStore: this.bestStoreFor(job.id) }));
       } catch (err) {
         this.deps.log.warn(`job ${job.id}: cannot be reopened: ${(err as Error).message}`);
       }
@@ -107,7 +119,7 @@ export class JobRegistry {
       if (staged.dataDir) await rename(staged.dataDir, path.join(this.jobDir(id), 'data'));
       data = await this.dataFor(id, valid);
       // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
-      const rt = await JobRuntime.create(id, valid, { ...this.deps, data, initialWeights: staged.initialWeights, store: this.storeFor(id) });
+      const rt = await JobRuntime.create(id, valid, { ...this.deps, data, initialWeights: staged.initialWeights, store: this.storeFor(id), bestStore: this.bestStoreFor(id) });
       this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
       this.jobs.set(id, rt);
       for (const cb of this.added) cb(rt);
@@ -115,6 +127,7 @@ export class JobRegistry {
     } catch (err) {
       data?.close();
       this.stores.delete(id);
+      this.bestStores.delete(id);
       await rm(this.jobDir(id), { recursive: true, force: true });
       throw err;
     }

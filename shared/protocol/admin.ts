@@ -15,6 +15,7 @@ export interface JobView {
   readonly status: JobStatus;
   readonly batchSize: number;
   readonly version: number;
+  /** The epoch in progress, from 1 (as shown to people); maxEpochs once all are done. */
   readonly epoch: number;
   readonly maxEpochs: number;
   readonly targetAccuracy: number | null;
@@ -30,6 +31,8 @@ export interface JobView {
   readonly createdAt: number;
   readonly finishedAt: number | null;
   readonly lastCheckpointVersion: number | null;
+  /** The best evaluated version, kept for download whatever is pruned; null before an evaluation. */
+  readonly best: { readonly version: number; readonly metric: 'testAccuracy' | 'testLoss'; readonly testAccuracy: number | null; readonly testLoss: number; readonly at: number } | null;
   /** Time spent running (pauses excluded), ms. */
   readonly activeMs: number;
   readonly learningRate: number;

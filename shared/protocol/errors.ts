@@ -22,6 +22,8 @@ export const ErrorCode = {
   Unsupported: 'MODEL_UNSUPPORTED_ON_DEVICE',
   /** The stop condition was met; the final version is being evaluated. Retry shortly. */
   Finalizing: 'JOB_FINALIZING',
+  /** An admin control that does not apply in the job's status (pausing a finished job). */
+  WrongStatus: 'WRONG_JOB_STATUS',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

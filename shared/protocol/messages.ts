@@ -93,6 +93,7 @@ export interface WeightsPayload {
 export interface LeasePayload {
   readonly leaseId: string;
   readonly jobId: string;
+  /** The shard ledger's epoch index, from 0 (pages show it + 1). */
   readonly epoch: number;
   readonly shardIndex: number;
   readonly baseVersion: number;
@@ -140,6 +141,7 @@ export interface JobUpdate {
   readonly jobId: string;
   readonly status: JobStatus;
   readonly version: number;
+  /** The epoch in progress, from 1 (as shown to people); maxEpochs once all are done. */
   readonly epoch: number;
   readonly progress: number;
   readonly testAccuracy: number | null;

@@ -1,0 +1,66 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEMO_NAMES, parseTargetAccuracy, settingsFromEnv } from './settings.ts';
+import { DEMOS } from './jobs/demos.ts';
+
+const error = (env: NodeJS.ProcessEnv): string => {
+  const r = settingsFromEnv(env, '/srv');
+  assert.equal(r.ok, false, `expected a refusal for ${JSON.stringify(env)}`);
+  return r.ok ? '' : r.error;
+};
+
+test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, drain 3 s', () => {
+  const r = settingsFromEnv({}, '/srv');
+  assert.ok(r.ok);
+  assert.deepEqual(r.settings, {
+    port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
+    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0,
+  });
+  assert.deepEqual([...DEMO_NAMES], [...DEMOS]);
+});
+
+test('FLOCK_TARGET_ACCURACY: a fraction as is, a percent in (1, 100] divided by 100, others refused', () => {
+  assert.deepEqual(parseTargetAccuracy('0.97'), { ok: true, value: 0.97 });
+  assert.deepEqual(parseTargetAccuracy('1'), { ok: true, value: 1 });
+  assert.deepEqual(parseTargetAccuracy('97'), { ok: true, value: 0.97 });
+  assert.deepEqual(parseTargetAccuracy('98.5'), { ok: true, value: 0.985 });
+  assert.deepEqual(parseTargetAccuracy('100'), { ok: true, value: 1 });
+  for (const bad of ['970', '0', '-0.5', 'high', '100.1', 'NaN']) assert.equal(parseTargetAccuracy(bad).ok, false, bad);
+  const r = settingsFromEnv({ FLOCK_TARGET_ACCURACY: '97', FLOCK_MAX_EPOCHS: '3' });
+  assert.ok(r.ok);
+  assert.deepEqual(r.settings.demoOverrides.stop, { maxEpochs: 3, targetAccuracy: 0.97 });
+  assert.equal(error({ FLOCK_TARGET_ACCURACY: '970' }), 'FLOCK_TARGET_ACCURACY="970" is not accepted: use a fraction in (0, 1] such as 0.97, or a percent in (1, 100] such as 97');
+});
+
+test('every refused setting is one line naming the variable, the value and the accepted range', () => {
+  const cases: [NodeJS.ProcessEnv, RegExp][] = [
+    [{ PORT: '99999' }, /^PORT="99999" is not accepted: use a whole number from 0 to 65535/],
+    [{ PORT: 'http' }, /^PORT="http"/],
+    [{ HOST: '' }, /^HOST="" is not accepted/],
+    [{ FLOCK_DEMO: 'mnist' }, /^FLOCK_DEMO="mnist" is not accepted: use one of mnist-mlp, mnist-cnn or none$/],
+    [{ FLOCK_MAX_EPOCHS: '0' }, /^FLOCK_MAX_EPOCHS="0" is not accepted: use a whole number from 1 to 100,000$/],
+    [{ FLOCK_BATCH_SIZE: '12.5' }, /^FLOCK_BATCH_SIZE="12.5" is not accepted: use a whole number from 1 to 65,536$/],
+    [{ FLOCK_EVAL_EVERY: '-1' }, /^FLOCK_EVAL_EVERY="-1" .* from 1 to 1,000,000 \(versions\)$/],
+    [{ FLOCK_LEASE_TIMEOUT_MS: '5' }, /^FLOCK_LEASE_TIMEOUT_MS="5" .* from 100 to 3,600,000 \(ms\)$/],
+    [{ FLOCK_STORE: 'redis' }, /^FLOCK_STORE="redis" is not accepted: use one of sqlite, memory$/],
+    [{ FLOCK_SQLITE_SYNC: 'full' }, /^FLOCK_SQLITE_SYNC="full" is not accepted: use one of NORMAL, FULL$/],
+    [{ FLOCK_DRAIN_MS: 'soon' }, /^FLOCK_DRAIN_MS="soon"/],
+    [{ FLOCK_ADMIN_TOKEN: 'two words' }, /^FLOCK_ADMIN_TOKEN is not accepted/],
+  ];
+  for (const [env, re] of cases) {
+    const e = error(env);
+    assert.match(e, re);
+    assert.ok(!e.includes('\n'), e);
+  }
+});
+
+test('demo overrides and the rest are typed numbers', () => {
+  const r = settingsFromEnv({ PORT: '0', FLOCK_DEMO: 'none', FLOCK_BATCH_SIZE: '64', FLOCK_EVAL_EVERY: '10', FLOCK_LEASE_TIMEOUT_MS: '5000', FLOCK_STORE: 'memory', FLOCK_DRAIN_MS: '0', FLOCK_ADMIN_TOKEN: 'abc' }, '/srv');
+  assert.ok(r.ok);
+  assert.equal(r.settings.port, 0);
+  assert.equal(r.settings.demo, null);
+  assert.equal(r.settings.adminToken, 'abc');
+  assert.deepEqual(r.settings.demoOverrides, { batchSize: 64, evalEveryVersions: 10, leaseTimeoutMs: 5000 });
+  assert.equal(r.settings.store, 'memory');
+  assert.equal(r.settings.drainMs, 0);
+});

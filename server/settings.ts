@@ -1,0 +1,118 @@
+// The coordinator's settings, read from the environment by one pure function: every variable is
+// checked (type and accepted range) before anything starts, and a bad one comes back as a single
+// line that names the variable, what it got and what it accepts. Owns no state.
+
+import path from 'node:path';
+import type { JobConfig } from './jobs/job-config.ts';
+
+export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
+export type DemoChoice = (typeof DEMO_NAMES)[number];
+
+export interface Settings {
+  readonly port: number;
+  readonly host: string;
+  /** Absolute. */
+  readonly dataDir: string;
+  /** From FLOCK_ADMIN_TOKEN; undefined: kept in `<dataDir>/admin-token` (generated once). */
+  readonly adminToken: string | undefined;
+  readonly demo: DemoChoice | null;
+  /** Demo settings from the environment (they shape a new demo job only). */
+  readonly demoOverrides: Partial<JobConfig>;
+  readonly store: 'sqlite' | 'memory';
+  readonly sqliteSync: 'NORMAL' | 'FULL';
+  readonly drainMs: number;
+  readonly checkpointPauseMs: number;
+}
+
+export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
+
+class SettingError extends Error {}
+
+const shown = (v: string): string => JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+
+function intIn(env: NodeJS.ProcessEnv, name: string, min: number, max: number, unit = ''): number | undefined {
+  const v = env[name];
+  if (v === undefined || v.trim() === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new SettingError(`${name}=${shown(v)} is not accepted: use a whole number from ${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}${unit}`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[]): T {
+  const v = env[name];
+  if (v === undefined || v === '') return allowed[0]!;
+  if (!(allowed as readonly string[]).includes(v)) throw new SettingError(`${name}=${shown(v)} is not accepted: use one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+/**
+ * A target accuracy as a fraction in (0, 1]. A fraction is taken as is (0.97); a number in (1, 100]
+ * can only be a percent (97 -> 0.97). Anything else is refused with the accepted forms.
+ */
+export function parseTargetAccuracy(raw: string): { ok: true; value: number } | { ok: false; error: string } {
+  const n = Number(raw.trim());
+  if (raw.trim() !== '' && Number.isFinite(n) && n > 0) {
+    if (n <= 1) return { ok: true, value: n };
+    if (n <= 100) return { ok: true, value: Math.round(n * 1e6) / 1e8 };
+  }
+  return { ok: false, error: `FLOCK_TARGET_ACCURACY=${shown(raw)} is not accepted: use a fraction in (0, 1] such as 0.97, or a percent in (1, 100] such as 97` };
+}
+
+/** Reads and checks every setting; nothing is started or touched. */
+export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): SettingsResult {
+  try {
+    const portRaw = env.PORT ?? '8080';
+    const port = Number(portRaw);
+    if (portRaw.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new SettingError(`PORT=${shown(portRaw)} is not accepted: use a whole number from 0 to 65535 (0: any free port)`);
+    }
+    const host = env.HOST ?? '127.0.0.1';
+    if (host.trim() === '' || /\s/.test(host)) throw new SettingError(`HOST=${shown(host)} is not accepted: use a host name or address of this machine, e.g. 127.0.0.1 or 0.0.0.0`);
+    const dataRaw = env.FLOCK_DATA_DIR ?? './data';
+    if (dataRaw.trim() === '') throw new SettingError('FLOCK_DATA_DIR is empty: name a folder (default ./data)');
+    const token = env.FLOCK_ADMIN_TOKEN;
+    if (token !== undefined && token !== '' && /\s/.test(token)) {
+      throw new SettingError('FLOCK_ADMIN_TOKEN is not accepted: it may not contain spaces (unset it to use the token kept in the data folder)');
+    }
+    const demoRaw = env.FLOCK_DEMO ?? 'mnist-mlp';
+    if (demoRaw !== 'none' && !(DEMO_NAMES as readonly string[]).includes(demoRaw)) {
+      throw new SettingError(`FLOCK_DEMO=${shown(demoRaw)} is not accepted: use one of ${DEMO_NAMES.join(', ')} or none`);
+    }
+    const demoOverrides: { -readonly [K in keyof JobConfig]?: JobConfig[K] } = {};
+    const epochs = intIn(env, 'FLOCK_MAX_EPOCHS', 1, 100_000);
+    let target: number | undefined;
+    const targetRaw = env.FLOCK_TARGET_ACCURACY;
+    if (targetRaw !== undefined && targetRaw.trim() !== '') {
+      const t = parseTargetAccuracy(targetRaw);
+      if (!t.ok) throw new SettingError(t.error);
+      target = t.value;
+    }
+    if (epochs !== undefined || target !== undefined) demoOverrides.stop = { maxEpochs: epochs ?? 10, targetAccuracy: target ?? null };
+    const every = intIn(env, 'FLOCK_EVAL_EVERY', 1, 1_000_000, ' (versions)');
+    if (every !== undefined) demoOverrides.evalEveryVersions = every;
+    const timeout = intIn(env, 'FLOCK_LEASE_TIMEOUT_MS', 100, 3_600_000, ' (ms)');
+    if (timeout !== undefined) demoOverrides.leaseTimeoutMs = timeout;
+    const batch = intIn(env, 'FLOCK_BATCH_SIZE', 1, 65_536);
+    if (batch !== undefined) demoOverrides.batchSize = batch;
+    return {
+      ok: true,
+      settings: {
+        port,
+        host,
+        dataDir: path.resolve(cwd, dataRaw),
+        adminToken: token === '' ? undefined : token,
+        demo: demoRaw === 'none' ? null : (demoRaw as DemoChoice),
+        demoOverrides,
+        store: oneOf(env, 'FLOCK_STORE', ['sqlite', 'memory'] as const),
+        sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
+        drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
+        checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,
+      },
+    };
+  } catch (err) {
+    if (err instanceof SettingError) return { ok: false, error: err.message };
+    throw err;
+  }
+}
