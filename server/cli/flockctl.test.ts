@@ -68,7 +68,7 @@ after(async () => {
 
 test('submit: validates locally, uploads, prints the job id on its last line', async () => {
   const r = await flockctl(['submit', jobFile], env);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr + (await readFile(path.join(dir, 'csv', 'model.json'), 'utf8')).slice(0, 300));
   jobId = r.stdout.trim().split('\n').at(-1)!;
   assert.equal(jobId, 'species-from-measurements');
   const job = coord.registry.get(jobId)!;
@@ -77,7 +77,7 @@ test('submit: validates locally, uploads, prints the job id on its last line', a
   assert.deepEqual(d.data.featureShape, [9]);
   assert.equal(d.data.features.dtype, 'float32');
   assert.deepEqual(d.data.target, { kind: 'classes', numClasses: 3, dtype: 'uint8', classNames: [...SPECIES] });
-  assert.match(r.stderr, /validating/);
+  assert.match(r.stderr, /validated: 1,500 training and 500 test examples, 9 features, model of 211 parameters/);
   // A second submit of the same file makes a second job, with its own id.
   const again = await flockctl(['submit', '--no-validate', jobFile], env);
   assert.equal(again.code, 0, again.stderr);

@@ -103,14 +103,14 @@ export function buildProgram(): Command {
       console.log(table(rows));
     });
 
-  for (const [action, done] of [['pause', 'paused'], ['resume', 'resumed'], ['cancel', 'cancelled']] as const) {
+  for (const [action, done, status] of [['pause', 'paused', 'paused'], ['resume', 'resumed', 'running'], ['cancel', 'cancelled', 'cancelled']] as const) {
     program
       .command(action)
       .description(`${action} a job`)
       .argument('<job-id>')
       .action(async (id: string, _o: unknown, cmd: Command) => {
         const job = await new ApiClient(target(cmd)).json<{ status: string }>('POST', `api/jobs/${encodeURIComponent(id)}/${action}`, true);
-        console.log(`job ${id} ${job.status === done ? done : `is ${job.status}`}`);
+        console.log(`job ${id} ${job.status === status ? done : `is ${job.status}`}`);
       });
   }
 

@@ -29,18 +29,18 @@ async function expand(base: string, rel: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Rewrites the status line in place on a terminal; one line per phase otherwise. */
+/** Rewrites a status line in place on a terminal (progress); silent otherwise, so logs stay one line per outcome. */
 function statusLine(): { show(text: string): void; done(): void } {
-  let last = '';
+  let shown = false;
   const tty = process.stderr.isTTY === true;
   return {
     show(text) {
-      if (tty) process.stderr.write(`\r\x1b[K${text}`);
-      else if (text.split(':')[0] !== last.split(':')[0]) process.stderr.write(text + '\n');
-      last = text;
+      if (!tty) return;
+      process.stderr.write(`\r\x1b[K${text}`);
+      shown = true;
     },
     done() {
-      if (tty && last) process.stderr.write('\n');
+      if (shown) process.stderr.write('\r\x1b[K');
     },
   };
 }
@@ -61,14 +61,18 @@ export async function submitCommand(api: ApiClient, file: string, opts: { onServ
   const job = parseJobFile(text, path.basename(file));
   const base = path.dirname(path.resolve(file));
 
+  // Reachable, and the token is good, before spending time on validation.
+  await api.json('GET', 'api/session', true);
   if (opts.validate) {
     const line = statusLine();
     const tmp = await mkdtemp(path.join(tmpdir(), 'flockctl-'));
     try {
       await initNodeBackend('wasm');
       line.show('validating: loading the model');
-      await prepareJob(path.resolve(file), tmp, undefined, (p) => line.show(`validating: ${p.phase} ${p.rows.toLocaleString('en-US')} rows`));
-      line.show('validating: ok');
+      const p = await prepareJob(path.resolve(file), tmp, undefined, (p) => line.show(`validating: ${p.phase} ${p.rows.toLocaleString('en-US')} rows`));
+      line.done();
+      const c = p.meta.counts;
+      process.stderr.write(`validated: ${c.train.toLocaleString('en-US')} training and ${c.test.toLocaleString('en-US')} test examples, ${p.meta.featureNames.length} features, model of ${p.model.params.toLocaleString('en-US')} parameters\n`);
     } finally {
       line.done();
       await rm(tmp, { recursive: true, force: true });

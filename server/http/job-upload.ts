@@ -10,6 +10,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
 import busboy from 'busboy';
 import type { JobRegistry } from '../jobs/registry.ts';
 import type { JobRuntime } from '../jobs/job-runtime.ts';
@@ -79,11 +80,18 @@ async function receiveMultipart(req: IncomingMessage, dir: string, maxBytes: num
         return fail(new SubmitError(400, 'BAD_REQUEST', `file part "${name}" has a path outside the job's folder`));
       }
       const target = path.join(dir, 'files', rel);
-      stream.on('data', (c: Buffer) => {
-        total += c.byteLength;
-        if (total > maxBytes) fail(new SubmitError(413, 'TOO_LARGE', `the upload is over the limit of ${Math.round(maxBytes / 2 ** 20)} MiB (FLOCK_MAX_DATASET_BYTES / FLOCK_MAX_MODEL_BYTES); put big data on the coordinator's disk and submit its path`));
+      // Counted as it is written (a 'data' listener here would start the flow before the pipe is attached).
+      const count = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          total += chunk.byteLength;
+          if (total > maxBytes) {
+            fail(new SubmitError(413, 'TOO_LARGE', `the upload is over the limit of ${Math.round(maxBytes / 2 ** 20)} MiB (FLOCK_MAX_DATASET_BYTES / FLOCK_MAX_MODEL_BYTES); put big data on the coordinator's disk and submit its path`));
+            return done(new Error('upload too large'));
+          }
+          done(null, chunk);
+        },
       });
-      writes.push(mkdir(path.dirname(target), { recursive: true }).then(() => pipeline(stream, createWriteStream(target))));
+      writes.push(mkdir(path.dirname(target), { recursive: true }).then(() => pipeline(stream, count, createWriteStream(target))));
     });
     bb.on('error', (e: Error) => fail(new SubmitError(400, 'BAD_REQUEST', `upload broken: ${e.message}`)));
     bb.on('close', () => {
