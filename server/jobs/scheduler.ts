@@ -34,7 +34,7 @@ export interface WorkerPlace {
   /** How long it has been on `current`, ms. */
   readonly dwellMs: number;
   /** Jobs this worker reported it cannot train (job:refuse). */
-  readonly refused: ReadonlySet<string>;
+  readonly refused: { has(jobId: string): boolean };
 }
 
 export interface SchedulerPolicy {

@@ -22,6 +22,11 @@ export const ErrorCode = {
   Unsupported: 'MODEL_UNSUPPORTED_ON_DEVICE',
   /** The stop condition was met; the final version is being evaluated. Retry shortly. */
   Finalizing: 'JOB_FINALIZING',
+  /**
+   * To a worker that follows the scheduler (LeaseRequest.movable): another job needs it more.
+   * It drops its model and asks job:get (no job id), which names the job it is assigned.
+   */
+  JobReassigned: 'JOB_REASSIGNED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
