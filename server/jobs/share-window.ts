@@ -9,7 +9,10 @@ export const SHARE_WINDOW_MS = 60_000;
 export interface WindowLoad {
   /** Samples applied within the window. */
   samples: number;
-  /** Worker-time spent on the job within the window, ms. */
+  /**
+   * Worker-time spent on the job within the window, ms, counted from each worker's first applied
+   * push there (a move's model build and weights download would make the job look slow).
+   */
   workerMs: number;
   /** Workers placed on it now. */
   workers: number;
@@ -22,11 +25,15 @@ interface Stint {
 }
 
 export class ShareWindow {
-  /** Applied pushes, oldest first. */
-  private readonly applied: { at: number; jobId: string; samples: number }[] = [];
+  /** Applied pushes, oldest first, from index `head` on (compacted now and then). */
+  private applied: { at: number; jobId: string; samples: number }[] = [];
+  private head = 0;
+  /** Per job, the samples of applied[head..]: loads() costs O(jobs + stints + workers), not O(pushes). */
+  private readonly sums = new Map<string, number>();
   /** Finished stints (a worker's time on one job), oldest end first. */
   private readonly stints: Stint[] = [];
-  private readonly placed = new Map<string, { jobId: string; since: number }>();
+  /** Where each worker is, since when, and since when it produces there (first applied push). */
+  private readonly placed = new Map<string, { jobId: string; since: number; producingSince: number | null }>();
 
   constructor(
     private readonly clock: Clock,
@@ -39,17 +46,20 @@ export class ShareWindow {
     const prev = this.placed.get(workerId);
     if (prev?.jobId === jobId) return;
     if (prev) {
-      this.stints.push({ jobId: prev.jobId, from: prev.since, to: now });
+      if (prev.producingSince !== null) this.stints.push({ jobId: prev.jobId, from: prev.producingSince, to: now });
       this.placed.delete(workerId);
     }
-    if (jobId !== null) this.placed.set(workerId, { jobId, since: now });
+    if (jobId !== null) this.placed.set(workerId, { jobId, since: now, producingSince: null });
     this.trim(now);
   }
 
-  /** A push to `jobId` was applied. */
-  noteApplied(jobId: string, samples: number): void {
+  /** A push by `workerId` to `jobId` was applied. */
+  noteApplied(workerId: string, jobId: string, samples: number): void {
     const now = this.clock.now();
+    const p = this.placed.get(workerId);
+    if (p?.jobId === jobId && p.producingSince === null) p.producingSince = now;
     this.applied.push({ at: now, jobId, samples });
+    this.sums.set(jobId, (this.sums.get(jobId) ?? 0) + samples);
     this.trim(now);
   }
 
@@ -74,11 +84,11 @@ export class ShareWindow {
       if (!l) out.set(jobId, (l = { samples: 0, workerMs: 0, workers: 0 }));
       return l;
     };
-    for (const a of this.applied) of(a.jobId).samples += a.samples;
+    for (const [jobId, samples] of this.sums) of(jobId).samples += samples;
     for (const s of this.stints) of(s.jobId).workerMs += s.to - Math.max(s.from, start);
     for (const p of this.placed.values()) {
       const l = of(p.jobId);
-      l.workerMs += now - Math.max(p.since, start);
+      if (p.producingSince !== null) l.workerMs += now - Math.max(p.producingSince, start);
       l.workers++;
     }
     return out;
@@ -86,9 +96,16 @@ export class ShareWindow {
 
   private trim(now: number): void {
     const start = now - this.windowMs;
-    let i = 0;
-    while (i < this.applied.length && this.applied[i]!.at < start) i++;
-    if (i > 0) this.applied.splice(0, i);
+    while (this.head < this.applied.length && this.applied[this.head]!.at < start) {
+      const a = this.applied[this.head++]!;
+      const left = (this.sums.get(a.jobId) ?? 0) - a.samples;
+      if (left > 0) this.sums.set(a.jobId, left);
+      else this.sums.delete(a.jobId);
+    }
+    if (this.head > 1024 && this.head * 2 > this.applied.length) {
+      this.applied = this.applied.slice(this.head);
+      this.head = 0;
+    }
     // Stints are appended in end order, so the expired ones are a prefix.
     let k = 0;
     while (k < this.stints.length && this.stints[k]!.to <= start) k++;

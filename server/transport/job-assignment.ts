@@ -30,8 +30,8 @@ export class JobAssigner {
     this.window.place(workerId, jobId);
   }
 
-  noteApplied(jobId: string, samples: number): void {
-    this.window.noteApplied(jobId, samples);
+  noteApplied(workerId: WorkerId, jobId: string, samples: number): void {
+    this.window.noteApplied(workerId, jobId, samples);
   }
 
   /** job:get without a job id: the job the scheduler gives this worker, or undefined when no running job suits it. */

@@ -171,7 +171,7 @@ export function attachWorkerHandlers(
       try {
         const res = job.push(wid, msg.value);
         ack(res);
-        if (res.ok && res.status === 'applied') assigner.noteApplied(job.id, msg.value.numSamples);
+        if (res.ok && res.status === 'applied') assigner.noteApplied(wid, job.id, msg.value.numSamples);
         observer.pushed?.(wid, job.id, msg.value, res);
       } catch (err) {
         log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
