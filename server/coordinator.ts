@@ -26,6 +26,7 @@ import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
 import { MemoryStateStore } from './storage/memory-state-store.ts';
 import { SqliteStateStore } from './storage/sqlite-state-store.ts';
+import type { SchedulerPolicy } from './jobs/scheduler.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -49,6 +50,8 @@ export interface CoordinatorOptions {
   readonly limits?: SubmitLimits | undefined;
   /** socket.io message size cap; weights of big models exceed the 1 MB default. */
   readonly maxMessageBytes?: number | undefined;
+  /** Placement of workers that pin no job (dwell time, margin...): server/jobs/scheduler.ts defaults. */
+  readonly scheduling?: Partial<SchedulerPolicy> | undefined;
   /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
   readonly ownDataDir?: boolean | undefined;
 }
@@ -167,7 +170,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
   };
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state);
+  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
   workersFn = handlers.workers;
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();

@@ -334,12 +334,14 @@ function renderJob(st: JobState): void {
     text('s-leased', int(j.shards.leased));
     text('s-waiting', int(j.shards.waiting));
     text('s-total', int(j.shards.perEpoch));
-    text('set-info', `now: learning rate ${num(j.learningRate)}, staleness bound ${j.maxStaleness} (${j.stalenessRule} scaling)`);
+    text('set-info', `now: learning rate ${num(j.learningRate)}, staleness bound ${j.maxStaleness} (${j.stalenessRule} scaling), priority weight ${num(j.weight)}`);
     const setLr = $<HTMLInputElement>('set-lr');
     const setSt = $<HTMLInputElement>('set-stale');
+    const setW = $<HTMLInputElement>('set-weight');
     if (document.activeElement !== setLr && !setLr.dataset.edited) setLr.value = String(j.learningRate);
     if (document.activeElement !== setSt && !setSt.dataset.edited) setSt.value = String(j.maxStaleness);
-    for (const el of [setLr, setSt, $('settings').querySelector('button')!] as HTMLInputElement[]) el.disabled = !live;
+    if (document.activeElement !== setW && !setW.dataset.edited) setW.value = String(j.weight);
+    for (const el of [setLr, setSt, setW, $('settings').querySelector('button')!] as HTMLInputElement[]) el.disabled = !live;
     const refused = Object.entries(j.updates.refused).filter(([, n]) => n > 0);
     text('upd-totals', `total: ${int(j.updates.applied)} applied` + (refused.length ? ' · refused: ' + refused.map(([c, n]) => `${int(n)} ${reasonName(c)}`).join(', ') : ' · none refused'));
   }
@@ -436,7 +438,7 @@ function applyRoute(): void {
       charts.reset();
       workersTable.setRows([]);
       $('ckpts').replaceChildren();
-      for (const id of ['set-lr', 'set-stale']) delete $(id).dataset.edited;
+      for (const id of ['set-lr', 'set-stale', 'set-weight']) delete $(id).dataset.edited;
       text('j-name', route.id);
     }
     live.watch(route.id);
@@ -534,15 +536,16 @@ function alertError(err: unknown): void {
   $('set-info').textContent = `Failed: ${msg}`;
 }
 
-for (const id of ['set-lr', 'set-stale']) $(id).addEventListener('input', () => ($(id).dataset.edited = '1'));
+for (const id of ['set-lr', 'set-stale', 'set-weight']) $(id).addEventListener('input', () => ($(id).dataset.edited = '1'));
 $('settings').addEventListener('submit', async (e) => {
   e.preventDefault();
   if (!current) return;
   const lr = Number($<HTMLInputElement>('set-lr').value);
   const bound = Number($<HTMLInputElement>('set-stale').value);
+  const weight = Number($<HTMLInputElement>('set-weight').value);
   try {
-    await api(`/api/jobs/${encodeURIComponent(current.view.id)}/settings`, { method: 'POST', body: { learningRate: lr, maxStaleness: bound } });
-    for (const id of ['set-lr', 'set-stale']) delete $(id).dataset.edited;
+    await api(`/api/jobs/${encodeURIComponent(current.view.id)}/settings`, { method: 'POST', body: { learningRate: lr, maxStaleness: bound, weight } });
+    for (const id of ['set-lr', 'set-stale', 'set-weight']) delete $(id).dataset.edited;
   } catch (err) {
     alertError(err);
   }

@@ -6,7 +6,7 @@ import { BACKENDS, type BackendName, type JobUpdate } from '../../shared/protoco
 import type { WorkerState, WorkerStats } from '../../shared/training/worker-loop.ts';
 import type { BackendReport, FromWorker, ToWorker } from './messages.ts';
 import type { ProbeFigures } from '../../shared/training/probe.ts';
-import { COLORS, makeChart, type uPlot } from '../common/charts.ts';
+import { COLORS, destroyChart, makeChart, type uPlot } from '../common/charts.ts';
 import { gflop, int, pct } from '../common/format.ts';
 import { prefs } from '../common/prefs.ts';
 
@@ -49,6 +49,8 @@ const pauses = new Set<PauseReason>();
 let flopsPerSample = 0;
 const accPoints: [number[], number[]] = [[], []];
 let chart: uPlot | null = null;
+/** The job whose figures (accuracy curve, version, progress) the page shows. */
+let figuresFor: string | null = null;
 /** (wall ms, cumulative compute ms) at each stats message, for the measured usage. */
 const busyLog: { at: number; computeMs: number }[] = [];
 
@@ -238,15 +240,26 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
       view.stats = m.stats;
       renderStats(m.stats);
       break;
-    case 'job':
+    case 'job': {
+      const before = view.job;
       view.job = { id: m.job.id, name: m.job.name };
       flopsPerSample = m.flopsPerSample;
       showJob(m.job.name, m.job.description);
+      if (before && before.id !== m.job.id) {
+        notices.delete('finished');
+        setNotice('moved', 'info', `This tab now helps train ${m.job.name} (it was training ${before.name}): the coordinator shares its volunteers between its jobs, by priority.`);
+      }
+      // The figures shown so far may be another job's (the one previewed, or the one it left).
+      if (figuresFor !== m.job.id) showFiguresOf(m.job.id);
       break;
+    }
     case 'jobUpdate':
+      // Updates of a job this tab has just left may still arrive: only its own job's count.
+      if (view.job && m.update.jobId !== view.job.id) break;
       view.lastUpdate = m.update;
       renderUpdate(m.update);
-      if (m.update.status === 'finished' || m.update.status === 'cancelled') {
+      // A tab that pins no job may move on to another one: its loop says when it is over.
+      if (jobParam && (m.update.status === 'finished' || m.update.status === 'cancelled')) {
         view.state = 'finished';
         renderState();
       }
@@ -263,8 +276,27 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
   }
 }
 
+/**
+ * Shows `id`'s figures instead of another job's: the coordinator gave this tab another job than
+ * the one previewed, or moved it (its job finished or was paused, or another needed it more).
+ */
+function showFiguresOf(id: string): void {
+  view.lastUpdate = null;
+  accPoints[0].length = 0;
+  accPoints[1].length = 0;
+  destroyChart(chart);
+  chart = null;
+  const p = document.createElement('p');
+  p.className = 'muted small';
+  p.textContent = "The accuracy curve appears after the coordinator's first evaluation of the model.";
+  $('acc-chart').replaceChildren(p);
+  for (const k of ['accuracy', 'version', 'progress']) $(k).textContent = '–';
+  void loadFigures(id).catch(() => undefined);
+}
+
 function showJob(name: string, description: string): void {
   $('job-name').textContent = name;
+  $('job-h').textContent = `The job: ${name}`;
   const lead = $('job-lead');
   const b = document.createElement('b');
   b.textContent = name;
@@ -476,23 +508,32 @@ async function loadJob(attempt = 0): Promise<void> {
     }
     setNotice('nojob', 'info', null);
     if (!view.job) showJob(job.name, job.description);
+    if (view.job) return; // the tab already trains; its own job's figures are shown
     $('version').textContent = int(job.version);
     $('progress').textContent = `${Math.round(job.progress * 100)}%`;
-    const hist = (await (await fetch(`/api/jobs/${encodeURIComponent(job.id)}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number }[] };
-    for (const e of hist.evaluations) {
-      if (accPoints[0].length && e.version <= accPoints[0].at(-1)!) continue;
-      accPoints[0].push(e.version);
-      accPoints[1].push(e.testAccuracy * 100);
-    }
-    const last = hist.evaluations.at(-1);
-    if (last && !view.lastUpdate) $('accuracy').textContent = pct(last.testAccuracy);
-    if (accPoints[0].length) drawChart();
+    await loadFigures(job.id);
   } catch {
     // Backoff with jitter: 1, 2, 4... up to 15 s.
     const wait = Math.min(15_000, 1000 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
     setNotice('unreachable-page', 'warn', `Can't reach the coordinator right now; retrying in ${Math.round(wait / 1000)} s.`);
     setTimeout(() => void loadJob(attempt + 1), wait);
   }
+}
+
+/** A job's accuracy history so far (the chart), from the public API; best effort. */
+async function loadFigures(jobId: string): Promise<void> {
+  figuresFor = jobId;
+  const hist = (await (await fetch(`/api/jobs/${encodeURIComponent(jobId)}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number }[] };
+  // The tab moved on while this was loading: these figures are another job's.
+  if (view.job && view.job.id !== jobId) return;
+  for (const e of hist.evaluations) {
+    if (accPoints[0].length && e.version <= accPoints[0].at(-1)!) continue;
+    accPoints[0].push(e.version);
+    accPoints[1].push(e.testAccuracy * 100);
+  }
+  const last = hist.evaluations.at(-1);
+  if (last && !view.lastUpdate) $('accuracy').textContent = pct(last.testAccuracy);
+  if (accPoints[0].length) drawChart();
 }
 
 applyHidden();

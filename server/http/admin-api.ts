@@ -47,8 +47,8 @@ export const CreateJobSchema = z.object({
 }) satisfies z.ZodType<CreateJobRequest, unknown>;
 
 export const SettingsPatchSchema = z
-  .object({ learningRate: learningRate.optional(), maxStaleness: maxStaleness.optional() })
-  .refine((p) => p.learningRate !== undefined || p.maxStaleness !== undefined, 'nothing to change') satisfies z.ZodType<SettingsPatch, unknown>;
+  .object({ learningRate: learningRate.optional(), maxStaleness: maxStaleness.optional(), weight: z.number().positive().max(1000).optional() })
+  .refine((p) => p.learningRate !== undefined || p.maxStaleness !== undefined || p.weight !== undefined, 'nothing to change') satisfies z.ZodType<SettingsPatch, unknown>;
 
 const DEMO_TITLES: Record<DemoName, string> = { 'mnist-mlp': 'MNIST MLP (784-128-10)', 'mnist-cnn': 'MNIST CNN (conv8-conv16-dense10)' };
 

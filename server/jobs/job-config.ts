@@ -51,6 +51,8 @@ export const JobConfigSchema = z.object({
   /** Gradients whose L2 norm exceeds this are refused (poison guard). */
   maxGradNorm: z.number().positive(),
   seed: z.number().int().min(0).max(2 ** 31),
+  /** Share of the volunteer pool relative to other running jobs (server/jobs/scheduler.ts); absent = 1. */
+  weight: z.number().positive().max(1000).optional(),
 });
 
 export type JobConfig = z.infer<typeof JobConfigSchema>;

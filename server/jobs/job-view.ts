@@ -13,5 +13,6 @@ export function jobView(job: JobRuntime): JobView {
     maxStaleness: job.config.staleness.maxStaleness,
     stalenessRule: job.config.staleness.rule,
     optimizer: job.config.optimizer.kind,
+    weight: job.config.weight ?? 1,
   };
 }

@@ -134,19 +134,22 @@ export class JobRegistry {
   }
 
   /**
-   * Changes a running job's learning rate and/or staleness bound and records the new config in
+   * Changes a running job's learning rate, staleness bound and/or scheduling weight and records the new config in
    * the StateStore, so a restart keeps them. Throws a ZodError on an invalid value (nothing changes).
    */
-  updateSettings(id: string, patch: { learningRate?: number | undefined; maxStaleness?: number | undefined }): JobRuntime | undefined {
+  updateSettings(id: string, patch: { learningRate?: number | undefined; maxStaleness?: number | undefined; weight?: number | undefined }): JobRuntime | undefined {
     const job = this.jobs.get(id);
     if (!job) return undefined;
     const next = JobConfigSchema.parse({
       ...job.config,
       optimizer: { ...job.config.optimizer, learningRate: patch.learningRate ?? job.config.optimizer.learningRate },
       staleness: { ...job.config.staleness, maxStaleness: patch.maxStaleness ?? job.config.staleness.maxStaleness },
+      weight: patch.weight ?? job.config.weight,
     });
     if (patch.learningRate !== undefined) job.setLearningRate(next.optimizer.learningRate);
     if (patch.maxStaleness !== undefined) job.setMaxStaleness(next.staleness.maxStaleness);
+    // Read by the scheduler on every placement: takes effect at the next lease request.
+    if (patch.weight !== undefined) job.config.weight = next.weight;
     const createdAt = this.deps.state.listJobs().find((j) => j.id === id)?.createdAt ?? job.summary().createdAt;
     this.deps.state.putJob({ id, config: job.config, createdAt });
     return job;

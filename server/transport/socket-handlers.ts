@@ -22,6 +22,8 @@ import type { JobRuntime, Logger } from '../jobs/job-runtime.ts';
 import type { StateStore } from '../storage/state-store.ts';
 import type { Clock } from '../../shared/clock.ts';
 import { RefusalBook } from './refusals.ts';
+import { JobAssigner } from './job-assignment.ts';
+import type { SchedulerPolicy } from '../jobs/scheduler.ts';
 
 /** The acknowledgement payload type of a client->server event. */
 type AckOf<K extends keyof ClientToServerEvents> = Parameters<Parameters<ClientToServerEvents[K]>[1]>[0];
@@ -58,9 +60,13 @@ export interface TransportObserver {
   left?(workerId: WorkerId, jobId: string | undefined): void;
 }
 
-export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore): { workers(): WorkerInfo[] } {
+export function attachWorkerHandlers(
+  io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {},
+): { workers(): WorkerInfo[]; assigner: JobAssigner } {
   const room = (jobId: string): string => `job:${jobId}`;
   const refusals = new RefusalBook();
+  // Workers that name no job are placed by weighted fair share (server/jobs/scheduler.ts).
+  const assigner = new JobAssigner(registry, refusals, clock, scheduling);
   for (const job of registry.all()) subscribe(job);
   registry.onAdded(subscribe);
 
@@ -72,6 +78,10 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
     socket.data.connectedAt = clock.now();
 
     const jobFor = (jobId: string | undefined): JobRuntime | undefined => (jobId ? registry.get(jobId) : registry.defaultJob());
+    // No job named: the scheduler's choice; with no running job it can train, its job as it is
+    // (the worker then waits or finishes as before), else the default.
+    const placeUnpinned = (): JobRuntime | undefined =>
+      assigner.pick(socket.data.workerId!) ?? (socket.data.jobId ? registry.get(socket.data.jobId) : undefined) ?? registry.defaultJob();
 
     const join = (job: JobRuntime): void => {
       const wid = socket.data.workerId!;
@@ -81,6 +91,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       }
       const changed = socket.data.jobId !== job.id;
       socket.data.jobId = job.id;
+      assigner.place(wid, job.id);
       job.workers.add(wid);
       void socket.join(room(job.id));
       if (changed) observer.joined?.(wid, job.id);
@@ -123,7 +134,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       const msg = parse(JobGetRequestSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       if (!socket.data.workerId) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      const job = jobFor(msg.value.jobId);
+      const job = msg.value.jobId ? registry.get(msg.value.jobId) : placeUnpinned();
       if (!job) return ack(fail(ErrorCode.UnknownJob, msg.value.jobId ? `no job ${msg.value.jobId}` : 'no job yet', 5000));
       join(job);
       ack({ ok: true, job: job.descriptor() });
@@ -137,6 +148,10 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
       const job = jobFor(msg.value.jobId);
       if (!job) return ack(fail(ErrorCode.UnknownJob, 'no such job', 5000));
+      if (msg.value.movable) {
+        const to = assigner.reassignment(wid, job.id);
+        if (to !== null) return ack(fail(ErrorCode.JobReassigned, `job ${to} needs this worker more than job ${job.id}; ask job:get`));
+      }
       const refused = refusals.reason(wid, job.id);
       if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
       join(job);
@@ -156,6 +171,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       try {
         const res = job.push(wid, msg.value);
         ack(res);
+        if (res.ok && res.status === 'applied') assigner.noteApplied(wid, job.id, msg.value.numSamples);
         observer.pushed?.(wid, job.id, msg.value, res);
       } catch (err) {
         log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
@@ -183,6 +199,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
       const refusedJob = registry.get(msg.value.jobId);
       if (refusedJob) {
         refusedJob.workerLeft(wid);
+        if (socket.data.jobId === refusedJob.id) assigner.place(wid, null);
         refusals.record(wid, refusedJob.id, msg.value.reason);
       }
       // The reason is the worker's own text: one line, bounded, so it cannot forge log lines.
@@ -192,6 +209,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
 
     socket.on('disconnect', () => {
       const wid = socket.data.workerId;
+      if (wid) assigner.place(wid, null);
       if (!wid || !socket.data.jobId) {
         if (wid) observer.left?.(wid, undefined);
         return;
@@ -203,6 +221,7 @@ export function attachWorkerHandlers(io: FlockServer, registry: JobRegistry, clo
   });
 
   return {
+    assigner,
     workers: () =>
       [...io.of('/').sockets.values()]
         .filter((s) => s.data.workerId && s.data.capabilities)

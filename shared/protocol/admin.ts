@@ -39,6 +39,8 @@ export interface JobView {
   readonly maxStaleness: number;
   readonly stalenessRule: string;
   readonly optimizer: string;
+  /** Scheduling weight: share of the volunteer pool relative to the other running jobs. */
+  readonly weight: number;
 }
 
 /** One row of the workers table; kept by server/jobs/worker-stats.ts. */
@@ -174,10 +176,12 @@ export interface CreateJobRequest {
   readonly settings: JobSettingsInput;
 }
 
-/** Changes while running: both optional; a missing one is left as is. */
+/** Changes while running: all optional; a missing one is left as is. */
 export interface SettingsPatch {
   readonly learningRate?: number | undefined;
   readonly maxStaleness?: number | undefined;
+  /** Share of the volunteer pool relative to the other running jobs, (0, 1000]. */
+  readonly weight?: number | undefined;
 }
 
 /** A demo the create form offers, with its default settings. */

@@ -24,6 +24,11 @@ export const ErrorCode = {
   Finalizing: 'JOB_FINALIZING',
   /** An admin control that does not apply in the job's status (pausing a finished job). */
   WrongStatus: 'WRONG_JOB_STATUS',
+  /**
+   * To a worker that follows the scheduler (LeaseRequest.movable): another job needs it more.
+   * It drops its model and asks job:get (no job id), which names the job it is assigned.
+   */
+  JobReassigned: 'JOB_REASSIGNED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

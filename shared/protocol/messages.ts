@@ -82,6 +82,8 @@ export interface LeaseRequest {
   readonly jobId?: string | undefined;
   /** Version of the weights the worker already holds for this job, or null. */
   readonly cachedVersion: number | null;
+  /** True: the worker did not pin a job and may be answered JOB_REASSIGNED (absent: pinned, as before). */
+  readonly movable?: boolean | undefined;
 }
 
 export interface WeightsPayload {

@@ -52,6 +52,7 @@ export const JobGetRequestSchema = z.object({ jobId: id.optional() });
 export const LeaseRequestSchema = z.object({
   jobId: id.optional(),
   cachedVersion: count.nullable(),
+  movable: z.boolean().optional(),
 });
 
 export const GradientPushSchema = z.object({

@@ -1,6 +1,9 @@
 // The volunteer's training loop, isomorphic: the same code runs in a browser Web Worker and in Node
 // (integration tests, benchmarks, Node contributors). It owns the worker-side state: the job, the
 // model and its cached weight version, the lease in hand, pause/stop and the usage cap.
+// A loop given no job id follows the coordinator's scheduler: it moves to another job when told
+// (JOB_REASSIGNED) or when its job finishes, pauses or cannot run on this device, if another job is
+// there; a loop given a job id stays on it (finished -> ends, paused -> waits).
 
 import type { Clock } from '../clock.ts';
 import { ErrorCode, TRANSIENT_CODES } from '../protocol/errors.ts';
@@ -11,6 +14,7 @@ import {
   type GradientPush,
   type LeaseAck,
   type LeasePayload,
+  type LeaseRequest,
   type PushAck,
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
@@ -74,6 +78,7 @@ export interface LoopOptions {
   readonly clock: Clock;
   /** Stable id for this worker (default: random per loop). */
   readonly workerId?: string | undefined;
+  /** Pin the loop to this job; without it the coordinator chooses, and may move the loop between jobs. */
   readonly jobId?: string | undefined;
   readonly listener?: LoopListener | undefined;
   /** Fraction of wall time spent computing, (0, 1]. 1 = no cap. */
@@ -127,6 +132,8 @@ export class WorkerLoop {
   private leases = 0;
   /** Announced in every hello; prepareJob may replace them (measured backend, probe figures). */
   private capabilities: WorkerCapabilities;
+  /** Jobs this device cannot train (refused here, or known so by the coordinator): never taken again. */
+  private readonly refusedJobs = new Set<string>();
   workerId: string | null = null;
 
   constructor(
@@ -229,23 +236,8 @@ export class WorkerLoop {
       this.setState('downloading', 'model');
       const res = await link.getJob({ jobId: opts.jobId });
       if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
-      if (opts.prepareJob) {
-        this.setState('probing', 'measuring this device on the model');
-        let prep: JobPreparation;
-        try {
-          prep = await opts.prepareJob(res.job);
-        } catch (err) {
-          // Local, not transport: probing again would fail the same way.
-          prep = { ok: false, reason: `probing this device failed: ${errorText(err)}` };
-        }
-        if (!prep.ok) return this.refuseJob(res.job.id, prep.reason);
-        if (prep.capabilities) {
-          // Same worker id: the coordinator just learns the new capabilities.
-          this.capabilities = prep.capabilities;
-          await this.hello();
-        }
-      }
-      await this.adoptJob(res.job);
+      const taken = await this.takeJob(res.job);
+      if (taken !== null) return taken;
     }
     const job = this.job!;
     const model = this.model!;
@@ -263,7 +255,7 @@ export class WorkerLoop {
     const prefetched = this.nextLease;
     this.nextLease = null;
     if (!prefetched) this.setState('waiting', 'asking for work');
-    const res = await (prefetched ?? link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion }));
+    const res = await (prefetched ?? link.requestLease(this.leaseRequest(job)));
     if (!res.ok) return this.onFailure(res.code, res.message, res.retryAfterMs);
     const { lease, weights } = res;
     this.currentLease = lease;
@@ -277,7 +269,7 @@ export class WorkerLoop {
     if (this.stopped) return true;
 
     if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
-      const ask = link.requestLease({ jobId: job.id, cachedVersion: this.cachedVersion });
+      const ask = link.requestLease(this.leaseRequest(job));
       ask.catch(() => undefined); // awaited (and its failure handled) by the next step
       this.nextLease = ask;
     }
@@ -336,6 +328,55 @@ export class WorkerLoop {
     return false;
   }
 
+  /** Pinned loops send what they always did; unpinned ones accept being moved (JOB_REASSIGNED). */
+  private leaseRequest(job: JobDescriptor): LeaseRequest {
+    const req = { jobId: job.id, cachedVersion: this.cachedVersion };
+    return this.opts.jobId === undefined ? { ...req, movable: true } : req;
+  }
+
+  /** Probes (prepareJob) and adopts a job: null when ready to lease, else what step() returns. */
+  private async takeJob(job: JobDescriptor): Promise<boolean | null> {
+    const { opts } = this;
+    if (opts.prepareJob) {
+      this.setState('probing', 'measuring this device on the model');
+      let prep: JobPreparation;
+      try {
+        prep = await opts.prepareJob(job);
+      } catch (err) {
+        // Local, not transport: probing again would fail the same way.
+        prep = { ok: false, reason: `probing this device failed: ${errorText(err)}` };
+      }
+      if (!prep.ok) return this.refuseJob(job.id, prep.reason);
+      if (prep.capabilities) {
+        // Same worker id: the coordinator just learns the new capabilities.
+        this.capabilities = prep.capabilities;
+        await this.hello();
+      }
+    }
+    await this.adoptJob(job);
+    return null;
+  }
+
+  /**
+   * Unpinned loops only: asks the coordinator for a job other than `from` and moves there (lease
+   * in hand released, model disposed). Returns what step() returns, or undefined when there is no
+   * other job this device can train (or the loop is pinned): the caller then does as before.
+   */
+  private async moveOn(from: string | undefined): Promise<boolean | undefined> {
+    if (this.opts.jobId !== undefined || from === undefined || this.stopped) return undefined;
+    const res = await this.link.getJob({});
+    if (!res.ok || res.job.id === from || this.refusedJobs.has(res.job.id)) return undefined;
+    const lease = this.currentLease;
+    this.currentLease = null;
+    await Promise.all([lease ? this.release(lease.leaseId) : Promise.resolve(), this.dropPrefetched()]);
+    this.model?.dispose();
+    this.model = null;
+    this.job = null;
+    this.cachedVersion = null;
+    this.setState('downloading', `moving to job ${res.job.name}`);
+    return (await this.takeJob(res.job)) ?? false;
+  }
+
   private countAck(ack: PushAck, samples: number): void {
     this.stats.shardsDone++;
     this.stats.samplesDone += samples;
@@ -359,9 +400,10 @@ export class WorkerLoop {
     this.registered = true;
   }
 
-  /** This device cannot train the job: tell the coordinator (best effort) and end the loop. */
+  /** This device cannot train the job: tell the coordinator (best effort), then move on or end the loop. */
   private async refuseJob(jobId: string, reason: string): Promise<boolean> {
     const text = reason.slice(0, 1000);
+    this.refusedJobs.add(jobId);
     if (this.link.connected) {
       try {
         await this.link.refuseJob({ jobId, reason: text });
@@ -369,6 +411,8 @@ export class WorkerLoop {
         /* the coordinator forgets this worker's lease when its connection closes anyway */
       }
     }
+    const moved = await this.moveOn(jobId).catch(() => undefined);
+    if (moved !== undefined) return moved;
     this.setState('unsupported', text);
     return true;
   }
@@ -385,14 +429,23 @@ export class WorkerLoop {
 
   private async onFailure(code: string, message: string, retryAfterMs?: number): Promise<boolean> {
     this.currentLease = null;
+    const from = this.job?.id;
     switch (code) {
-      case ErrorCode.JobFinished:
+      case ErrorCode.JobReassigned:
+        return (await this.moveOn(from)) ?? false;
+      case ErrorCode.JobFinished: {
+        const moved = await this.moveOn(from);
+        if (moved !== undefined) return moved;
         this.setState('finished', message);
         return true;
-      case ErrorCode.JobPaused:
+      }
+      case ErrorCode.JobPaused: {
+        const moved = await this.moveOn(from);
+        if (moved !== undefined) return moved;
         this.setState('paused-by-admin', message);
         await this.waitForPoke(retryAfterMs ?? 2000);
         return false;
+      }
       case ErrorCode.NoWork:
       case ErrorCode.Finalizing:
         this.setState('waiting', message);
@@ -401,9 +454,13 @@ export class WorkerLoop {
       case ErrorCode.NotRegistered:
         this.registered = false;
         return false;
-      case ErrorCode.Unsupported:
+      case ErrorCode.Unsupported: {
+        if (from !== undefined) this.refusedJobs.add(from);
+        const moved = await this.moveOn(from);
+        if (moved !== undefined) return moved;
         this.setState('unsupported', message);
         return true;
+      }
       case ErrorCode.UnknownJob:
         this.job = null;
         this.setState('waiting', message);
