@@ -26,7 +26,7 @@ test('Arrow: file and stream, two record batches, lists flattened, exact float32
     assert.equal(t.batches.length, 2);
     for (const [name, form] of [['d.arrow', 'file'], ['d.feather', 'file'], ['d.ipc', 'stream'], ['s.arrow', 'stream']] as const) {
       writeFileSync(path.join(dir, name), tableToIPC(t, form));
-      const r = await ingestOk(request(dir, { outDir: path.join(dir, `out-${name}`), data: { train: name, test: name, label: 's' }, model: { inputShape: [4], outputUnits: 1, binary: true } }));
+      const r = await ingestOk(request(dir, { data: { train: name, test: name, label: 's' }, model: { inputShape: [4], outputUnits: 1, binary: true } }));
       const all = [...rows1, ...rows2];
       assert.deepEqual(r.rows('train').x, all.map((row) => [f32(row.a), ...row.l.map(f32), Number(row.big)]), name);
       assert.deepEqual(r.rows('train').y, [1, 0, 1]);
@@ -47,7 +47,7 @@ test('Arrow: a fixed-size list of uint8 pixels is stored uint8 with scale 1/255 
     assert.deepEqual(r.meta.spec.features, { dtype: 'uint8', scale: 1 / 255 });
     assert.deepEqual(r.rows('train').x, px);
     assert.deepEqual(r.rows('train').y, [3, 1]);
-    const s = await ingestOk(request(dir, { ...base, outDir: path.join(dir, 'o2'), preprocessing: { scale: 2 } }));
+    const s = await ingestOk(request(dir, { ...base, preprocessing: { scale: 2 } }));
     assert.deepEqual(s.meta.spec.features, { dtype: 'uint8', scale: 2 });
   }));
 

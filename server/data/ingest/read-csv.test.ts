@@ -45,10 +45,10 @@ test('CSV: integer pixel columns are stored as uint8 with scale 1; a standardize
     const r = await ingestOk(request(dir, base));
     assert.deepEqual(r.meta.spec.features, { dtype: 'uint8', scale: 1 });
     assert.deepEqual(r.rows('train').x, [[0, 255], [17, 3]]);
-    const half = await ingestOk(request(path.join(dir), { ...base, outDir: path.join(dir, 'o2'), preprocessing: { scale: 0.5 } }));
+    const half = await ingestOk(request(dir, { ...base, preprocessing: { scale: 0.5 } }));
     assert.deepEqual(half.meta.spec.features, { dtype: 'uint8', scale: 0.5 }, 'a uniform scale rides along with uint8');
     assert.deepEqual(half.meta.preprocessing.scale, [{ feature: 'p0', factor: 0.5 }, { feature: 'p1', factor: 0.5 }]);
-    const st = await ingestOk(request(dir, { ...base, outDir: path.join(dir, 'o3'), preprocessing: { standardize: true } }));
+    const st = await ingestOk(request(dir, { ...base, preprocessing: { standardize: true } }));
     assert.equal(st.meta.spec.features.dtype, 'float32');
   }));
 
@@ -100,7 +100,7 @@ test('CSV: validationSplit holds out the same rows for the same seed and other r
     const rows = Array.from({ length: 50 }, (_, i) => [i, i % 2]);
     csv(dir, 'train.csv', [['v', 'y'], ...rows]);
     const run = async (seed: number, out: string) =>
-      ingestOk(request(dir, { seed, outDir: path.join(dir, out), data: { train: 'train.csv', label: 'y', validationSplit: 0.2 }, model: { inputShape: [1] } }));
+      ingestOk(request(dir, { seed, data: { train: 'train.csv', label: 'y', validationSplit: 0.2 }, model: { inputShape: [1] } }));
     const a = await run(1, 'a');
     const b = await run(1, 'b');
     const c = await run(2, 'c');

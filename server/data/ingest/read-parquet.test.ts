@@ -35,7 +35,7 @@ test('Parquet: FLOAT and DOUBLE columns round-trip as float32, string labels, ev
         { name: 'b', type: 'DOUBLE', repetition_type: 'REQUIRED' },
         { name: 'label', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
       ], codec);
-      const r = await ingestOk(request(dir, { outDir: path.join(dir, codec), data: { train: `${codec}.parquet`, test: `${codec}.parquet`, label: 'label' }, model: { outputUnits: 3 } }));
+      const r = await ingestOk(request(dir, { data: { train: `${codec}.parquet`, test: `${codec}.parquet`, label: 'label' }, model: { outputUnits: 3 } }));
       assert.deepEqual(r.rows('train').x, a.map((v, i) => [f32(v), f32(b[i]!)]), codec);
       assert.deepEqual(r.meta.labels.classNames, ['bird', 'cat', 'dog']);
       assert.deepEqual(r.rows('train').y, [1, 2, 1, 0, 2]);

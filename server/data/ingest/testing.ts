@@ -22,7 +22,7 @@ export async function withTmp(fn: (dir: string) => Promise<void>): Promise<void>
 type Overrides = Partial<Omit<IngestRequest, 'model'>> & { model?: Partial<IngestRequest['model']> };
 
 export function request(dir: string, o: Overrides): IngestRequest {
-  const outDir = o.outDir ?? path.join(dir, 'out');
+  const outDir = o.outDir ?? mkdtempSync(path.join(dir, 'out-'));
   mkdirSync(outDir, { recursive: true });
   return {
     baseDir: dir,
