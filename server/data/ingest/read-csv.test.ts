@@ -37,6 +37,17 @@ test('CSV: string labels map to sorted classes; features default to every other 
     assert.deepEqual(r.meta.featureNames, ['x1', 'x2']);
   }));
 
+test('CSV: labels -1/1 map sorted to classes 0/1; 1/2 for two classes is refused as past the classes', () =>
+  withTmp(async (dir) => {
+    csv(dir, 'pm.csv', [['a', 'b', 'y'], [1, 2, -1], [3, 4, 1], [5, 6, -1]]);
+    const r = await ingestOk(request(dir, { data: { train: 'pm.csv', test: 'pm.csv', label: 'y' }, model: { outputUnits: 1, binary: true } }));
+    assert.deepEqual(r.meta.labels.classNames, ['-1', '1']);
+    assert.deepEqual(r.rows('train').y, [0, 1, 0]);
+    csv(dir, 'twelve.csv', [['a', 'b', 'y'], [1, 2, 1], [3, 4, 2]]);
+    await refused(request(dir, { data: { train: 'twelve.csv', test: 'twelve.csv', label: 'y' }, model: { outputUnits: 1, binary: true } }),
+      /^twelve\.csv, line 3, column "y": label 2 is outside the model's 2 classes \(integer labels must be 0\.\.1\)\.$/);
+  }));
+
 test('CSV: integer pixel columns are stored as uint8 with scale 1; a standardize switches to float32', () =>
   withTmp(async (dir) => {
     csv(dir, 'train.csv', [['p0', 'p1', 'y'], [0, 255, 1], [17, 3, 0]]);
