@@ -163,3 +163,20 @@ test('CSV: a test row that fails is refused after train was scanned, and nothing
     csv(dir, 'test.csv', [['a', 'b', 'y'], [1, 2, 0], [1, 2, 0], [1, 'x', 0]]);
     await refused(request(dir, { data: { train: 'train.csv', test: 'test.csv', label: 'y' } }), /^test\.csv, line 4, column "b": the cell is not a number/);
   }));
+
+test('CSV: 25,000 rows stream through count, scan and write passes with progress', () =>
+  withTmp(async (dir) => {
+    const n = 25_000;
+    const rows = Array.from({ length: n }, (_, i) => [i, (i * 7) % 13, i % 3]);
+    csv(dir, 'train.csv', [['a', 'b', 'y'], ...rows]);
+    const seen: string[] = [];
+    const r = await ingestOk(request(dir, {
+      data: { train: 'train.csv', label: 'y', validationSplit: 0.1 },
+      model: { outputUnits: 3 },
+      onProgress: (p) => seen.push(`${p.phase}:${p.rows}`),
+    }));
+    assert.deepEqual(seen, ['count:10000', 'count:20000', 'count:25000', 'scan:10000', 'scan:20000', 'scan:25000', 'write:10000', 'write:20000', 'write:25000']);
+    assert.deepEqual(r.meta.counts, { train: 22_500, test: 2_500 });
+    const back = [...r.rows('train').x, ...r.rows('test').x].map((x) => x[0]!).sort((p, q) => p - q);
+    assert.deepEqual(back, rows.map((row) => row[0]));
+  }));
