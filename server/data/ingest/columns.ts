@@ -21,6 +21,8 @@ export function planColumns(source: Source, data: DataSection, pre: Preprocessin
     features = source.columns.filter((c) => !labels.includes(c));
     if (arrays && features.length > 1) throw dataError(file, null, null, `several arrays besides the label (${features.join(', ')}): name the feature array in data.features`);
   }
+  const leak = features.find((c) => labels.includes(c));
+  if (leak !== undefined) throw dataError(file, null, leak, 'data.features lists the label column');
   for (const c of [...labels, ...features]) {
     if (!source.columns.includes(c)) throw dataError(source.columnFiles?.get(c) ?? file, null, c, `no such column (${known})`);
   }

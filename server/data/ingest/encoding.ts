@@ -48,21 +48,24 @@ export function sortKeys(keys: Iterable<string>): string[] {
 
 const expand = (column: string, width: number): string[] => (width === 1 ? [column] : Array.from({ length: width }, (_, i) => `${column}[${i}]`));
 
+/**
+ * Integer labels all in [0, numClasses) are class indices as they are; an integer label past the
+ * classes is refused; anything else (strings, negatives, fractions) maps its sorted values to 0..k-1.
+ */
 function classes(input: EncodingInput): { target: TargetSpec; classIndex: Map<string, number> } {
   const { stats, numClasses, plan } = input;
   const keys = [...stats.labels.keys()];
   const dtype = classDtype(numClasses);
+  let classNames: string[];
   if (keys.every((k) => /^-?\d+$/.test(k))) {
     for (const [k, at] of stats.labels) {
-      const n = Number(k);
-      if (n < 0 || n >= numClasses) {
+      if (Number(k) >= numClasses) {
         throw dataError(at.file, at.where, plan.labels[0]!, `label ${k} is outside the model's ${numClasses} classes (integer labels must be 0..${numClasses - 1})`);
       }
     }
-    const classNames = Array.from({ length: numClasses }, (_, i) => String(i));
-    return { target: { kind: 'classes', numClasses, dtype, classNames }, classIndex: new Map(classNames.map((c, i) => [c, i])) };
-  }
-  const classNames = sortKeys(keys);
+    const identity = keys.every((k) => Number(k) >= 0);
+    classNames = identity ? Array.from({ length: numClasses }, (_, i) => String(i)) : sortKeys(keys);
+  } else classNames = sortKeys(keys);
   return { target: { kind: 'classes', numClasses, dtype, classNames }, classIndex: new Map(classNames.map((c, i) => [c, i])) };
 }
 

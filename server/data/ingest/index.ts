@@ -32,6 +32,7 @@ export interface IngestRequest {
   /** An empty folder the store is written into. */
   readonly outDir: string;
   readonly limits: { readonly maxDatasetBytes: number };
+  /** Rows done so far in a phase: 'count' (a CSV or Arrow stream split by validationSplit), 'scan', 'write'. */
   readonly onProgress?: ((p: { readonly phase: string; readonly rows: number }) => void) | undefined;
 }
 
@@ -74,6 +75,7 @@ async function run(req: IngestRequest, opened: (w: StoreWriter) => void): Promis
   if (fraction !== null && total === null) {
     total = 0;
     for await (const _ of train.rows()) if (++total % PROGRESS_EVERY === 0) progress('count', total);
+    progress('count', total);
   }
   if (fraction !== null && total! < 2) throw dataError(train.file, null, null, `the dataset has ${total} rows; holding out a test split needs at least 2`);
   const held = fraction === null ? 0 : heldOut(total!, fraction);

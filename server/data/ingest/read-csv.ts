@@ -6,9 +6,12 @@ import { parse } from 'csv-parse';
 import { dataError } from './data-error.ts';
 import type { Source, SourceRow } from './source.ts';
 
+/** A fresh parse of the file; stopping early (break, a throw) destroys the parser and the file stream. */
 function parser(path: string) {
   const p = parse({ info: true, bom: true, trim: true, skip_empty_lines: true, relax_column_count: true });
-  return createReadStream(path).pipe(p);
+  const file = createReadStream(path);
+  p.once('close', () => file.destroy());
+  return file.pipe(p);
 }
 
 export async function openCsv(path: string, file: string): Promise<Source> {
@@ -19,6 +22,8 @@ export async function openCsv(path: string, file: string): Promise<Source> {
   }
   if (columns === null) throw dataError(file, null, null, 'the file is empty (a CSV needs a header row)');
   const header = columns;
+  const twice = header.find((c, i) => header.indexOf(c) !== i);
+  if (twice !== undefined) throw dataError(file, 'line 1', twice, 'the header names this column twice');
   return {
     format: 'csv',
     file,
