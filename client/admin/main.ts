@@ -313,7 +313,7 @@ function renderJob(st: JobState): void {
     text('k-progress', `${Math.round(j.progress * 100)}%`);
     text('k-epoch', `epoch ${j.epoch} of ${j.maxEpochs}`);
     text('k-elapsed', duration(j.activeMs));
-    text('k-started', `started ${dateTime(j.createdAt)}; pauses excluded, time without workers included`);
+    text('k-started', `since ${dateTime(j.createdAt)}, pauses excluded`);
     text('k-eta', j.status === 'running' || j.status === 'finished' ? etaText(j) : j.status);
     text('k-eta-note', j.status === 'running' && j.workers === 0 ? 'no estimate without workers' : '');
     text('k-stop', `stop: ${stopText(j)}`);

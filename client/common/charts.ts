@@ -35,6 +35,9 @@ export interface ChartSpec {
 /** Tick steps of a time axis, in seconds: never below one second. */
 const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 
+/** Tick steps of a counting axis (versions): 1, 2, 5, 10, 20, 50... */
+const WHOLE_INCRS = Array.from({ length: 10 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
+
 /** Tick labels of a time axis: HH:MM, with seconds only when the ticks are less than a minute apart. */
 function timeTicks(_u: uPlot, ticks: number[]): string[] {
   const step = ticks.length > 1 ? ticks[1]! - ticks[0]! : 60;
@@ -55,7 +58,8 @@ export function makeChart(el: HTMLElement, spec: ChartSpec, data: uPlot.AlignedD
     height: spec.height ?? 200,
     scales: { x: { time: spec.xTime }, ...(spec.scales ?? {}) },
     // Time axes: wide tick spacing so "12:03:10"-style labels never overlap; whole seconds only.
-    axes: [axis({ ...(spec.xTime ? { space: 90, incrs: TIME_INCRS, values: timeTicks } : {}), ...spec.xAxis }), ...(spec.axes ?? [{}]).map((a) => axis(a))],
+    // Plain x axes count versions: whole-number ticks. Left axes wide enough for "15,000".
+    axes: [axis({ ...(spec.xTime ? { space: 90, incrs: TIME_INCRS, values: timeTicks } : { incrs: WHOLE_INCRS }), ...spec.xAxis }), ...(spec.axes ?? [{}]).map((a) => axis({ size: 64, ...a }))],
     series: [{ label: spec.xLabel, value: spec.xTime ? '{HH}:{mm}:{ss}' : (_u, v) => (v == null ? '–' : String(v)) }, ...spec.series],
     legend: { show: spec.legend ?? true, live: true },
     cursor: { drag: { x: true, y: false } },

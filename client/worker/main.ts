@@ -465,6 +465,9 @@ function offerJobs(jobs: PublicJob[], except: string | null): void {
 function jobUnavailable(problem: 'unknown' | 'finished' | 'cancelled', jobs: PublicJob[], named: PublicJob | undefined): void {
   view.jobProblem = problem;
   if (worker) stop();
+  // Nothing to consent to or contribute here: only the job's outcome (if any) and the other jobs.
+  for (const id of ['consent', 'controls-panel', 'give-panel']) $(id).classList.add('hidden');
+  if (problem === 'unknown') $('job-panel').classList.add('hidden');
   if (problem === 'unknown') {
     $('job-name').textContent = 'No such job';
     $('job-lead').textContent = `This Flock coordinator has no job “${jobParam ?? ''}”. The link may be mistyped, or the job was removed. Nothing runs in this tab.`;
@@ -491,13 +494,8 @@ async function loadJob(attempt = 0): Promise<void> {
     if (jobParam !== null) {
       const named = jobs.find((j) => j.id === jobParam);
       if (!named) return jobUnavailable('unknown', jobs, undefined);
-      if (named.status === 'finished' || named.status === 'cancelled') {
-        jobUnavailable(named.status, jobs, named);
-        $('version').textContent = int(named.version);
-        $('progress').textContent = `${Math.round(named.progress * 100)}%`;
-        $('accuracy').textContent = pct(named.metrics.testAccuracy);
-        return;
-      }
+      // Over: its figures and accuracy curve stay visible below (loaded as for a running job).
+      if (named.status === 'finished' || named.status === 'cancelled') jobUnavailable(named.status, jobs, named);
     }
     const job = jobs.find((j) => j.id === jobParam) ?? jobs.find((j) => j.status === 'running') ?? jobs.find((j) => j.status === 'paused');
     if (!job) {
@@ -507,7 +505,7 @@ async function loadJob(attempt = 0): Promise<void> {
       return;
     }
     setNotice('nojob', 'info', null);
-    if (!view.job) showJob(job.name, job.description);
+    if (!view.job && view.jobProblem === null) showJob(job.name, job.description);
     if (view.job) return; // the tab already trains; its own job's figures are shown
     $('version').textContent = int(job.version);
     $('progress').textContent = `${Math.round(job.progress * 100)}%`;

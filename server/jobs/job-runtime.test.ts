@@ -543,7 +543,7 @@ test('the best checkpoint (by test accuracy) outlives keep-last-N pruning and a 
 });
 
 test('epochs are counted from 1 in the summary; all done shows every shard done', async () => {
-  const { rt } = await createJob({ stop: { maxEpochs: 2, targetAccuracy: null } });
+  const { rt, deps } = await createJob({ stop: { maxEpochs: 2, targetAccuracy: null } });
   assert.equal(rt.summary().epoch, 1);
   const w = await SimWorker.start(W1, rt);
   for (let i = 0; i < SHARDS; i++) {
@@ -561,5 +561,11 @@ test('epochs are counted from 1 in the summary; all done shows every shard done'
   assert.equal(s.status, 'finished');
   assert.equal(s.epoch, 2);
   assert.deepEqual({ done: s.shards.done, leased: s.shards.leased, waiting: s.shards.waiting }, { done: SHARDS, leased: 0, waiting: 0 });
+  // Reopened, a finished job says so (it used to read "(epoch 0)").
+  const lines: string[] = [];
+  const back = await JobRuntime.open('job-1', rt.config, { ...deps, state: copyState(deps.state, 'job-1'), log: { info: (m) => lines.push(m), warn: (m) => lines.push(m) } });
+  runtimes.push(back);
+  assert.equal(back.summary().epoch, 2);
+  assert.match(lines.join('\n'), /resumed from checkpoint v16 \+ 0 logged update\(s\) = v16 \(finished\)/);
   w.dispose();
 });
