@@ -38,7 +38,9 @@ test('a lock whose pid is dead on this host is stale and taken over; another hos
     assert.equal(r.tookOverFrom?.pid, 999_999);
     r.lock.release();
     writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ pid: 999_999, host: 'elsewhere', startedAt: 1 }));
-    assert.equal(acquireDataLock(dir, me, () => false).ok, false);
+    const remote = acquireDataLock(dir, me, () => false);
+    assert.equal(remote.ok, false);
+    if (!remote.ok) assert.match(remote.error, new RegExp(`in use by process 999999 on elsewhere .*: stop that coordinator \\(if it is gone, delete ${dir}/flock\\.lock\\), or set FLOCK_DATA_DIR`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -53,9 +53,11 @@ function olderThan(file: string, ms: number): boolean {
 }
 
 /** The one-line refusal a second coordinator prints. */
-export function lockRefusal(dataDir: string, holder: LockOwner | null): string {
+export function lockRefusal(dataDir: string, holder: LockOwner | null, selfHost = os.hostname()): string {
   const who = holder ? `process ${holder.pid} on ${holder.host} (started ${new Date(holder.startedAt).toISOString()})` : 'another process';
-  return `data folder ${dataDir} is in use by ${who}: stop that coordinator, or set FLOCK_DATA_DIR to another folder`;
+  // Another host's pid cannot be checked from here: only a person can tell that lock is stale.
+  const remote = holder && holder.host !== selfHost ? ` (if it is gone, delete ${path.join(dataDir, LOCK_FILE)})` : '';
+  return `data folder ${dataDir} is in use by ${who}: stop that coordinator${remote}, or set FLOCK_DATA_DIR to another folder`;
 }
 
 /**
@@ -74,7 +76,7 @@ export function acquireDataLock(dataDir: string, self: LockOwner = { pid: proces
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = readOwner(file);
       const stale = holder === null ? olderThan(file, 2000) : holder.host === self.host && holder.pid !== self.pid && !alive(holder.pid);
-      if (!stale) return { ok: false, holder, error: lockRefusal(dataDir, holder) };
+      if (!stale) return { ok: false, holder, error: lockRefusal(dataDir, holder, self.host) };
       tookOverFrom = holder;
       try {
         unlinkSync(file);
@@ -110,5 +112,5 @@ export function acquireDataLock(dataDir: string, self: LockOwner = { pid: proces
     };
   }
   const holder = readOwner(file);
-  return { ok: false, holder, error: lockRefusal(dataDir, holder) };
+  return { ok: false, holder, error: lockRefusal(dataDir, holder, self.host) };
 }
