@@ -171,3 +171,25 @@ test('wire: JOB_REASSIGNED only to a lease request marked movable, naming the jo
   const onB = await r2.timeout(5000).emitWithAck('lease:request', { jobId: 'job-b', cachedVersion: null, movable: true });
   assert.ok(onB.ok && onB.lease.jobId === 'job-b', JSON.stringify(onB).slice(0, 200));
 });
+
+test('a worker whose device refuses the job it is given moves to another job and trains it', async () => {
+  // job-b (weight 100) is the scheduler's first choice; this device cannot train it.
+  const seen: string[] = [];
+  const probed: string[] = [];
+  const w = await startNodeWorker(c.url, {
+    workerId: 'node-refuses-b',
+    prepareJob: async (job) => {
+      probed.push(job.id);
+      return job.id === 'job-b' ? { ok: false, reason: 'no kernel for job-b here' } : { ok: true };
+    },
+    listener: { job: (j) => seen.push(j.id) },
+  });
+  workers.push(w);
+  await until('the worker to train job-c', () => w.loop.stats.accepted >= 3, 15_000);
+  assert.deepEqual(probed, ['job-b', 'job-c']);
+  assert.deepEqual(seen, ['job-c']);
+  const list = (await (await fetch(`${c.url}/api/workers`, { headers: { Authorization: `Bearer ${c.adminToken}` } })).json()) as { workerId: string; jobId: string; refusedJobs: string[] }[];
+  const me = list.find((x) => x.workerId === 'node-refuses-b');
+  assert.deepEqual(me && { jobId: me.jobId, refusedJobs: me.refusedJobs }, { jobId: 'job-c', refusedJobs: ['job-b'] });
+  await w.stop();
+});
