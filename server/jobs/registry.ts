@@ -163,7 +163,10 @@ export class JobRegistry {
     return [...this.jobs.values()];
   }
 
-  /** The job a worker gets when it names none: the oldest running one. */
+  /**
+   * The oldest running job (else paused, else any): the fallback for a worker that names no job
+   * when the scheduler (server/transport/job-assignment.ts) has no running job it can train.
+   */
   defaultJob(): JobRuntime | undefined {
     return this.all().find((j) => j.status === 'running') ?? this.all().find((j) => j.status === 'paused') ?? this.all()[0];
   }

@@ -1,7 +1,8 @@
 // A real coordinator (port 0) with two MNIST MLP jobs of weights 3 and 1 and four unpinned Node
 // workers running the real worker loop: applied samples split 3:1 (within 10%); a paused job's
 // worker moves to the other job; a cancelled job's workers all move, while a worker pinned to it
-// stops. The weight is an admin setting, changed live and persisted.
+// stops. The weight is an admin setting, changed live and persisted. Then the wire contract over
+// raw sockets: only a lease request marked movable is ever answered JOB_REASSIGNED.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,14 +14,21 @@ import { loadMnist, sliceDataset } from '../data/dataset.ts';
 import { demoConfig } from '../jobs/demos.ts';
 import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
+import { io as ioClient } from 'socket.io-client';
+import type { FlockSocket } from '../../shared/training/link.ts';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+import { PROTOCOL_VERSION } from '../../shared/protocol/messages.ts';
 import type { JobRuntime } from '../jobs/job-runtime.ts';
 
 const WARMUP_MS = 6_000;
 const MEASURE_MS = 15_000;
+/** Shorter than the default 8 s so the contract test below waits less; steady state must still hold. */
+const MIN_DWELL_MS = 2_000;
 
 let c: Coordinator;
 let dataDir: string;
 const workers: NodeWorker[] = [];
+const sockets: FlockSocket[] = [];
 
 before(async () => {
   await initNodeBackend('wasm');
@@ -28,6 +36,7 @@ before(async () => {
   c = await startCoordinator({
     port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'no-client-build'), demo: null,
     log: { info() {}, warn() {} }, dataset: sliceDataset(await loadMnist(), 3200, 100), sweepIntervalMs: 200,
+    scheduling: { minDwellMs: MIN_DWELL_MS },
   });
 });
 
@@ -36,6 +45,7 @@ after(async () => {
     void w.loop.stop();
     w.socket.close();
   }
+  for (const s of sockets) s.close();
   await c.close();
   await rm(dataDir, { recursive: true, force: true });
 });
@@ -113,4 +123,73 @@ test('two jobs of weights 3 and 1 share four unpinned workers 3:1; paused and ca
   await until('B to train on', () => b.summary().samplesApplied > onB + 500, 10_000);
   const sockets = [...c.io.of('/').sockets.values()].filter((s) => s.connected && s.data.workerId !== undefined);
   assert.deepEqual(sockets.map((s) => s.data.jobId).sort(), ['job-a', 'job-b', 'job-b', 'job-b', 'job-b'], 'the coordinator sees them there too (the pinned one last on A)');
+  await Promise.all(workers.map((w) => w.stop()));
+});
+
+async function connect(workerId: string): Promise<FlockSocket> {
+  const s: FlockSocket = ioClient(c.url, { transports: ['websocket'], reconnection: false });
+  sockets.push(s);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('connect_error', reject);
+  });
+  const hello = await s.timeout(5000).emitWithAck('worker:hello', { protocol: PROTOCOL_VERSION, workerId, capabilities: { backend: 'wasm', runtime: 'node' } });
+  assert.ok(hello.ok);
+  return s;
+}
+
+test('wire: JOB_REASSIGNED only to a lease request marked movable, naming the job; job:get then gives that job', async () => {
+  // job-b (weight 1.5) runs on; job-c joins with weight 1. The Node workers are gone.
+  await c.registry.create('job-c', demoConfig('mnist-mlp', { name: 'C', weight: 1, batchSize: 32, stop: { maxEpochs: 1000, targetAccuracy: null }, evalEveryVersions: 1_000_000 }));
+  const getJob = async (s: FlockSocket): Promise<string> => {
+    const res = await s.timeout(5000).emitWithAck('job:get', {});
+    assert.ok(res.ok, JSON.stringify(res));
+    return res.job.id;
+  };
+  const r1 = await connect('raw-sched-1');
+  const r2 = await connect('raw-sched-2');
+  const r3 = await connect('raw-sched-3');
+  // Job-b had the whole last minute: the first worker to ask is sent to job-c.
+  assert.equal(await getJob(r1), 'job-c', 'the job behind on its share of the sliding minute');
+  r1.close();
+  for (const s of [r2, r3]) assert.equal((await s.timeout(5000).emitWithAck('job:get', { jobId: 'job-c' })).ok, true);
+
+  const bad = await r2.timeout(5000).emitWithAck('lease:request', { jobId: 'job-c', cachedVersion: null, movable: 'yes' } as never);
+  assert.ok(!bad.ok && bad.code === ErrorCode.BadRequest, JSON.stringify(bad));
+
+  // Now job-b is to get nearly everything.
+  assert.equal(c.registry.updateSettings('job-b', { weight: 100 })?.config.weight, 100);
+  const early = await r2.timeout(5000).emitWithAck('lease:request', { jobId: 'job-c', cachedVersion: null, movable: true });
+  assert.ok(early.ok, `inside the dwell time it stays: ${JSON.stringify(early)}`);
+  await sleep(MIN_DWELL_MS + 200);
+  const pinned = await r3.timeout(5000).emitWithAck('lease:request', { jobId: 'job-c', cachedVersion: null });
+  assert.ok(pinned.ok, `not marked movable: never reassigned (${JSON.stringify(pinned)})`);
+  const moved = await r2.timeout(5000).emitWithAck('lease:request', { jobId: 'job-c', cachedVersion: null, movable: true });
+  assert.ok(!moved.ok && moved.code === ErrorCode.JobReassigned, JSON.stringify(moved));
+  assert.match(moved.message, /job job-b/);
+  assert.equal(await getJob(r2), 'job-b');
+  const onB = await r2.timeout(5000).emitWithAck('lease:request', { jobId: 'job-b', cachedVersion: null, movable: true });
+  assert.ok(onB.ok && onB.lease.jobId === 'job-b', JSON.stringify(onB).slice(0, 200));
+});
+
+test('a worker whose device refuses the job it is given moves to another job and trains it', async () => {
+  // job-b (weight 100) is the scheduler's first choice; this device cannot train it.
+  const seen: string[] = [];
+  const probed: string[] = [];
+  const w = await startNodeWorker(c.url, {
+    workerId: 'node-refuses-b',
+    prepareJob: async (job) => {
+      probed.push(job.id);
+      return job.id === 'job-b' ? { ok: false, reason: 'no kernel for job-b here' } : { ok: true };
+    },
+    listener: { job: (j) => seen.push(j.id) },
+  });
+  workers.push(w);
+  await until('the worker to train job-c', () => w.loop.stats.accepted >= 3, 15_000);
+  assert.deepEqual(probed, ['job-b', 'job-c']);
+  assert.deepEqual(seen, ['job-c']);
+  const list = (await (await fetch(`${c.url}/api/workers`, { headers: { Authorization: `Bearer ${c.adminToken}` } })).json()) as { workerId: string; jobId: string; refusedJobs: string[] }[];
+  const me = list.find((x) => x.workerId === 'node-refuses-b');
+  assert.deepEqual(me && { jobId: me.jobId, refusedJobs: me.refusedJobs }, { jobId: 'job-c', refusedJobs: ['job-b'] });
+  await w.stop();
 });
