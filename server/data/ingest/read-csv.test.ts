@@ -180,3 +180,13 @@ test('CSV: 25,000 rows stream through count, scan and write passes with progress
     const back = [...r.rows('train').x, ...r.rows('test').x].map((x) => x[0]!).sort((p, q) => p - q);
     assert.deepEqual(back, rows.map((row) => row[0]));
   }));
+
+test('CSV: a failure in the write pass removes the half-written store', () =>
+  withTmp(async (dir) => {
+    csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 0], [3, 4, 1], [5, 6, 0]]);
+    // Between the passes the file changes under us: the write pass meets a bad cell after writing rows.
+    const onProgress = (p: { phase: string }) => {
+      if (p.phase === 'scan') csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 0], [3, 4, 1], [5, 'x', 0]]);
+    };
+    await refused(request(dir, { data: { train: 'train.csv', test: 'train.csv', label: 'y' }, onProgress }), /^train\.csv, line 4, column "b": the cell is not a number/);
+  }));
