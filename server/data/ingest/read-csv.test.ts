@@ -190,3 +190,12 @@ test('CSV: a failure in the write pass removes the half-written store', () =>
     };
     await refused(request(dir, { data: { train: 'train.csv', test: 'train.csv', label: 'y' }, onProgress }), /^train\.csv, line 4, column "b": the cell is not a number/);
   }));
+
+test('CSV: data.format reads a file of another extension; a test file without the label column is named', () =>
+  withTmp(async (dir) => {
+    writeFileSync(path.join(dir, 'train.txt'), 'a,b,y\n1,2,0\n3,4,1\n');
+    const r = await ingestOk(request(dir, { data: { train: 'train.txt', test: 'train.txt', label: 'y', format: 'csv' } }));
+    assert.deepEqual(r.rows('test').x, [[1, 2], [3, 4]]);
+    csv(dir, 'test.csv', [['a', 'b', 'label'], [1, 2, 0]]);
+    await refused(request(dir, { data: { train: 'train.txt', test: 'test.csv', label: 'y', format: 'csv' } }), /^test\.csv, column "y": no such label column \(the columns are a, b, label\)\.$/);
+  }));
