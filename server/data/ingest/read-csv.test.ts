@@ -73,6 +73,8 @@ test('CSV: one-hot expands to the categories seen in train, sorted; unseen in te
     assert.deepEqual(r.meta.preprocessing.rawColumns, ['size', 'colour']);
     assert.deepEqual(r.rows('train').x, [[0.5, 0, 0, 1], [1, 1, 0, 0], [1.5, 0, 0, 1], [2, 0, 1, 0]]);
     assert.deepEqual(r.rows('test').x, [[2.5, 0, 0, 0], [3, 0, 1, 0]]);
+    await refused(request(dir, { data: { train: 'train.csv', test: 'test.csv', label: 'y' }, preprocessing: { oneHot: ['colour'] }, model: { inputShape: [5] } }),
+      /^train\.csv: the rows give 4 features after one-hot expansion \(colour: 3\) but the model's input shape \[5\] takes 5\.$/);
   }));
 
 test('CSV: standardize uses the training mean and population std (std 0 -> 1), after scale', () =>
