@@ -201,3 +201,11 @@ test('CSV: data.format reads a file of another extension; a test file without th
     csv(dir, 'test.csv', [['a', 'b', 'label'], [1, 2, 0]]);
     await refused(request(dir, { data: { train: 'train.txt', test: 'test.csv', label: 'y', format: 'csv' } }), /^test\.csv, column "y": no such label column \(the columns are a, b, label\)\.$/);
   }));
+
+test('CSV: more than 256 classes store int32 class indices', () =>
+  withTmp(async (dir) => {
+    csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 299], [3, 4, 0], [5, 6, 257]]);
+    const r = await ingestOk(request(dir, { data: { train: 'train.csv', test: 'train.csv', label: 'y' }, model: { outputUnits: 300 } }));
+    assert.deepEqual(r.meta.spec.target.kind === 'classes' && r.meta.spec.target.dtype, 'int32');
+    assert.deepEqual(r.rows('train').y, [299, 0, 257]);
+  }));
