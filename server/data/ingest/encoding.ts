@@ -91,7 +91,9 @@ export function decideEncoding(input: EncodingInput): Encoding {
 
   const want = input.inputShape.reduce((a, b) => a * b, 1);
   if (names.length !== want) {
-    throw dataError(input.file, null, null, `the rows give ${names.length} features but the model's input shape [${input.inputShape.join(', ')}] takes ${want}`);
+    const expanded = oneHotMeta.map((h) => `${h.column}: ${h.categories.length}`).join(', ');
+    const after = expanded ? ` after one-hot expansion (${expanded})` : '';
+    throw dataError(input.file, null, null, `the rows give ${names.length} features${after} but the model's input shape [${input.inputShape.join(', ')}] takes ${want}`);
   }
 
   const n = names.length;

@@ -73,6 +73,8 @@ test('CSV: one-hot expands to the categories seen in train, sorted; unseen in te
     assert.deepEqual(r.meta.preprocessing.rawColumns, ['size', 'colour']);
     assert.deepEqual(r.rows('train').x, [[0.5, 0, 0, 1], [1, 1, 0, 0], [1.5, 0, 0, 1], [2, 0, 1, 0]]);
     assert.deepEqual(r.rows('test').x, [[2.5, 0, 0, 0], [3, 0, 1, 0]]);
+    await refused(request(dir, { data: { train: 'train.csv', test: 'test.csv', label: 'y' }, preprocessing: { oneHot: ['colour'] }, model: { inputShape: [5] } }),
+      /^train\.csv: the rows give 4 features after one-hot expansion \(colour: 3\) but the model's input shape \[5\] takes 5\.$/);
   }));
 
 test('CSV: standardize uses the training mean and population std (std 0 -> 1), after scale', () =>
@@ -179,4 +181,31 @@ test('CSV: 25,000 rows stream through count, scan and write passes with progress
     assert.deepEqual(r.meta.counts, { train: 22_500, test: 2_500 });
     const back = [...r.rows('train').x, ...r.rows('test').x].map((x) => x[0]!).sort((p, q) => p - q);
     assert.deepEqual(back, rows.map((row) => row[0]));
+  }));
+
+test('CSV: a failure in the write pass removes the half-written store', () =>
+  withTmp(async (dir) => {
+    csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 0], [3, 4, 1], [5, 6, 0]]);
+    // Between the passes the file changes under us: the write pass meets a bad cell after writing rows.
+    const onProgress = (p: { phase: string }) => {
+      if (p.phase === 'scan') csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 0], [3, 4, 1], [5, 'x', 0]]);
+    };
+    await refused(request(dir, { data: { train: 'train.csv', test: 'train.csv', label: 'y' }, onProgress }), /^train\.csv, line 4, column "b": the cell is not a number/);
+  }));
+
+test('CSV: data.format reads a file of another extension; a test file without the label column is named', () =>
+  withTmp(async (dir) => {
+    writeFileSync(path.join(dir, 'train.txt'), 'a,b,y\n1,2,0\n3,4,1\n');
+    const r = await ingestOk(request(dir, { data: { train: 'train.txt', test: 'train.txt', label: 'y', format: 'csv' } }));
+    assert.deepEqual(r.rows('test').x, [[1, 2], [3, 4]]);
+    csv(dir, 'test.csv', [['a', 'b', 'label'], [1, 2, 0]]);
+    await refused(request(dir, { data: { train: 'train.txt', test: 'test.csv', label: 'y', format: 'csv' } }), /^test\.csv, column "y": no such label column \(the columns are a, b, label\)\.$/);
+  }));
+
+test('CSV: more than 256 classes store int32 class indices', () =>
+  withTmp(async (dir) => {
+    csv(dir, 'train.csv', [['a', 'b', 'y'], [1, 2, 299], [3, 4, 0], [5, 6, 257]]);
+    const r = await ingestOk(request(dir, { data: { train: 'train.csv', test: 'train.csv', label: 'y' }, model: { outputUnits: 300 } }));
+    assert.deepEqual(r.meta.spec.target.kind === 'classes' && r.meta.spec.target.dtype, 'int32');
+    assert.deepEqual(r.rows('train').y, [299, 0, 257]);
   }));

@@ -45,6 +45,7 @@ export async function ingestOk(req: IngestRequest): Promise<Ingested> {
   const result = await ingest(req);
   const store = ShardStore.open(req.outDir);
   try {
+    assert.deepEqual(store.meta, JSON.parse(JSON.stringify(result.meta)), 'meta.json holds the returned meta');
     const f = store.spec.featureShape.reduce((a, b) => a * b, 1);
     const t = store.spec.target;
     const dump = (split: SplitName) => {

@@ -76,7 +76,7 @@ export class StoreWriter {
     for (const s of Object.values(this.files!)) s.x.close(), s.y.close();
     const p = path.join(this.dir, STORE_FILES.meta);
     this.written.push(p);
-    writeFileSync(p, JSON.stringify(meta, null, 1), { flag: 'wx' });
+    writeFileSync(p, JSON.stringify(meta), { flag: 'wx' }); // compact: an image's feature list is long
   }
 
   /** Removes every file this writer created (closing what is still open). */
