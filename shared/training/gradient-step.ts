@@ -6,7 +6,7 @@
 
 import { tf } from './tf.ts';
 import type { LossName } from '../protocol/messages.ts';
-import { featureCount, type DataSpec } from '../data/data-spec.ts';
+import { featureCount, featureRowBytes, targetRowBytes, type DataSpec } from '../data/data-spec.ts';
 
 export interface Batch {
   /** Feature rows, numSamples x featureShape, in spec.features.dtype. */
@@ -85,6 +85,11 @@ export function decodeClasses(spec: DataSpec, y: Uint8Array, numSamples: number)
 export function batchTensors(spec: StepSpec, batch: Batch): { xs: tf.Tensor; ys: tf.Tensor } {
   const n = batch.numSamples;
   const d = spec.data;
+  const xBytes = n * featureRowBytes(d);
+  const yBytes = n * targetRowBytes(d.target);
+  if (batch.x.byteLength !== xBytes || batch.y.byteLength !== yBytes) {
+    throw new Error(`a batch of ${n} examples needs ${xBytes} bytes of features and ${yBytes} of targets; got ${batch.x.byteLength} and ${batch.y.byteLength}`);
+  }
   const xs = tf.tensor(decodeFeatures(d, batch.x, n), [n, ...d.featureShape], 'float32');
   if (d.target.kind === 'regression') {
     return { xs, ys: tf.tensor2d(floatsOf(batch.y).subarray(0, n * d.target.outputs), [n, d.target.outputs], 'float32') };
