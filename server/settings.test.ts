@@ -15,6 +15,7 @@ test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, dra
   assert.deepEqual(r.settings, {
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
     store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0,
+    limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
   });
   assert.deepEqual([...DEMO_NAMES], [...DEMOS]);
 });
@@ -46,6 +47,8 @@ test('every refused setting is one line naming the variable, the value and the a
     [{ FLOCK_SQLITE_SYNC: 'full' }, /^FLOCK_SQLITE_SYNC="full" is not accepted: use one of NORMAL, FULL$/],
     [{ FLOCK_DRAIN_MS: 'soon' }, /^FLOCK_DRAIN_MS="soon"/],
     [{ FLOCK_ADMIN_TOKEN: 'two words' }, /^FLOCK_ADMIN_TOKEN is not accepted/],
+    [{ FLOCK_MAX_MODEL_BYTES: '10MB' }, /^FLOCK_MAX_MODEL_BYTES="10MB" is not accepted: use a whole number from 1,024 to .* \(bytes\)$/],
+    [{ FLOCK_MAX_DATASET_BYTES: '0' }, /^FLOCK_MAX_DATASET_BYTES="0" is not accepted/],
   ];
   for (const [env, re] of cases) {
     const e = error(env);

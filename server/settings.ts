@@ -4,6 +4,7 @@
 
 import path from 'node:path';
 import type { JobConfig } from './jobs/job-config.ts';
+import { DEFAULT_LIMITS } from './jobs/limits.ts';
 
 export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
@@ -22,6 +23,8 @@ export interface Settings {
   readonly sqliteSync: 'NORMAL' | 'FULL';
   readonly drainMs: number;
   readonly checkpointPauseMs: number;
+  /** Size limits on submitted jobs (bytes). */
+  readonly limits: { readonly maxModelBytes: number; readonly maxDatasetBytes: number };
 }
 
 export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
@@ -109,6 +112,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
         drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
         checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,
+        limits: {
+          maxModelBytes: intIn(env, 'FLOCK_MAX_MODEL_BYTES', 1024, 2 ** 40, ' (bytes)') ?? DEFAULT_LIMITS.maxModelBytes,
+          maxDatasetBytes: intIn(env, 'FLOCK_MAX_DATASET_BYTES', 1024, 2 ** 44, ' (bytes)') ?? DEFAULT_LIMITS.maxDatasetBytes,
+        },
       },
     };
   } catch (err) {

@@ -14,14 +14,10 @@ import { DataError } from '../data/ingest/data-error.ts';
 import { ShardStore } from '../data/store/shard-store.ts';
 import type { StoreMeta } from '../data/store/store-meta.ts';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
+import { DEFAULT_LIMITS, type SubmitLimits } from './limits.ts';
 import { decideLoss, JobFileError, loadModelFile, parseJobFile, type JobFile, type LoadedModel } from './job-file.ts';
 
-export interface SubmitLimits {
-  readonly maxDatasetBytes: number;
-  readonly maxModelBytes: number;
-}
-
-export const DEFAULT_LIMITS: SubmitLimits = { maxDatasetBytes: 4 * 2 ** 30, maxModelBytes: 512 * 2 ** 20 };
+export { DEFAULT_LIMITS, type SubmitLimits } from './limits.ts';
 
 export interface PreparedJob {
   readonly job: JobFile;
