@@ -134,7 +134,8 @@ function renderState(): void {
   setNotice('admin', 'info', view.state === 'paused-by-admin' ? "The job's admin has paused training. This tab waits and resumes by itself when they do." : null);
   if (view.state === 'finished') {
     const cancelled = view.lastUpdate?.status === 'cancelled';
-    const accText = view.lastUpdate?.testAccuracy != null ? ` at ${pct(view.lastUpdate.testAccuracy)} test accuracy` : '';
+    const headline = view.lastUpdate ? metricOf(view.lastUpdate) : null;
+    const accText = headline != null ? ` at ${metricText(headline)}` : '';
     setNotice('finished', 'ok', cancelled ? 'This job was cancelled by its admin. Thank you for contributing!' : `This job is finished${accText}. Thank you for contributing!`);
   }
 }
@@ -158,14 +159,30 @@ function renderStats(s: WorkerStats): void {
   }
 }
 
+// The job's headline test metric: accuracy (charted in %) for classification, MAE for regression.
+let regression = false;
+function setTask(task: string | undefined): void {
+  const r = task === 'regression';
+  if (r === regression) return;
+  regression = r;
+  $('accuracy-k').textContent = r ? 'Test MAE (lower is better)' : 'Test accuracy';
+  $('acc-chart').setAttribute('aria-label', r ? 'Test MAE over model versions' : 'Test accuracy over model versions');
+  chart?.destroy();
+  chart = null;
+}
+const metricOf = (m: { testAccuracy?: number | null; testMae?: number | null }): number | null => (regression ? (m.testMae ?? null) : (m.testAccuracy ?? null));
+const metricText = (v: number): string => (regression ? `test MAE ${v.toPrecision(4)}` : `${pct(v)} test accuracy`);
+const chartValue = (v: number): number => (regression ? v : v * 100);
+
 function renderUpdate(u: JobUpdate): void {
-  $('accuracy').textContent = pct(u.testAccuracy);
+  const m = metricOf(u);
+  $('accuracy').textContent = m == null ? '–' : regression ? m.toPrecision(4) : pct(m);
   $('version').textContent = int(u.version);
   $('progress').textContent = `${Math.round(u.progress * 100)}%`;
-  // A new evaluation (updates also come for pauses etc., repeating the last accuracy).
-  if (u.testAccuracy != null && accPoints[0].at(-1) !== u.version && accPoints[1].at(-1) !== u.testAccuracy * 100) {
+  // A new evaluation (updates also come for pauses etc., repeating the last figure).
+  if (m != null && accPoints[0].at(-1) !== u.version && accPoints[1].at(-1) !== chartValue(m)) {
     accPoints[0].push(u.version);
-    accPoints[1].push(u.testAccuracy * 100);
+    accPoints[1].push(chartValue(m));
     drawChart();
   }
 }
@@ -176,7 +193,7 @@ function drawChart(): void {
     // One point makes no curve (and uPlot would stretch its axis to 0..100): say it in words.
     const p = document.createElement('p');
     p.className = 'muted small';
-    p.textContent = `Evaluated once so far: ${accPoints[1][0]!.toFixed(2)}% test accuracy at model version ${int(accPoints[0][0]!)} (the curve needs two evaluations).`;
+    p.textContent = `Evaluated once so far: ${regression ? `test MAE ${accPoints[1][0]!.toPrecision(4)}` : `${accPoints[1][0]!.toFixed(2)}% test accuracy`} at model version ${int(accPoints[0][0]!)} (the curve needs two evaluations).`;
     $('acc-chart').replaceChildren(p);
     return;
   }
@@ -187,9 +204,13 @@ function drawChart(): void {
       xTime: false,
       xLabel: 'model version',
       height: 170,
-      series: [{ label: 'test accuracy', stroke: COLORS.accuracy, width: 2, value: (_u, v) => (v == null ? '–' : `${v.toFixed(2)}%`) }],
-      axes: [{ values: (_u, t) => t.map((v) => `${v}%`), size: 60 }],
-      scales: { y: { range: (_u, min, max) => [Math.max(0, Math.floor(min - 1)), Math.min(100, Math.ceil(max + 1))] } },
+      series: [
+        regression
+          ? { label: 'test MAE', stroke: COLORS.accuracy, width: 2, value: (_u, v) => (v == null ? '–' : v.toPrecision(4)) }
+          : { label: 'test accuracy', stroke: COLORS.accuracy, width: 2, value: (_u, v) => (v == null ? '–' : `${v.toFixed(2)}%`) },
+      ],
+      axes: [regression ? { size: 60 } : { values: (_u, t) => t.map((v) => `${v}%`), size: 60 }],
+      scales: { y: regression ? { range: (_u, min, max) => [0, max * 1.1] } : { range: (_u, min, max) => [Math.max(0, Math.floor(min - 1)), Math.min(100, Math.ceil(max + 1))] } },
     },
     accPoints,
   );
@@ -243,6 +264,7 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
     case 'job': {
       const before = view.job;
       view.job = { id: m.job.id, name: m.job.name };
+      setTask(m.job.task);
       flopsPerSample = m.flopsPerSample;
       showJob(m.job.name, m.job.description);
       if (before && before.id !== m.job.id) {
@@ -435,8 +457,9 @@ interface PublicJob {
   status: string;
   version: number;
   progress: number;
-  metrics: { testAccuracy: number | null };
-  best: { version: number; testAccuracy: number } | null;
+  task?: 'classification' | 'regression';
+  metrics: { testAccuracy: number | null; testMae?: number | null };
+  best: { version: number; testAccuracy: number | null } | null;
 }
 
 /** Links to the jobs one can contribute to now (`?job=<id>`), or a line saying there are none. */
@@ -506,6 +529,7 @@ async function loadJob(attempt = 0): Promise<void> {
     }
     setNotice('nojob', 'info', null);
     if (!view.job && view.jobProblem === null) showJob(job.name, job.description);
+    if (!view.job) setTask(job.task);
     if (view.job) return; // the tab already trains; its own job's figures are shown
     $('version').textContent = int(job.version);
     $('progress').textContent = `${Math.round(job.progress * 100)}%`;
@@ -521,16 +545,19 @@ async function loadJob(attempt = 0): Promise<void> {
 /** A job's accuracy history so far (the chart), from the public API; best effort. */
 async function loadFigures(jobId: string): Promise<void> {
   figuresFor = jobId;
-  const hist = (await (await fetch(`/api/jobs/${encodeURIComponent(jobId)}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number }[] };
+  const hist = (await (await fetch(`/api/jobs/${encodeURIComponent(jobId)}/metrics`)).json()) as { evaluations: { version: number; testAccuracy: number | null; testMae: number | null }[] };
   // The tab moved on while this was loading: these figures are another job's.
   if (view.job && view.job.id !== jobId) return;
   for (const e of hist.evaluations) {
     if (accPoints[0].length && e.version <= accPoints[0].at(-1)!) continue;
+    const m = metricOf(e);
+    if (m == null) continue;
     accPoints[0].push(e.version);
-    accPoints[1].push(e.testAccuracy * 100);
+    accPoints[1].push(chartValue(m));
   }
   const last = hist.evaluations.at(-1);
-  if (last && !view.lastUpdate) $('accuracy').textContent = pct(last.testAccuracy);
+  const lastM = last ? metricOf(last) : null;
+  if (lastM != null && !view.lastUpdate) $('accuracy').textContent = regression ? lastM.toPrecision(4) : pct(lastM);
   if (accPoints[0].length) drawChart();
 }
 

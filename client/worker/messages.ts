@@ -28,7 +28,7 @@ export type FromWorker =
   | { type: 'backend'; report: BackendReport }
   | { type: 'state'; state: WorkerState; detail: string | null }
   | { type: 'stats'; stats: WorkerStats }
-  | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize'>; flopsPerSample: number }
+  | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize' | 'task'>; flopsPerSample: number }
   | { type: 'jobUpdate'; update: JobUpdate }
   | { type: 'probe'; figures: ProbeFigures }
   | { type: 'fatal'; message: string };

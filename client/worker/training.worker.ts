@@ -72,7 +72,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
             jobUpdate: (update) => post({ type: 'jobUpdate', update }),
             job: (job) => {
               void tf.models.modelFromJSON({ modelTopology: job.modelTopology } as unknown as tf.io.ModelJSON).then((model) => {
-                post({ type: 'job', job: { id: job.id, name: job.name, description: job.description, batchSize: job.batchSize }, flopsPerSample: flopsPerSample(model) });
+                post({ type: 'job', job: { id: job.id, name: job.name, description: job.description, batchSize: job.batchSize, task: job.task }, flopsPerSample: flopsPerSample(model) });
                 model.dispose();
               });
             },

@@ -826,6 +826,7 @@ export class JobRuntime {
       progress: this.progress(),
       testAccuracy: last?.testAccuracy ?? null,
       testLoss: last?.testLoss ?? null,
+      testMae: last?.testMae ?? null,
     };
     for (const l of this.listeners) l(u);
   }

@@ -148,6 +148,8 @@ export interface JobUpdate {
   readonly progress: number;
   readonly testAccuracy: number | null;
   readonly testLoss: number | null;
+  /** Regression jobs: the latest test MAE (null for classification). */
+  readonly testMae?: number | null | undefined;
 }
 
 export const JOB_STATUSES = ['running', 'paused', 'finished', 'cancelled'] as const;
