@@ -98,7 +98,7 @@ export function buildProgram(): Command {
       }
       const rows = [['ID', 'NAME', 'STATUS', 'EPOCH', 'PROGRESS', 'METRIC', 'WORKERS', 'SAMPLES/S']];
       for (const j of jobs) {
-        rows.push([j.id, j.name.slice(0, 32), j.status, `${Math.min(j.epoch + 1, j.maxEpochs)}/${j.maxEpochs}`, `${Math.round(j.progress * 100)}%`, metricText(j), String(j.workers), j.workers > 0 ? String(Math.round(j.samplesPerSec)) : '—']);
+        rows.push([j.id, j.name.slice(0, 32), j.status, `${j.epoch}/${j.maxEpochs}`, `${Math.round(j.progress * 100)}%`, metricText(j), String(j.workers), j.workers > 0 ? String(Math.round(j.samplesPerSec)) : '—']);
       }
       console.log(table(rows));
     });

@@ -96,7 +96,7 @@ export async function workerCommand(opts: Options): Promise<void> {
     await runLoop(opts, 0, onReport, stopSignal);
   } else {
     const threads = Array.from({ length: opts.threads }, (_, index) => {
-      const t = new Worker(fileURLToPath(import.meta.url), { workerData: { opts, index }, execArgv: ['--import', import.meta.resolve('tsx')] });
+      const t = new Worker(fileURLToPath(new URL('./worker-thread.js', import.meta.url)), { workerData: { opts, index } });
       t.on('message', (m: ThreadReport) => onReport(m));
       return new Promise<void>((resolve) => {
         t.once('exit', () => resolve());
@@ -110,7 +110,7 @@ export async function workerCommand(opts: Options): Promise<void> {
   }
   print(true);
   if (tty) process.stderr.write('\n');
-  const finished = [...reports.values()].every((r) => r.state === 'finished');
+  const finished = reports.size > 0 && [...reports.values()].every((r) => r.state === 'finished');
   process.stderr.write(stopping ? 'stopped\n' : finished ? 'the job is finished; thank you\n' : 'stopped\n');
 }
 

@@ -266,7 +266,12 @@ export class WorkerLoop {
       this.cachedVersion = weights.version;
       this.stats.bytesDown += toBytes(weights.data).byteLength;
     }
-    if (this.stopped) return true;
+    if (this.stopped) {
+      // Stopped while the lease was on its way: stop() found nothing to hand back, so hand it back here.
+      this.currentLease = null;
+      await this.release(lease.leaseId);
+      return true;
+    }
 
     if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
       const ask = link.requestLease(this.leaseRequest(job));
