@@ -21,7 +21,7 @@ import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
 import { AdminFeed } from './transport/admin-socket.ts';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
 import { MemoryStateStore } from './storage/memory-state-store.ts';
@@ -136,6 +136,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
 async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, http: Server, lock: DataLock | null): Promise<Coordinator> {
   await initNodeBackend('wasm');
   await mkdir(opts.dataDir, { recursive: true });
+  // Uploads that a crash interrupted are never half-made jobs: their staging folders go.
+  await rm(path.join(opts.dataDir, 'staging'), { recursive: true, force: true });
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
   const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
   await registry.loadAll();
