@@ -104,9 +104,9 @@ test('Node workers train one epoch; a killed and a stalled worker have their sha
     return ack;
   };
   const push = job.push.bind(job);
-  job.push = (wid, msg) => {
-    const ack = push(wid, msg);
-    if (ack.ok && ack.status === 'applied') applied.push(leaseOf.get(msg.leaseId)!);
+  job.push = async (wid, msg) => {
+    const ack = await push(wid, msg);
+    if (ack.ok && ack.status !== 'duplicate') applied.push(leaseOf.get(msg.leaseId)!);
     return ack;
   };
 

@@ -214,6 +214,8 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       return true;
     }
     registry.updateSettings(job.id, parsed.data);
+    // The new config is committed before the answer says it took effect.
+    await registry.durable();
     reply(200, jobView(job));
     return true;
   }
