@@ -41,7 +41,8 @@ export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ m
 export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6 });
 
 export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined }): AggregationConfig {
-  return cfg.aggregation ?? LEGACY_AGGREGATION;
+  // Parsed again so a config built in code (tests, demos) gets the same defaults as a stored one.
+  return cfg.aggregation ? AggregationSchema.parse(cfg.aggregation) : LEGACY_AGGREGATION;
 }
 
 /** One line for dashboards and logs: "buffered x6, centered-clip". */
