@@ -40,6 +40,17 @@ export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ m
  */
 export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6 });
 
+/**
+ * The config for a mode named with some of its options (job files, POST /api/jobs): `buffered` and
+ * `local` start from the robust default's rule and buffer, `async` needs nothing.
+ */
+export function aggregationFor(input: { mode: AggregationMode; rule?: string | undefined; bufferSize?: number | undefined; localSteps?: number | undefined } & Record<string, unknown>): AggregationConfig {
+  if (input.mode === 'async') return AggregationSchema.parse(input);
+  const defaults = input.mode === 'local' ? { rule: DEFAULT_AGGREGATION.rule, bufferSize: 2 } : { rule: DEFAULT_AGGREGATION.rule, bufferSize: DEFAULT_AGGREGATION.bufferSize };
+  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
+  return AggregationSchema.parse({ ...defaults, ...given });
+}
+
 export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined }): AggregationConfig {
   // Parsed again so a config built in code (tests, demos) gets the same defaults as a stored one.
   return cfg.aggregation ? AggregationSchema.parse(cfg.aggregation) : LEGACY_AGGREGATION;
