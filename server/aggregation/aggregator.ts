@@ -88,8 +88,11 @@ export class Aggregator {
     return this.cfg.mode === 'local' ? this.cfg.outerLearningRate : jobLr;
   }
 
-  /** Adds one accepted gradient (already validated and logged); steps when the buffer is full. */
-  admit(c: Contribution): Admission {
+  /**
+   * Adds one accepted gradient (already validated and logged); steps when the buffer is full, or
+   * with what it holds when `last` (the job's last shard: nothing else will come to fill it).
+   */
+  admit(c: Contribution, last = false): Admission {
     if (c.seq !== this.seqAdmitted + 1) throw new Error(`contribution #${c.seq} admitted after #${this.seqAdmitted}`);
     this.seqAdmitted = c.seq;
     if (c.scale === null) {
@@ -102,7 +105,7 @@ export class Aggregator {
     this.norms.push(l2norm(g));
     if (this.norms.length > NORM_WINDOW) this.norms.splice(0, this.norms.length - NORM_WINDOW);
     this.buffer.push({ ...c, gradient: g });
-    if (this.buffer.length < this.bufferSize) return { step: this.versionNow + 1, stepped: false };
+    if (this.buffer.length < this.bufferSize && !last) return { step: this.versionNow + 1, stepped: false };
     this.step(c.lr);
     return { step: this.versionNow, stepped: true };
   }

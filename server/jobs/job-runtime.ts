@@ -283,9 +283,9 @@ export class JobRuntime {
       if (u.version !== this.aggregator.seq + 1 || !u.gradient) {
         throw new Error(`update log cannot be replayed from #${this.aggregator.seq}: next logged gradient is #${u.version}${u.gradient ? '' : ' without its gradient'}`);
       }
-      const admitted = this.aggregator.admit(this.contribution(u));
-      if (u.step != null && admitted.step !== u.step) throw new Error(`gradient #${u.version} was logged for v${u.step} but replays into v${admitted.step}`);
       this.leases.markDone(u.epoch, u.shard);
+      const admitted = this.aggregator.admit(this.contribution(u), this.leases.exhausted);
+      if (u.step != null && admitted.step !== u.step) throw new Error(`gradient #${u.version} was logged for v${u.step} but replays into v${admitted.step}`);
       this.count(u.samples, u.staleness, null, u.loss, admitted.step);
       n++;
     }
@@ -501,9 +501,10 @@ export class JobRuntime {
       baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss, at: now, gradient,
     });
     this.deps.state.deleteLease(this.id, lease.id);
-    const admitted = this.aggregator.admit({ seq, gradient: flatFloats(gradient), scale: verdict.scale, lr });
-    this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
     const completedEpochs = this.leases.complete(lease);
+    // The last shard of the last epoch flushes a partial buffer: every gradient ends up in the model.
+    const admitted = this.aggregator.admit({ seq, gradient: flatFloats(gradient), scale: verdict.scale, lr }, this.leases.exhausted);
+    this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
 
     const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };
     this.acks.set(lease.id, { workerId, ack });
