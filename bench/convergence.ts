@@ -4,6 +4,7 @@
 // JobRuntime (lease ledger, Aggregator, evaluator) in one process; N simulated workers each keep
 // their own tfjs model at the version they leased, all lease, then push one after another in
 // round-robin, so the k-th push of a round is k-1 pushes stale (as N equally fast workers are).
+// Every run starts from the same initial weights and the same shard order (seed 42).
 // Writes bench/results/convergence.json. Usage: npm run bench:convergence [-- --target 0.97 --workers 1,2,4,8 --max-epochs 12]
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
-import { buildModel, setWeightsFromPacked } from '../shared/training/model.ts';
+import { buildModel, packWeights, setWeightsFromPacked } from '../shared/training/model.ts';
 import { computeGradients } from '../shared/training/gradient-step.ts';
 import { computeLocalUpdate } from '../shared/training/local-steps.ts';
 import { toBytes } from '../shared/codec/tensor-codec.ts';
@@ -60,6 +61,9 @@ interface Result {
   wallS: number;
 }
 
+/** The same initial weights for every run (tfjs initializers are not seeded). */
+let initialWeights: Float32Array | null = null;
+
 async function runOne(mode: (typeof MODES)[number], n: number): Promise<Result> {
   const dir = mkdtempSync(path.join(tmpdir(), 'flock-conv-'));
   const config = demoConfig('mnist-mlp', { aggregation: mode.aggregation, stop: { maxEpochs: MAX_EPOCHS, targetAccuracy: null }, evalEveryVersions: 1_000_000 });
@@ -70,6 +74,7 @@ async function runOne(mode: (typeof MODES)[number], n: number): Promise<Result> 
     state: new MemoryStateStore(),
     log: { info() {}, warn() {} },
     newId: () => randomUUID(),
+    initialWeights: (initialWeights ??= (await packWeights(await buildModel(demoConfig('mnist-mlp').modelTopology))).data.slice()),
   });
   const desc = rt.descriptor();
   const workers = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `w${i}` as WorkerId, model: await buildModel(config.modelTopology), cached: null as number | null, lease: null as LeasePayload | null })));
