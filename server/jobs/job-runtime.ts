@@ -1,6 +1,6 @@
 // One running job: wires its lease ledger, Aggregator (weights, optimizer, how gradients become
-// steps), evaluation scheduler, checkpoint policy and lifecycle; owns only the wiring state (the
-// acks of recent pushes, counters, metric history, measured worker speeds).
+// steps), evaluation scheduler, checkpoint policy, lifecycle and figures (job-metrics.ts); owns only
+// the wiring state (the acks of recent pushes, measured worker speeds, the finalize barrier).
 //
 // A gradient's walk, in push(): idempotency -> lease claim -> shape and staleness checks -> norm and
 // finiteness check -> log record (durable first) -> Aggregator.admit (steps when its buffer is full)
@@ -27,6 +27,7 @@ import type { StateStore, UpdateRecord } from '../storage/state-store.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
 import type { JobConfig } from './job-config.ts';
 import { JobLifecycle, type LifecycleSnapshot } from './job-lifecycle.ts';
+import { JobMetrics, type MetricsSnapshot } from './job-metrics.ts';
 import type { BestCheckpoint } from '../storage/best-checkpoint.ts';
 
 export interface Logger {
@@ -48,21 +49,10 @@ export interface JobRuntimeDeps {
   readonly bestStore?: CheckpointStore | undefined;
 }
 
-export interface Counters {
-  applied: number;
-  refused: Record<string, number>;
-  samplesApplied: number;
-  bytesDown: number;
-  bytesUp: number;
-  /** Histogram of applied staleness: index = tau (last bucket collects the rest). */
-  staleness: number[];
-}
+export type { Counters } from './job-metrics.ts';
 
-interface RuntimeSnapshot extends LifecycleSnapshot {
+interface RuntimeSnapshot extends LifecycleSnapshot, MetricsSnapshot {
   ledger: LedgerSnapshot;
-  metrics: EvalResult[];
-  trainLoss: { version: number; loss: number }[];
-  counters: Counters;
   /** Absent in checkpoints written before the Aggregator: log position = version, empty buffer. */
   aggregator?: AggregatorSnapshot;
 }
@@ -95,9 +85,7 @@ export interface JobSummary {
   aggregation: { mode: AggregationConfig['mode']; rule: AggregationConfig['rule']; bufferSize: number; localSteps: number | null; text: string; buffered: number };
 }
 
-const STALENESS_BUCKETS = 33;
 const MAX_ACKS_KEPT = 20_000;
-const MAX_TRAIN_LOSS_KEPT = 5_000;
 
 /** The bytes of a packed float32 gradient as one Float32Array (copied once if unaligned). */
 function flatFloats(bytes: Uint8Array): Float32Array {
@@ -113,9 +101,7 @@ interface ModelShape {
 }
 
 export class JobRuntime {
-  private metrics: EvalResult[] = [];
-  private trainLoss: { version: number; loss: number }[] = [];
-  private counters: Counters = { applied: 0, refused: {}, samplesApplied: 0, bytesDown: 0, bytesUp: 0, staleness: new Array<number>(STALENESS_BUCKETS).fill(0) };
+  private readonly figures: JobMetrics;
   private readonly acks = new Map<string, { workerId: WorkerId; ack: Extract<PushAck, { ok: true }> }>();
   private readonly leases: LeaseManager;
   private readonly sharder: Sharder;
@@ -136,7 +122,6 @@ export class JobRuntime {
   /** True while the final version is evaluated: no lease is granted and no push applied. */
   private finalizing = false;
   private evaluating: Promise<void> | null = null;
-  private recent: { at: number; samples: number }[] = [];
   private listeners = new Set<(u: JobUpdate) => void>();
   /** While draining (graceful shutdown) no lease is granted; pushes still land. */
   private draining = false;
@@ -170,11 +155,7 @@ export class JobRuntime {
       { jobId: id, store: deps.store, bestStore: deps.bestStore, state: deps.state, now: () => deps.clock.now(), warn: (m) => deps.log.warn(m), modelTopology: config.modelTopology, allSpecs: shape.allSpecs, loss: config.loss },
       snapshot ? version : null,
     );
-    if (snapshot) {
-      this.metrics = snapshot.metrics;
-      this.trainLoss = snapshot.trainLoss;
-      this.counters = snapshot.counters;
-    }
+    this.figures = new JobMetrics(deps.clock, snapshot);
   }
 
   /** Examples per lease: one minibatch, or `localSteps` of them in `local` mode. */
@@ -286,14 +267,11 @@ export class JobRuntime {
       this.leases.markDone(u.epoch, u.shard);
       const admitted = this.aggregator.admit(this.contribution(u), this.leases.exhausted);
       if (u.step != null && admitted.step !== u.step) throw new Error(`gradient #${u.version} was logged for v${u.step} but replays into v${admitted.step}`);
-      this.count(u.samples, u.staleness, null, u.loss, admitted.step);
+      this.figures.accepted(u.samples, u.staleness, null, u.loss, admitted.step);
       n++;
     }
-    const stored = this.deps.state.metrics(this.id);
-    if (stored.length >= this.metrics.length) {
-      this.metrics = stored.map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, testMae: m.testMae, testRmse: m.testRmse, at: m.at, ms: m.ms }));
-      this.evals.reset(this.metrics.at(-1)?.version ?? -1);
-    }
+    this.figures.adoptStored(this.deps.state.metrics(this.id).map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, testMae: m.testMae, testRmse: m.testRmse, at: m.at, ms: m.ms })));
+    this.evals.reset(this.figures.lastEvaluation?.version ?? -1);
     return n;
   }
 
@@ -350,7 +328,7 @@ export class JobRuntime {
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
     const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
     const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
-    this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
+    this.figures.downloaded(rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0));
     const a = this.aggregation;
     return {
       ok: true,
@@ -509,24 +487,14 @@ export class JobRuntime {
     const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };
     this.acks.set(lease.id, { workerId, ack });
     if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
-    this.count(samples, verdict.tau, check.arrays.reduce((s, a) => s + a.data.byteLength, 0), loss, admitted.step);
-    this.noteSamples(samples);
+    this.figures.accepted(samples, verdict.tau, check.arrays.reduce((s, a) => s + a.data.byteLength, 0), loss, admitted.step);
+    this.figures.noteSamples(samples);
 
     if (completedEpochs.length > 0) this.afterEpochs(completedEpochs);
     else if (this.evals.periodicDue(this.version) || this.leases.exhausted) void this.evaluateNow();
     return ack;
   }
 
-  private count(samples: number, tau: number, bytesUp: number | null, loss: number | null, step: number): void {
-    this.counters.applied++;
-    this.counters.samplesApplied += samples;
-    if (bytesUp !== null) this.counters.bytesUp += bytesUp;
-    this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, tau)]!++;
-    if (loss !== null && Number.isFinite(loss)) {
-      this.trainLoss.push({ version: step, loss });
-      if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);
-    }
-  }
 
   /** The worker's durable record: leases answered, accepted/refused, measured speed. */
   private recordWorkerOutcome(workerId: WorkerId, ack: PushAck): void {
@@ -562,12 +530,12 @@ export class JobRuntime {
   }
 
   private recordMetric(r: EvalResult): void {
-    this.metrics.push(r);
+    this.figures.evaluated(r);
     this.deps.state.appendMetric({ jobId: this.id, ...r });
   }
 
   private refuse(f: Failure): Failure {
-    this.counters.refused[f.code] = (this.counters.refused[f.code] ?? 0) + 1;
+    this.figures.refused(f.code);
     return f;
   }
 
@@ -576,7 +544,7 @@ export class JobRuntime {
       case 'paused':
         return fail(ErrorCode.JobPaused, 'paused by admin', 2000);
       case 'finished':
-        return fail(ErrorCode.JobFinished, `finished${this.metricText(this.metrics.at(-1))}`);
+        return fail(ErrorCode.JobFinished, `finished${this.metricText(this.figures.lastEvaluation)}`);
       case 'cancelled':
         return fail(ErrorCode.JobFinished, 'cancelled by admin');
       case 'running':
@@ -644,10 +612,8 @@ export class JobRuntime {
   checkpoint(): Promise<void> {
     const runtime: RuntimeSnapshot = {
       ...this.lifecycle.snapshot(),
+      ...this.figures.snapshot(),
       ledger: this.leases.snapshot(),
-      metrics: [...this.metrics],
-      trainLoss: [...this.trainLoss],
-      counters: structuredClone(this.counters),
       aggregator: this.aggregator.snapshot(),
     };
     return this.checkpoints.write({ version: this.version, weights: this.packedWeights().slice(), optimizer: this.aggregator.optimizerState(), runtime: runtime as unknown as RuntimeSnapshot & Record<string, unknown> });
@@ -697,7 +663,7 @@ export class JobRuntime {
 
   private finish(): void {
     this.lifecycle.finish();
-    this.deps.log.info(`job ${this.id}: finished at v${this.version}${this.metricText(this.metrics.at(-1))}${this.timeUp ? ' (wall-time limit reached)' : ''}`);
+    this.deps.log.info(`job ${this.id}: finished at v${this.version}${this.metricText(this.figures.lastEvaluation)}${this.timeUp ? ' (wall-time limit reached)' : ''}`);
   }
 
   /** Waits for the evaluation and checkpoint writes in flight (shutdown, tests). */
@@ -713,35 +679,25 @@ export class JobRuntime {
 
   // ---- reporting ------------------------------------------------------------------------------
 
-  private noteSamples(n: number): void {
-    const now = this.deps.clock.now();
-    this.recent.push({ at: now, samples: n });
-    while (this.recent.length > 0 && this.recent[0]!.at < now - 10_000) this.recent.shift();
-  }
-
   samplesPerSec(): number {
-    const now = this.deps.clock.now();
-    const recent = this.recent.filter((r) => r.at >= now - 10_000);
-    if (recent.length < 2) return 0;
-    const span = Math.max(1000, now - recent[0]!.at);
-    return (recent.reduce((s, r) => s + r.samples, 0) * 1000) / span;
+    return this.figures.samplesPerSec();
   }
 
   progress(): number {
     if (this.status === 'finished') return 1;
     const byEpochs = (this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch + this.leases.epochFraction) / this.config.stop.maxEpochs;
     const target = this.config.stop.targetAccuracy;
-    const acc = this.metrics.at(-1)?.testAccuracy ?? 0;
+    const acc = this.figures.lastEvaluation?.testAccuracy ?? 0;
     const byAccuracy = target ? Math.min(1, acc / target) : 0;
     return Math.min(1, Math.max(byEpochs, byAccuracy));
   }
 
   metricHistory(): { evaluations: readonly EvalResult[]; trainLoss: readonly { version: number; loss: number }[] } {
-    return { evaluations: this.metrics, trainLoss: this.trainLoss };
+    return this.figures.history();
   }
 
   stalenessHistogram(): readonly number[] {
-    return this.counters.staleness;
+    return this.figures.counters.staleness;
   }
 
   /**
@@ -753,7 +709,7 @@ export class JobRuntime {
   }
 
   summary(): JobSummary {
-    const last = this.metrics.at(-1);
+    const last = this.figures.lastEvaluation;
     // Every epoch done: the last epoch's shards are all done (the ledger has closed it).
     const shards = this.leases.exhausted ? { done: this.leases.shardsPerEpoch, leased: 0, waiting: 0 } : this.leases.shardCounts();
     return {
@@ -771,10 +727,10 @@ export class JobRuntime {
       samplesPerSec: this.samplesPerSec(),
       task: this.config.task,
       metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null, testMae: last?.testMae ?? null, testRmse: last?.testRmse ?? null },
-      updates: { applied: this.counters.applied, refused: { ...this.counters.refused } },
+      updates: { applied: this.figures.counters.applied, refused: { ...this.figures.counters.refused } },
       shards: { perEpoch: this.leases.shardsPerEpoch, ...shards, quarantined: [...this.leases.quarantined] },
-      bytes: { down: this.counters.bytesDown, up: this.counters.bytesUp },
-      samplesApplied: this.counters.samplesApplied,
+      bytes: { down: this.figures.counters.bytesDown, up: this.figures.counters.bytesUp },
+      samplesApplied: this.figures.counters.samplesApplied,
       createdAt: this.lifecycle.createdAt,
       finishedAt: this.lifecycle.finishedAt,
       lastCheckpointVersion: this.checkpoints.lastVersion,
@@ -791,7 +747,7 @@ export class JobRuntime {
   }
 
   private emit(): void {
-    const last = this.metrics.at(-1);
+    const last = this.figures.lastEvaluation;
     const u: JobUpdate = {
       jobId: this.id,
       status: this.status,
