@@ -45,7 +45,9 @@ function checkpointVersions(dataDir: string): number[] {
 
 test('two tabs train the MLP to 95% through a coordinator crash, and the model loads', async ({ browser }) => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-e2e-'));
-  const env = { FLOCK_DATA_DIR: dataDir, FLOCK_ADMIN_TOKEN: TOKEN, FLOCK_DEMO: 'mnist-mlp', FLOCK_TARGET_ACCURACY: '0.95', FLOCK_MAX_EPOCHS: '10' };
+  // FLOCK_E2E_AGGREGATION (e.g. `local`, `async`) runs the same journey in another aggregation mode.
+  const aggregation: Record<string, string> = process.env.FLOCK_E2E_AGGREGATION ? { FLOCK_AGGREGATION: process.env.FLOCK_E2E_AGGREGATION } : {};
+  const env = { FLOCK_DATA_DIR: dataDir, FLOCK_ADMIN_TOKEN: TOKEN, FLOCK_DEMO: 'mnist-mlp', FLOCK_TARGET_ACCURACY: '0.95', FLOCK_MAX_EPOCHS: '10', ...aggregation };
   let coord: CoordinatorProcess = await startCoordinatorProcess(env);
   try {
     const ctx = await browser.newContext();

@@ -3,6 +3,8 @@
 // line that names the variable, what it got and what it accepts. Owns no state.
 
 import path from 'node:path';
+import { AGGREGATION_MODES, aggregationFor, type AggregationMode } from './aggregation/aggregation-config.ts';
+import { COMBINE_RULES } from './aggregation/robust.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import { DEFAULT_LIMITS } from './jobs/limits.ts';
 
@@ -99,6 +101,15 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
     if (timeout !== undefined) demoOverrides.leaseTimeoutMs = timeout;
     const batch = intIn(env, 'FLOCK_BATCH_SIZE', 1, 65_536);
     if (batch !== undefined) demoOverrides.batchSize = batch;
+    const agg = env.FLOCK_AGGREGATION;
+    if (agg !== undefined && agg.trim() !== '') {
+      // `async`, `buffered`, `local`, or a mode and its rule: `buffered:median`.
+      const [mode, rule] = agg.trim().split(':');
+      if (!(AGGREGATION_MODES as readonly string[]).includes(mode!) || (rule !== undefined && !(COMBINE_RULES as readonly string[]).includes(rule))) {
+        throw new SettingError(`FLOCK_AGGREGATION=${shown(agg)} is not accepted: use ${AGGREGATION_MODES.join(', ')}, optionally with a rule (${COMBINE_RULES.join(', ')}), e.g. buffered:median`);
+      }
+      demoOverrides.aggregation = aggregationFor({ mode: mode as AggregationMode, ...(rule ? { rule } : {}) });
+    }
     return {
       ok: true,
       settings: {

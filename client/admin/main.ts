@@ -298,7 +298,7 @@ function renderJob(st: JobState): void {
     const badge = $('j-status');
     badge.className = `badge ${j.status}`;
     badge.textContent = j.status;
-    text('j-desc', `${j.description}  (id ${j.id}, ${j.optimizer}, batch ${j.batchSize})`);
+    text('j-desc', `${j.description}  (id ${j.id}, ${j.optimizer}, batch ${j.batchSize}, aggregation: ${j.aggregation.text})`);
     const live = j.status === 'running' || j.status === 'paused';
     show('j-pause', j.status === 'running');
     show('j-resume', j.status === 'paused');

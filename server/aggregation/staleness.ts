@@ -1,5 +1,6 @@
 // Staleness rule: how much a gradient computed on an older version still counts.
-// tau = current version - base version. Pure; the aggregator applies lr * scale(tau).
+// tau = current version - base version. Pure; the aggregator multiplies the GRADIENT by scale(tau)
+// before the optimizer sees it (scaling the step instead leaves the full gradient in the moments).
 
 export const STALENESS_RULES = ['inverse', 'inverse-sqrt', 'constant'] as const;
 export type StalenessRuleName = (typeof STALENESS_RULES)[number];
@@ -21,7 +22,7 @@ export function judgeStaleness(policy: StalenessPolicy, currentVersion: number, 
   return { accept: true, tau, scale: stalenessScale(policy.rule, tau) };
 }
 
-/** lr multiplier for staleness tau: 1/(1+tau) (Zhang et al. 2016), 1/sqrt(1+tau), or 1. */
+/** Gradient multiplier for staleness tau: 1/(1+tau) (Zhang et al. 2016), 1/sqrt(1+tau), or 1. */
 export function stalenessScale(rule: StalenessRuleName, tau: number): number {
   switch (rule) {
     case 'inverse':

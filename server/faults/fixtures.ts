@@ -9,6 +9,13 @@ import { startCoordinator, type Coordinator } from '../coordinator.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
 import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
 import type { LeasePayload } from '../../shared/protocol/messages.ts';
+import { io } from 'socket.io-client';
+import { SocketLink, type FlockSocket } from '../../shared/training/link.ts';
+import { WorkerLoop } from '../../shared/training/worker-loop.ts';
+import { initNodeBackend } from '../../shared/training/node-backend.ts';
+import { systemClock } from '../../shared/clock.ts';
+import { toBytes } from '../../shared/codec/tensor-codec.ts';
+import type { Attack } from './attacks.ts';
 
 export const silentLog = { info(): void {}, warn(): void {} };
 
@@ -61,4 +68,39 @@ export async function waitFor(pred: () => boolean, timeoutMs: number, what: stri
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/**
+ * A Node worker that computes honest gradients and sends `attack(gradient)` instead (a Byzantine
+ * volunteer: same speed as the honest ones, so its share of the gradients is its share of workers).
+ */
+export async function attackingWorker(url: string, attack: Attack): Promise<NodeWorker & { sent: () => number }> {
+  const backend = await initNodeBackend('wasm');
+  const socket: FlockSocket = io(url, { transports: ['websocket'], reconnectionDelay: 200, reconnectionDelayMax: 2000 });
+  const link = new SocketLink(socket, 15_000);
+  const push = link.pushGradient.bind(link);
+  let sent = 0;
+  link.pushGradient = async (req) => {
+    const bytes = toBytes(req.data);
+    const honest = new Float32Array(bytes.slice().buffer);
+    sent++;
+    return push({ ...req, data: attack(honest).buffer as ArrayBuffer });
+  };
+  const loop = new WorkerLoop(link, { clock: systemClock, capabilities: { backend: backend === 'wasm' ? 'wasm' : 'cpu', runtime: 'node', hardwareConcurrency: 1 } });
+  const done = loop.run();
+  return {
+    loop,
+    socket,
+    done,
+    sent: () => sent,
+    async stop() {
+      await loop.stop();
+      await done;
+      socket.close();
+    },
+    kill() {
+      socket.disconnect();
+      void loop.stop();
+    },
+  };
 }

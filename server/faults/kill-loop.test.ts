@@ -1,9 +1,12 @@
 // Fault injection, coordinator crashes: the real coordinator process is killed with SIGKILL at
-// random moments (checkpoint writes widened so some kills land mid-write) at least 20 times while
-// 3 Node workers train. The workers keep their own log of every acknowledged gradient. Asserts
-// after every restart that the version never went back past an acknowledged one, and at the end
-// (from the SQLite log) that every acknowledged gradient was applied exactly once, at the version
-// its ack named. Finally the newest checkpoint is zero-filled: detected, an older one used.
+// random moments (checkpoint writes widened so some kills land mid-write) while 3 Node workers
+// train, once per aggregation mode: the default (robust buffered) 20 times (FLOCK_KILLS), plain
+// async and local fewer times (FLOCK_KILLS_OTHER, default 4). The workers keep their own log of
+// every acknowledged gradient. Asserts after every restart that the version never went back past
+// an acknowledged one, and at the end (from the SQLite log) that every acknowledged gradient was
+// logged exactly once, for the step its ack named, each step combining exactly bufferSize of them.
+// Finally the newest checkpoint is zero-filled: detected, an older one plus the log replayed to the
+// same weights, bit for bit.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,25 +21,40 @@ import { WorkerLoop } from '../../shared/training/worker-loop.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import { systemClock } from '../../shared/clock.ts';
 import { mulberry32 } from '../data/sharder.ts';
+import { readFileSync } from 'node:fs';
 import { sleep } from './fixtures.ts';
 
 const KILLS = Number(process.env.FLOCK_KILLS ?? 20);
+const KILLS_OTHER = Number(process.env.FLOCK_KILLS_OTHER ?? 4);
 
 interface JobJson {
   version: number;
+  aggregation: { mode: string; bufferSize: number; buffered: number };
 }
 
-test(`coordinator SIGKILL x${KILLS}: no acknowledged gradient lost or applied twice`, { timeout: 600_000 }, async () => {
+// The default mode (the demo's robust buffered rule) takes the full count; the others fewer.
+const MODES: { name: string; env: string | null; kills: number; evalEvery: string }[] = [
+  { name: 'default (buffered, centered-clip)', env: null, kills: KILLS, evalEvery: '5' },
+  { name: 'async', env: 'async', kills: KILLS_OTHER, evalEvery: '25' },
+  { name: 'local', env: 'local', kills: KILLS_OTHER, evalEvery: '2' },
+];
+
+for (const mode of MODES) {
+  if (mode.kills > 0) test(`coordinator SIGKILL x${mode.kills}, ${mode.name}: no acknowledged gradient lost or applied twice, replay bit-exact`, { timeout: 600_000 }, () => killLoop(mode.env, mode.kills, mode.evalEvery));
+}
+
+async function killLoop(aggregation: string | null, KILLS: number, evalEvery: string): Promise<void> {
   await initNodeBackend('wasm');
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-kill-'));
   const env = {
     FLOCK_DATA_DIR: dataDir,
     FLOCK_DEMO: 'mnist-mlp',
-    FLOCK_BATCH_SIZE: '64',
-    FLOCK_EVAL_EVERY: '25',
+    FLOCK_BATCH_SIZE: aggregation === 'local' ? '16' : '64',
+    FLOCK_EVAL_EVERY: evalEvery,
     FLOCK_MAX_EPOCHS: '100',
     FLOCK_LEASE_TIMEOUT_MS: '3000',
     FLOCK_FAULT_CHECKPOINT_PAUSE_MS: '150',
+    ...(aggregation ? { FLOCK_AGGREGATION: aggregation } : {}),
   };
   let coord: CoordinatorProcess = await startCoordinatorProcess(env);
   const port = coord.port;
@@ -55,7 +73,8 @@ test(`coordinator SIGKILL x${KILLS}: no acknowledged gradient lost or applied tw
         const prior = acked.get(req.leaseId);
         assert.ok(prior === undefined || prior === ack.version, `lease ${req.leaseId} acked at v${prior} and v${ack.version}`);
         acked.set(req.leaseId, ack.version);
-        maxAcked = Math.max(maxAcked, ack.version);
+        // 'applied': in the weights of that version; 'buffered' (or a duplicate of one): waiting for it.
+        maxAcked = Math.max(maxAcked, ack.status === 'applied' ? ack.version : ack.version - 1);
       }
       return ack;
     };
@@ -101,10 +120,10 @@ test(`coordinator SIGKILL x${KILLS}: no acknowledged gradient lost or applied tw
     await Promise.allSettled(running);
   }
 
-  // Every acknowledged gradient is in the log exactly once, at the version its ack named.
+  // Every acknowledged gradient is in the log exactly once, for the step its ack named.
   const db = new Database(path.join(dataDir, 'flock.db'), { readonly: true });
-  const rows = db.prepare('SELECT version, lease_id FROM updates WHERE job_id = ? ORDER BY version').all('mnist-mlp') as { version: number; lease_id: string }[];
-  const byLease = new Map(rows.map((r) => [r.lease_id, r.version]));
+  const rows = db.prepare('SELECT version, COALESCE(step, version) AS step, lease_id FROM updates WHERE job_id = ? ORDER BY version').all('mnist-mlp') as { version: number; step: number; lease_id: string }[];
+  const byLease = new Map(rows.map((r) => [r.lease_id, r.step]));
   let missing = 0;
   let wrong = 0;
   for (const [lease, version] of acked) {
@@ -114,6 +133,13 @@ test(`coordinator SIGKILL x${KILLS}: no acknowledged gradient lost or applied tw
   }
   const versions = rows.map((r) => r.version);
   const contiguous = versions.every((v, i) => v === i + 1);
+  // Each step combines exactly bufferSize logged gradients (the last one may still be filling).
+  const K = aggregation === 'async' ? 1 : aggregation === 'local' ? 2 : 6;
+  const perStep = new Map<number, number>();
+  for (const r of rows) perStep.set(r.step, (perStep.get(r.step) ?? 0) + 1);
+  const steps = [...perStep.keys()];
+  assert.deepEqual(steps, steps.map((_, i) => i + 1), 'steps 1..S in log order');
+  assert.ok([...perStep.values()].slice(0, -1).every((n) => n === K), `every complete step has ${K} gradients`);
   const dupShards = db.prepare('SELECT COUNT(*) AS n FROM (SELECT epoch, shard, COUNT(*) c FROM updates WHERE job_id = ? GROUP BY epoch, shard HAVING c > 1)').get('mnist-mlp') as { n: number };
   db.close();
   const mean = recoverMs.reduce((a, b) => a + b, 0) / recoverMs.length;
@@ -129,16 +155,22 @@ test(`coordinator SIGKILL x${KILLS}: no acknowledged gradient lost or applied tw
   assert.ok(acked.size > KILLS * 5);
   assert.ok(midWrite >= 1, 'at least one kill landed during a checkpoint write');
 
-  // A zero-filled newest checkpoint is detected and the previous one (plus the log) is used.
+  // A zero-filled newest checkpoint is detected and the previous one (plus the log) is used; the
+  // replay reaches the same weights, bit for bit.
   const newest = readdirSync(ckptDir).filter((n) => /^v\d+$/.test(n)).sort().at(-1)!;
   const weights = path.join(ckptDir, newest, 'weights.bin');
+  const exact = readFileSync(weights);
   writeFileSync(weights, Buffer.alloc(statSync(weights).size));
   const again = await startCoordinatorProcess(env);
   try {
     const job = ((await (await fetch(`${again.url}/api/jobs`)).json()) as JobJson[])[0]!;
-    assert.equal(job.version, versions.at(-1), 'resumed at the last logged version');
+    assert.equal(job.aggregation.bufferSize, K);
+    assert.equal(job.version, Math.floor(versions.length / K), 'resumed at the last complete step');
+    assert.equal(job.aggregation.buffered, versions.length % K, 'the rest wait in the buffer');
     assert.ok(again.logs.some((l) => l.includes(`${newest} failed its checksum`)), 'the corrupt checkpoint was reported');
   } finally {
     await again.stop('SIGTERM');
   }
-});
+  const replayed = readFileSync(path.join(ckptDir, readdirSync(ckptDir).filter((n) => /^v\d+$/.test(n)).sort().at(-1)!, 'weights.bin'));
+  assert.ok(replayed.equals(exact), 'replay from the older checkpoint reproduced the weights bit for bit');
+}

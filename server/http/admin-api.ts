@@ -6,6 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, sendJson, sendText } from './respond.ts';
 import { z } from 'zod';
+import { AGGREGATION_MODES, aggregationFor } from '../aggregation/aggregation-config.ts';
+import { COMBINE_RULES } from '../aggregation/robust.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { CreateJobRequest, DemoInfo, SettingsPatch } from '../../shared/protocol/admin.ts';
 import { DEMOS, demoConfig, type DemoName } from '../jobs/demos.ts';
@@ -37,6 +39,10 @@ const SettingsSchema = z.object({
   maxStaleness: maxStaleness.optional(),
   maxEpochs: z.number().int().min(1).max(100_000).optional(),
   targetAccuracy: z.number().gt(0).max(1).nullable().optional(),
+  aggregation: z
+    .object({ mode: z.enum(AGGREGATION_MODES), rule: z.enum(COMBINE_RULES).optional(), bufferSize: z.number().int().min(1).max(256).optional(), localSteps: z.number().int().min(1).max(10_000).optional() })
+    .strict()
+    .optional(),
 });
 
 /** `source` is a discriminated union so a `{ kind: 'file', ... }` upload can be added beside it. */
@@ -76,6 +82,8 @@ export function configFor(req: z.infer<typeof CreateJobSchema>): JobConfig {
     batchSize: s.batchSize ?? base.batchSize,
     staleness: { ...base.staleness, maxStaleness: s.maxStaleness ?? base.staleness.maxStaleness },
     stop: { maxEpochs: s.maxEpochs ?? base.stop.maxEpochs, targetAccuracy: s.targetAccuracy === undefined ? base.stop.targetAccuracy : s.targetAccuracy },
+    // A mode named without its options gets that mode's defaults (buffered: the robust default's).
+    aggregation: s.aggregation ? aggregationFor(s.aggregation) : base.aggregation,
   };
 }
 
@@ -214,6 +222,8 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       return true;
     }
     registry.updateSettings(job.id, parsed.data);
+    // The new config is committed before the answer says it took effect.
+    await registry.durable();
     reply(200, jobView(job));
     return true;
   }

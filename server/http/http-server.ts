@@ -119,9 +119,10 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       if (job && method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
         const refusal = controlRefusal(rest[0] as JobControl, job.status);
         if (refusal) return error(res, 409, ErrorCode.WrongStatus, refusal);
-        if (rest[0] === 'pause') job.pause();
-        else if (rest[0] === 'resume') job.resume();
-        else job.cancel();
+        // Durable (checkpoint written) before it is acknowledged.
+        if (rest[0] === 'pause') await job.pause();
+        else if (rest[0] === 'resume') await job.resume();
+        else await job.cancel();
         return send(res, 200, job.summary());
       }
       const adminDeps: AdminApiDeps = { registry: deps.registry, workerStats: deps.workerStats, telemetry: deps.telemetry, upload: deps.upload };

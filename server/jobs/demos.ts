@@ -3,6 +3,7 @@
 
 import { tf } from '../../shared/training/tf.ts';
 import type { JobConfig } from './job-config.ts';
+import { DEFAULT_AGGREGATION } from '../aggregation/aggregation-config.ts';
 
 export const DEMOS = ['mnist-mlp', 'mnist-cnn'] as const;
 export type DemoName = (typeof DEMOS)[number];
@@ -48,6 +49,8 @@ export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): 
     stop: { maxEpochs: 10, targetAccuracy: null },
     maxGradNorm: 1000,
     seed: 42,
+    // Anyone can open the volunteer URL: robust buffered aggregation (plain async is an opt-in).
+    aggregation: DEFAULT_AGGREGATION,
   } as const satisfies Partial<JobConfig>;
   const base: JobConfig =
     name === 'mnist-cnn'

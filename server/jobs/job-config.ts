@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { STALENESS_RULES } from '../aggregation/staleness.ts';
 import { LOSSES } from '../../shared/protocol/messages.ts';
+import { AggregationSchema } from '../aggregation/aggregation-config.ts';
 
 export const JobConfigSchema = z.object({
   name: z.string().min(1).max(200),
@@ -53,6 +54,12 @@ export const JobConfigSchema = z.object({
   seed: z.number().int().min(0).max(2 ** 31),
   /** Share of the volunteer pool relative to other running jobs (server/jobs/scheduler.ts); absent = 1. */
   weight: z.number().positive().max(1000).optional(),
+  /**
+   * How gradients become optimizer steps (server/aggregation/aggregation-config.ts). Absent: plain
+   * `async`, as every job stored before this key existed ran (so its log replays bit-exactly);
+   * new jobs and the demos get the robust buffered default.
+   */
+  aggregation: AggregationSchema.optional(),
 });
 
 export type JobConfig = z.infer<typeof JobConfigSchema>;

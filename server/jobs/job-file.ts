@@ -10,6 +10,7 @@ import { tf } from '../../shared/training/tf.ts';
 import { packWeights } from '../../shared/training/model.ts';
 import { DataSection, Preprocessing } from '../data/ingest/data-section.ts';
 import { STALENESS_RULES } from '../aggregation/staleness.ts';
+import { AggregationSchema } from '../aggregation/aggregation-config.ts';
 import type { LossName, TaskName } from '../../shared/protocol/messages.ts';
 
 /** A refused job file. `field` is the job-file key at fault (the dashboard shows the message next to it). */
@@ -72,6 +73,11 @@ export const JobFileSchema = z
     evalEveryVersions: z.number().int().min(1).max(1_000_000).optional(),
     leaseTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
     maxGradNorm: positive.optional(),
+    /**
+     * How gradients become steps: `{ "mode": "buffered" | "async" | "local", "rule"?, "bufferSize"?,
+     * "localSteps"?, ... }` (server/aggregation/aggregation-config.ts). Default: robust buffered.
+     */
+    aggregation: AggregationSchema.partial().required({ mode: true }).strict().optional(),
   })
   .strict();
 

@@ -200,15 +200,15 @@ test('a push is idempotent per lease: the retry is a duplicate and the version m
   const lease = w.lease(rt);
   const before = weightsOf(rt);
   const msg = await w.gradient(rt, lease);
-  const first = rt.push(W1, msg);
+  const first = await rt.push(W1, msg);
   assert.deepEqual(first, { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 });
   const afterFirst = weightsOf(rt);
   assert.notDeepEqual(afterFirst, before);
-  const second = rt.push(W1, msg);
+  const second = await rt.push(W1, msg);
   assert.deepEqual(second, { ok: true, status: 'duplicate', version: 1, staleness: 0, scale: 1 });
   assert.equal(rt.currentVersion, 1);
   assert.deepEqual(weightsOf(rt), afterFirst);
-  assert.equal(codeOf(rt.push(W2, msg)), ErrorCode.LeaseNotYours);
+  assert.equal(codeOf(await rt.push(W2, msg)), ErrorCode.LeaseNotYours);
   const s = rt.summary();
   assert.equal(s.updates.applied, 1);
   assert.equal(s.shards.done, 1);
@@ -224,10 +224,10 @@ test('a gradient staler than the bound is refused with STALE_GRADIENT and its sh
   const oldMsg = await slow.gradient(rt, old);
   for (let i = 0; i < 3; i++) {
     const l = fast.lease(rt);
-    const ack = rt.push(W2, await fast.gradient(rt, l));
+    const ack = await rt.push(W2, await fast.gradient(rt, l));
     assert.equal(ack.ok && ack.version, i + 1);
   }
-  const ack = rt.push(W1, oldMsg);
+  const ack = await rt.push(W1, oldMsg);
   assert.equal(codeOf(ack), ErrorCode.Stale);
   assert.equal(rt.currentVersion, 3);
   assert.deepEqual(rt.summary().updates.refused, { [ErrorCode.Stale]: 1 });
@@ -244,8 +244,8 @@ test('within the bound a stale gradient is applied with the rule scale', async (
   const fast = await SimWorker.start(W2, rt);
   const old = slow.lease(rt);
   const oldMsg = await slow.gradient(rt, old);
-  for (let i = 0; i < 2; i++) rt.push(W2, await fast.gradient(rt, fast.lease(rt)));
-  assert.deepEqual(rt.push(W1, oldMsg), { ok: true, status: 'applied', version: 3, staleness: 2, scale: 1 / 3 });
+  for (let i = 0; i < 2; i++) await rt.push(W2, await fast.gradient(rt, fast.lease(rt)));
+  assert.deepEqual(await rt.push(W1, oldMsg), { ok: true, status: 'applied', version: 3, staleness: 2, scale: 1 / 3 });
   assert.equal(rt.stalenessHistogram()[2], 1);
   assert.equal(rt.stalenessHistogram()[0], 2);
   slow.dispose();
@@ -257,19 +257,19 @@ test('NaN / Infinity gradients are refused; version and weights unchanged; the s
   const w = await SimWorker.start(W1, rt);
   const before = weightsOf(rt);
   const lease = w.lease(rt);
-  const ack = rt.push(W1, handcrafted(rt, lease, (i) => (i === 5 ? NaN : 0.01)));
+  const ack = await rt.push(W1, handcrafted(rt, lease, (i) => (i === 5 ? NaN : 0.01)));
   assert.equal(codeOf(ack), ErrorCode.NonFinite);
   assert.equal(rt.currentVersion, 0);
   assert.deepEqual(weightsOf(rt), before);
   // The released lease can't be retried; its shard is handed out again.
-  assert.equal(codeOf(rt.push(W1, handcrafted(rt, lease, () => 0.01))), ErrorCode.UnknownLease);
+  assert.equal(codeOf(await rt.push(W1, handcrafted(rt, lease, () => 0.01))), ErrorCode.UnknownLease);
   const again = w.lease(rt);
   assert.equal(again.shardIndex, lease.shardIndex);
-  assert.equal(codeOf(rt.push(W1, handcrafted(rt, again, (i) => (i === 0 ? -Infinity : 0)))), ErrorCode.NonFinite);
+  assert.equal(codeOf(await rt.push(W1, handcrafted(rt, again, (i) => (i === 0 ? -Infinity : 0)))), ErrorCode.NonFinite);
   const third = w.lease(rt);
-  assert.equal(codeOf(rt.push(W1, handcrafted(rt, third, () => 1e6))), ErrorCode.TooLarge);
+  assert.equal(codeOf(await rt.push(W1, handcrafted(rt, third, () => 1e6))), ErrorCode.TooLarge);
   const fourth = w.lease(rt);
-  assert.equal(codeOf(rt.push(W1, { ...handcrafted(rt, fourth, () => 0), specs: [] })), ErrorCode.SpecMismatch);
+  assert.equal(codeOf(await rt.push(W1, { ...handcrafted(rt, fourth, () => 0), specs: [] })), ErrorCode.SpecMismatch);
   assert.equal(rt.currentVersion, 0);
   assert.deepEqual(weightsOf(rt), before);
   assert.deepEqual(rt.summary().updates.refused, {
@@ -287,11 +287,11 @@ test('a push of an unknown lease, or with a wrong base version, is refused and c
   const w = await SimWorker.start(W1, rt);
   const lease = w.lease(rt);
   const good = await w.gradient(rt, lease);
-  assert.equal(codeOf(rt.push(W1, { ...good, leaseId: 'no-such-lease' })), ErrorCode.UnknownLease);
-  assert.equal(codeOf(rt.push(W1, { ...good, baseVersion: 5 })), ErrorCode.BadRequest);
+  assert.equal(codeOf(await rt.push(W1, { ...good, leaseId: 'no-such-lease' })), ErrorCode.UnknownLease);
+  assert.equal(codeOf(await rt.push(W1, { ...good, baseVersion: 5 })), ErrorCode.BadRequest);
   assert.equal(rt.currentVersion, 0);
   // The lease itself is still good.
-  assert.equal(codeOf(rt.push(W1, good)), 'ok');
+  assert.equal(codeOf(await rt.push(W1, good)), 'ok');
   assert.equal(rt.currentVersion, 1);
   w.dispose();
 });
@@ -308,8 +308,8 @@ test('an expired lease is reissued by the sweep; its late push still counts, the
   assert.equal(rt.sweep(), 1);
   const replacement = b.lease(rt);
   assert.equal(replacement.shardIndex, late.shardIndex);
-  assert.equal(codeOf(rt.push(W1, lateMsg)), 'ok');
-  assert.equal(codeOf(rt.push(W2, await b.gradient(rt, replacement))), ErrorCode.ShardAlreadyDone);
+  assert.equal(codeOf(await rt.push(W1, lateMsg)), 'ok');
+  assert.equal(codeOf(await rt.push(W2, await b.gradient(rt, replacement))), ErrorCode.ShardAlreadyDone);
   assert.equal(rt.currentVersion, 1);
   assert.equal(rt.summary().shards.done, 1);
   a.dispose();
@@ -318,14 +318,14 @@ test('an expired lease is reissued by the sweep; its late push still counts, the
 
 test('pause: requestLease answers JOB_PAUSED until resume', async () => {
   const { rt } = await createJob();
-  rt.pause();
+  await rt.pause();
   assert.equal(rt.status, 'paused');
   const ack = rt.requestLease(W1, null);
   assert.deepEqual(ack, { ok: false, code: ErrorCode.JobPaused, message: 'paused by admin', retryAfterMs: 2000 });
   assert.equal(rt.summary().status, 'paused');
-  rt.resume();
+  await rt.resume();
   assert.equal(rt.requestLease(W1, null).ok, true);
-  rt.cancel();
+  await rt.cancel();
   assert.equal(codeOf(rt.requestLease(W1, null)), ErrorCode.JobFinished);
   await rt.settle();
 });
@@ -336,7 +336,7 @@ test('checkpoint then open resumes at the same version, weights, optimizer state
   const done = new Set<number>();
   for (let i = 0; i < 3; i++) {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
     done.add(l.shardIndex);
   }
   // A lease in flight at the checkpoint is not done.
@@ -376,8 +376,8 @@ test('checkpoint then open resumes at the same version, weights, optimizer state
   const l2 = back.requestLease(W2, 3);
   assert.ok(l1.ok && l2.ok);
   const fill = (i: number) => Math.sin(i) * 0.1;
-  assert.equal(codeOf(rt.push(W1, handcrafted(rt, l1.lease, fill))), 'ok');
-  assert.equal(codeOf(back.push(W2, handcrafted(back, l2.lease, fill))), 'ok');
+  assert.equal(codeOf(await rt.push(W1, handcrafted(rt, l1.lease, fill))), 'ok');
+  assert.equal(codeOf(await back.push(W2, handcrafted(back, l2.lease, fill))), 'ok');
   assert.deepEqual(weightsOf(back), weightsOf(rt));
   w.dispose();
 });
@@ -387,7 +387,7 @@ test('the live tensor count does not grow across many pushes and an evaluation',
   const w = await SimWorker.start(W1, rt);
   const step = async () => {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
   };
   for (let i = 0; i < 2; i++) await step();
   await rt.evaluateNow();
@@ -406,7 +406,7 @@ test('training on the synthetic data improves test accuracy; maxEpochs ends the 
   const w = await SimWorker.start(W1, rt);
   for (let i = 0; i < 2 * SHARDS; i++) {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
   }
   // The final evaluation is still running: no epoch may be reopened meanwhile.
   assert.equal(rt.status, 'running');
@@ -430,7 +430,7 @@ test('crash after acks: reopening replays the update log to the same weights, le
   for (let i = 0; i < 2; i++) {
     const l = w.lease(rt);
     const g = await w.gradient(rt, l);
-    assert.equal(codeOf(rt.push(W1, g)), 'ok');
+    assert.equal(codeOf(await rt.push(W1, g)), 'ok');
   }
   await rt.checkpoint();
   await rt.settle();
@@ -439,7 +439,7 @@ test('crash after acks: reopening replays the update log to the same weights, le
     const l = w.lease(rt);
     const g = await w.gradient(rt, l);
     pushes.push(g);
-    assert.equal(codeOf(rt.push(W1, g)), 'ok');
+    assert.equal(codeOf(await rt.push(W1, g)), 'ok');
   }
   const weights = weightsOf(rt);
   // The worker's durable record counts what it delivered and how fast.
@@ -455,12 +455,12 @@ test('crash after acks: reopening replays the update log to the same weights, le
   assert.equal(back.summary().shards.done, 5);
   assert.equal(back.summary().updates.applied, 5);
   // A retried push of an update applied before the crash is answered, not applied again.
-  const again = back.push(W1, pushes[1]!);
+  const again = await back.push(W1, pushes[1]!);
   assert.ok(again.ok && again.status === 'duplicate');
   assert.equal(again.version, 4);
   assert.equal(back.currentVersion, 5);
   // Only the same worker may see that answer.
-  assert.equal(codeOf(back.push(W2, pushes[1]!)), ErrorCode.UnknownLease);
+  assert.equal(codeOf(await back.push(W2, pushes[1]!)), ErrorCode.UnknownLease);
   // Replay wrote a fresh checkpoint, so the log can be compacted behind it.
   assert.equal(back.summary().lastCheckpointVersion, 5);
   w.dispose();
@@ -510,7 +510,7 @@ test('the best checkpoint (by test accuracy) outlives keep-last-N pruning and a 
   const w = await SimWorker.start(W1, rt);
   for (let i = 0; i < 4; i++) {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
   }
   await rt.evaluateNow();
   await rt.settle();
@@ -522,7 +522,7 @@ test('the best checkpoint (by test accuracy) outlives keep-last-N pruning and a 
     const l = w.lease(rt);
     const g = await w.gradient(rt, l);
     const up = new Float32Array((g.data as ArrayBuffer).slice(0)).map((v) => -20 * v);
-    assert.equal(codeOf(rt.push(W1, { ...g, data: up.buffer })), 'ok');
+    assert.equal(codeOf(await rt.push(W1, { ...g, data: up.buffer })), 'ok');
     await rt.checkpoint();
   }
   await rt.evaluateNow();
@@ -548,13 +548,13 @@ test('epochs are counted from 1 in the summary; all done shows every shard done'
   const w = await SimWorker.start(W1, rt);
   for (let i = 0; i < SHARDS; i++) {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
   }
   await rt.settle();
   assert.equal(rt.summary().epoch, 2);
   for (let i = 0; i < SHARDS; i++) {
     const l = w.lease(rt);
-    assert.equal(codeOf(rt.push(W1, await w.gradient(rt, l))), 'ok');
+    assert.equal(codeOf(await rt.push(W1, await w.gradient(rt, l))), 'ok');
   }
   await rt.settle();
   const s = rt.summary();
@@ -568,4 +568,75 @@ test('epochs are counted from 1 in the summary; all done shows every shard done'
   assert.equal(back.summary().epoch, 2);
   assert.match(lines.join('\n'), /resumed from checkpoint v16 \+ 0 logged update\(s\) = v16 \(finished\)/);
   w.dispose();
+});
+
+for (const aggregation of [
+  { mode: 'buffered', rule: 'mean', bufferSize: 3 },
+  { mode: 'buffered', rule: 'centered-clip', bufferSize: 3 },
+  { mode: 'buffered', rule: 'trimmed-mean', bufferSize: 4, trimFraction: 0.25 },
+  { mode: 'local', rule: 'median', bufferSize: 2, localSteps: 2 },
+] as const) {
+  test(`${aggregation.mode}/${aggregation.rule}: a crash with gradients in the buffer replays to the same weights; the log names each gradient's step`, async () => {
+    const { rt, deps } = await createJob({ aggregation: JSON.parse(JSON.stringify(aggregation)), stop: { maxEpochs: 20, targetAccuracy: null } });
+    const K = aggregation.bufferSize;
+    const w = await SimWorker.start(W1, rt);
+    const acks: PushAck[] = [];
+    const pushes: GradientPush[] = [];
+    const run = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const l = w.lease(rt);
+        if (aggregation.mode === 'local') assert.deepEqual(l.local && [l.local.steps, l.local.batchSize], [2, 32]);
+        // Local mode pushes a pseudo-gradient; its shape is the gradient's, so a handcrafted one stands in.
+        const g = await w.gradient(rt, l);
+        pushes.push(g);
+        acks.push(await rt.push(W1, g));
+      }
+    };
+    await run(K + 1); // one step, one buffered
+    await rt.checkpoint();
+    await rt.settle();
+    await run(K); // a second step, one more buffered: the crash leaves one in the buffer
+    await rt.settle(); // an epoch-end evaluation may be writing into the same folder
+    const weights = weightsOf(rt);
+    const seen = acks.map((a) => (a.ok ? `${a.status}@${a.version}` : `${a.code} ${a.message}`));
+    assert.equal(rt.currentVersion, 2, seen.join(', '));
+    assert.equal(rt.summary().aggregation.buffered, 1, seen.join(', '));
+    assert.deepEqual(acks.map((a) => (a.ok ? `${a.status}@${a.version}` : a.code)), [
+      ...Array.from({ length: K - 1 }, () => 'buffered@1'), 'applied@1', ...Array.from({ length: K - 1 }, () => 'buffered@2'), 'applied@2', 'buffered@3',
+    ]);
+    const steps = deps.state.updatesAfter('job-1', 0).map((u) => u.step);
+    assert.deepEqual(steps, [...Array.from({ length: K }, () => 1), ...Array.from({ length: K }, () => 2), 3]);
+    const back = await JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+    runtimes.push(back);
+    assert.equal(back.currentVersion, 2);
+    assert.equal(back.summary().aggregation.buffered, 1);
+    assert.deepEqual(weightsOf(back), weights, 'bit-exact');
+    // The buffered gradient is answered as a duplicate and completes its step with the next ones.
+    const dup = await back.push(W1, pushes.at(-1)!);
+    assert.ok(dup.ok && dup.status === 'duplicate' && dup.version === 3);
+    w.dispose();
+  });
+}
+
+test('a job whose update log has records but no surviving checkpoint refuses to start, saying why', async () => {
+  const { rt, deps } = await createJob();
+  const w = await SimWorker.start(W1, rt);
+  await rt.push(W1, await w.gradient(rt, w.lease(rt)));
+  await rt.settle();
+  await rm(deps.root, { recursive: true, force: true });
+  await assert.rejects(
+    JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') }),
+    /update log holds 1 gradient\(s\) but no checkpoint .* survives; refusing to start/,
+  );
+  w.dispose();
+});
+
+test('pause, resume and cancel are on disk when they resolve', async () => {
+  const { rt, deps } = await createJob();
+  await rt.pause();
+  assert.equal(((await deps.store.loadLatest())!.state.runtime as { status: string }).status, 'paused');
+  await rt.resume();
+  assert.equal(((await deps.store.loadLatest())!.state.runtime as { status: string }).status, 'running');
+  await rt.cancel();
+  assert.equal(((await deps.store.loadLatest())!.state.runtime as { status: string }).status, 'cancelled');
 });

@@ -1,32 +1,34 @@
-// One running job: wires its lease manager, aggregation (staleness rule + server optimizer),
-// evaluator and checkpoints around the job's model. Owns the model's variables, the version
-// counter, the job's status, metric history and counters. Every push is applied synchronously on
-// the event loop, so a checkpoint snapshot (weights + optimizer + shard ledger) is one version.
+// One running job: wires its lease ledger, Aggregator (weights, optimizer, how gradients become
+// steps), evaluation scheduler, checkpoint policy, lifecycle and figures (job-metrics.ts); owns only
+// the wiring state (the acks of recent pushes, measured worker speeds, the finalize barrier).
 //
-// Acknowledgement rule: a push is acknowledged "applied" only after its update record (gradient,
-// learning rate used, shard) is committed to the StateStore. After a crash the job reopens from
-// the newest valid checkpoint and replays the logged updates after it, so every acknowledged
-// gradient is in the model exactly once and the shard ledger matches the weights.
+// A gradient's walk, in push(): idempotency -> lease claim -> shape and staleness checks -> norm and
+// finiteness check -> log record (durable first) -> Aggregator.admit (steps when its buffer is full)
+// -> shard ledger -> counters -> maybe evaluate -> ack once the log is committed (group commit).
+// After a crash the job reopens from the newest valid checkpoint, refills the buffer it held and
+// replays the logged gradients after it, so every acknowledged gradient is in the model exactly once.
 
 import type { Clock } from '../../shared/clock.ts';
 import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
 import type { GradientPush, JobDescriptor, JobStatus, JobUpdate, LeaseAck, PushAck } from '../../shared/protocol/messages.ts';
-import { decodeTensors, encodeTensors, sameSpecs, sizeOf, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
+import { decodeTensors, sameSpecs, sizeOf, toBytes, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
 import { buildModel, packWeights, trainableSpecs, weightSpecs } from '../../shared/training/model.ts';
-import { LeaseManager, type LedgerSnapshot, type WorkerId } from '../leases/lease-manager.ts';
-import { judgeStaleness } from '../aggregation/staleness.ts';
-import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
+import { LeaseManager, type LedgerSnapshot, type Lease, type WorkerId } from '../leases/lease-manager.ts';
+import { Aggregator, type AggregatorSnapshot } from '../aggregation/aggregator.ts';
+import { aggregationOf, describeAggregation, type AggregationConfig } from '../aggregation/aggregation-config.ts';
 import { checkGradient } from '../aggregation/gradient-check.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
+import { EvalScheduler } from '../evaluation/eval-scheduler.ts';
 import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
 import type { CheckpointStore } from '../storage/checkpoint-store.ts';
-import type { StateStore } from '../storage/state-store.ts';
-import { toBytes } from '../../shared/codec/tensor-codec.ts';
+import { CheckpointPolicy } from '../storage/checkpoint-policy.ts';
+import type { StateStore, UpdateRecord } from '../storage/state-store.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
-import type { Lease } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
-import { bestMetricFor, isBetter, type BestCheckpoint } from '../storage/best-checkpoint.ts';
+import { JobLifecycle, type LifecycleSnapshot } from './job-lifecycle.ts';
+import { JobMetrics, type MetricsSnapshot } from './job-metrics.ts';
+import type { BestCheckpoint } from '../storage/best-checkpoint.ts';
 
 export interface Logger {
   info(msg: string): void;
@@ -47,25 +49,12 @@ export interface JobRuntimeDeps {
   readonly bestStore?: CheckpointStore | undefined;
 }
 
-export interface Counters {
-  applied: number;
-  refused: Record<string, number>;
-  samplesApplied: number;
-  bytesDown: number;
-  bytesUp: number;
-  /** Histogram of applied staleness: index = tau (last bucket collects the rest). */
-  staleness: number[];
-}
+export type { Counters } from './job-metrics.ts';
 
-interface RuntimeSnapshot {
-  status: JobStatus;
+interface RuntimeSnapshot extends LifecycleSnapshot, MetricsSnapshot {
   ledger: LedgerSnapshot;
-  metrics: EvalResult[];
-  trainLoss: { version: number; loss: number }[];
-  counters: Counters;
-  createdAt: number;
-  finishedAt: number | null;
-  activeMs: number;
+  /** Absent in checkpoints written before the Aggregator: log position = version, empty buffer. */
+  aggregator?: AggregatorSnapshot;
 }
 
 export interface JobSummary {
@@ -92,12 +81,11 @@ export interface JobSummary {
   lastCheckpointVersion: number | null;
   /** The best evaluated version whose weights are kept for download (`?which=best`), or null. */
   best: BestCheckpoint | null;
+  /** How gradients become steps: the job's `aggregation`, its one-line description, gradients waiting in the buffer. */
+  aggregation: { mode: AggregationConfig['mode']; rule: AggregationConfig['rule']; bufferSize: number; localSteps: number | null; text: string; buffered: number };
 }
 
-const STALENESS_BUCKETS = 33;
 const MAX_ACKS_KEPT = 20_000;
-const MAX_TRAIN_LOSS_KEPT = 5_000;
-const EVAL_SHARE_INV = 5;
 
 /** The bytes of a packed float32 gradient as one Float32Array (copied once if unaligned). */
 function flatFloats(bytes: Uint8Array): Float32Array {
@@ -105,67 +93,53 @@ function flatFloats(bytes: Uint8Array): Float32Array {
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
 }
 
+interface ModelShape {
+  params: Float32Array;
+  allSpecs: TensorSpec[];
+  trainSpecs: TensorSpec[];
+  trainSize: number;
+}
+
 export class JobRuntime {
-  private version = 0;
-  status: JobStatus = 'running';
-  private metrics: EvalResult[] = [];
-  private trainLoss: { version: number; loss: number }[] = [];
-  private counters: Counters = { applied: 0, refused: {}, samplesApplied: 0, bytesDown: 0, bytesUp: 0, staleness: new Array<number>(STALENESS_BUCKETS).fill(0) };
+  private readonly figures: JobMetrics;
   private readonly acks = new Map<string, { workerId: WorkerId; ack: Extract<PushAck, { ok: true }> }>();
   private readonly leases: LeaseManager;
   private readonly sharder: Sharder;
-  /** All weights, flat, in allSpecs order (trainable first): the model IS this vector here. */
+  /** Owns the weights (`params`, trainable prefix updated in place), the optimizer and the buffer. */
+  private readonly aggregator: Aggregator;
+  private readonly aggregation: AggregationConfig;
+  /** All weights, flat, in allSpecs order (trainable first). Written only by the aggregator. */
   private readonly params: Float32Array;
-  /** The trainable prefix of params, which gradients update. */
-  private readonly trainParams: Float32Array;
   private readonly trainSpecs: TensorSpec[];
   private readonly allSpecs: TensorSpec[];
   private readonly evaluator: Evaluator;
+  private readonly evals: EvalScheduler;
+  private readonly checkpoints: CheckpointPolicy;
+  private readonly lifecycle: JobLifecycle;
   private weightsCache: { version: number; data: Uint8Array } | null = null;
-  private lastEvalVersion = -1;
-  private lastEvalEndedAt = 0;
-  private lastEvalMs = 0;
-  /**
-   * Periodic evaluations may take at most 1/EVAL_SHARE_INV of the coordinator's time (a CNN's
-   * test pass costs a second or more): the next one waits EVAL_SHARE_INV-1 times the last one's
-   * length. Epoch ends and the stop condition are evaluated regardless.
-   */
-  private evalBudgetAllows(): boolean {
-    return this.deps.clock.now() - this.lastEvalEndedAt >= (EVAL_SHARE_INV - 1) * this.lastEvalMs;
-  }
   /** The wall-time limit (stop.maxMinutes) was reached: the next evaluation finishes the job. */
   private timeUp = false;
   /** True while the final version is evaluated: no lease is granted and no push applied. */
   private finalizing = false;
   private evaluating: Promise<void> | null = null;
-  private saving: Promise<void> = Promise.resolve();
-  private lastCheckpointVersion: number | null = null;
-  private recent: { at: number; samples: number }[] = [];
-  private createdAt: number;
-  private finishedAt: number | null = null;
-  private activeMs = 0;
-  private activeSince: number | null;
   private listeners = new Set<(u: JobUpdate) => void>();
   /** While draining (graceful shutdown) no lease is granted; pushes still land. */
   private draining = false;
   /** Measured ms per example per worker (EWMA), for adaptive lease deadlines. */
   private readonly speeds = new Map<WorkerId, number>();
-  /** The best evaluation so far (compared synchronously) and the one whose weights are saved. */
-  private bestSeen: BestCheckpoint | null = null;
-  private bestSaved: BestCheckpoint | null = null;
   /** Workers working on this job right now (set by the transport). */
   readonly workers = new Set<WorkerId>();
 
   private constructor(
     readonly id: string,
     readonly config: JobConfig,
-    shape: { params: Float32Array; allSpecs: TensorSpec[]; trainSpecs: TensorSpec[] },
-    private readonly optimizer: ServerOptimizer,
+    shape: ModelShape,
     private readonly deps: JobRuntimeDeps,
     snapshot: RuntimeSnapshot | null,
     version: number,
   ) {
-    this.sharder = new Sharder(deps.data.count('train'), config.batchSize, config.seed);
+    this.aggregation = aggregationOf(config);
+    this.sharder = new Sharder(deps.data.count('train'), this.shardSize, config.seed);
     this.leases = new LeaseManager(
       { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
       snapshot?.ledger,
@@ -173,29 +147,36 @@ export class JobRuntime {
     this.trainSpecs = shape.trainSpecs;
     this.allSpecs = shape.allSpecs;
     this.params = shape.params;
-    this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
+    this.aggregator = new Aggregator(this.aggregation, config.optimizer, shape.params.subarray(0, shape.trainSize), version, snapshot?.aggregator?.seq ?? version);
     this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
-    this.version = version;
-    this.createdAt = snapshot?.createdAt ?? deps.clock.now();
-    if (snapshot) {
-      this.status = snapshot.status;
-      this.metrics = snapshot.metrics;
-      this.trainLoss = snapshot.trainLoss;
-      this.counters = snapshot.counters;
-      this.finishedAt = snapshot.finishedAt;
-      this.activeMs = snapshot.activeMs;
-      this.lastEvalVersion = snapshot.metrics.at(-1)?.version ?? -1;
-      this.lastCheckpointVersion = version;
-    }
-    this.activeSince = this.status === 'running' ? deps.clock.now() : null;
+    this.lifecycle = new JobLifecycle(deps.clock, snapshot);
+    this.evals = new EvalScheduler(deps.clock, () => this.config.evalEveryVersions, snapshot?.metrics.at(-1)?.version ?? -1);
+    this.checkpoints = new CheckpointPolicy(
+      { jobId: id, store: deps.store, bestStore: deps.bestStore, state: deps.state, now: () => deps.clock.now(), warn: (m) => deps.log.warn(m), modelTopology: config.modelTopology, allSpecs: shape.allSpecs, loss: config.loss },
+      snapshot ? version : null,
+    );
+    this.figures = new JobMetrics(deps.clock, snapshot);
+  }
+
+  /** Examples per lease: one minibatch, or `localSteps` of them in `local` mode. */
+  private get shardSize(): number {
+    const a = aggregationOf(this.config);
+    return a.mode === 'local' ? this.config.batchSize * a.localSteps : this.config.batchSize;
+  }
+
+  get status(): JobStatus {
+    return this.lifecycle.status;
+  }
+
+  private get version(): number {
+    return this.aggregator.version;
   }
 
   /** A new job with freshly initialised weights; checkpoint v0 is written before it returns. */
   static async create(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
     const initial = deps.initialWeights ? new Uint8Array(deps.initialWeights.buffer, deps.initialWeights.byteOffset, deps.initialWeights.byteLength) : null;
     const shape = await JobRuntime.modelShape(config, initial);
-    const opt = createOptimizer(config.optimizer, shape.trainSize);
-    const rt = new JobRuntime(id, config, shape, opt, deps, null, 0);
+    const rt = new JobRuntime(id, config, shape, deps, null, 0);
     await rt.checkpoint();
     return rt;
   }
@@ -204,7 +185,7 @@ export class JobRuntime {
    * Builds the model once for its weight specs (trainable weights first, as tfjs orders them) and,
    * with no checkpoint, its freshly initialised weights; the server keeps only the flat vector.
    */
-  private static async modelShape(config: JobConfig, weights: Uint8Array | null): Promise<{ params: Float32Array; allSpecs: TensorSpec[]; trainSpecs: TensorSpec[]; trainSize: number }> {
+  private static async modelShape(config: JobConfig, weights: Uint8Array | null): Promise<ModelShape> {
     const model = await buildModel(config.modelTopology);
     try {
       const allSpecs = weightSpecs(model);
@@ -225,52 +206,72 @@ export class JobRuntime {
     }
   }
 
-  /** Resumes from the newest valid checkpoint, or starts fresh when there is none. */
+  /**
+   * Resumes from the newest valid checkpoint, or starts fresh when the job has none and no log.
+   * A job whose log has records but whose checkpoints are all gone refuses to start: starting over
+   * would answer every retried push from the log while the weights forgot them.
+   */
   static async open(id: string, config: JobConfig, deps: JobRuntimeDeps): Promise<JobRuntime> {
     const cp = await deps.store.loadLatest();
-    if (!cp) return JobRuntime.create(id, config, deps);
+    if (!cp) {
+      const logged = deps.state.lastVersion(id);
+      if (logged !== null) {
+        throw new Error(
+          `its update log holds ${logged} gradient(s) but no checkpoint in ${deps.store.root} survives; refusing to start it from fresh weights. ` +
+            `Restore a checkpoint folder there, or delete the job to start over`,
+        );
+      }
+      return JobRuntime.create(id, config, deps);
+    }
     const shape = await JobRuntime.modelShape(config, cp.weights);
-    const opt = createOptimizer(config.optimizer, shape.trainSize);
-    const slotArrays = decodeTensors(cp.state.optimizer.specs, cp.optimizer);
-    opt.restore({ step: cp.state.optimizer.step, slots: slotArrays.map((a) => ({ name: a.spec.name, data: a.data as Float32Array })) });
     const snap = cp.state.runtime as RuntimeSnapshot;
-    const rt = new JobRuntime(id, config, shape, opt, deps, snap, cp.state.version);
-    await rt.restoreBest();
+    const rt = new JobRuntime(id, config, shape, deps, snap, cp.state.version);
+    const slotArrays = decodeTensors(cp.state.optimizer.specs, cp.optimizer);
+    rt.aggregator.restoreOptimizer({ step: cp.state.optimizer.step, slots: slotArrays.map((a) => ({ name: a.spec.name, data: a.data as Float32Array })) });
+    if (snap.aggregator) rt.refillBuffer(snap.aggregator);
+    await rt.checkpoints.restoreBest();
     const replayed = rt.replay();
     const restored = rt.restoreLeases();
-    deps.log.info(
-      `job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (${rt.status === 'running' || rt.status === 'paused' ? `epoch ${rt.humanEpoch()} of ${config.stop.maxEpochs}` : rt.status}); ${restored} lease(s) still outstanding`,
-    );
+    const where = rt.status === 'running' || rt.status === 'paused' ? `epoch ${rt.humanEpoch()} of ${config.stop.maxEpochs}` : rt.status;
+    deps.log.info(`job ${id}: resumed from checkpoint v${cp.state.version} + ${replayed} logged update(s) = v${rt.version} (${where}); ${restored} lease(s) still outstanding`);
     if (replayed > 0) await rt.checkpoint();
     // Crashed after the last shard but before "finished" was saved: finish now, don't idle forever.
     if (rt.status === 'running' && rt.leases.exhausted) void rt.evaluateNow();
     return rt;
   }
 
+  /** The gradients the checkpoint's buffer held (logged, not yet in its weights). */
+  private refillBuffer(s: AggregatorSnapshot): void {
+    this.aggregator.restoreSnapshot(s);
+    if (s.buffered === 0) return;
+    const held = this.deps.state.updatesAfter(this.id, s.seq - s.buffered).filter((u) => u.version <= s.seq);
+    if (held.length !== s.buffered || held.some((u) => !u.gradient)) throw new Error(`the checkpoint's ${s.buffered} buffered gradient(s) up to #${s.seq} are not all in the log`);
+    this.aggregator.refill(held.map((u) => this.contribution(u)));
+  }
+
+  private contribution(u: UpdateRecord): { seq: number; gradient: Float32Array; scale: number | null; lr: number } {
+    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr };
+  }
+
   /**
-   * Re-applies the logged updates after the loaded checkpoint, in version order, with the learning
-   * rate each was applied with. Throws if the log has a gap (the job must not silently lose work).
+   * Re-admits the logged gradients after the checkpoint, in log order, each with the discount and
+   * learning rate it was admitted with; checks each lands in the step it was logged for. Throws on
+   * a gap (the job must not silently lose work).
    */
   private replay(): number {
     let n = 0;
-    for (const u of this.deps.state.updatesAfter(this.id, this.version)) {
-      if (u.version !== this.version + 1 || !u.gradient) {
-        throw new Error(`update log cannot be replayed from v${this.version}: next logged update is v${u.version}${u.gradient ? '' : ' without its gradient'}`);
+    for (const u of this.deps.state.updatesAfter(this.id, this.aggregator.seq)) {
+      if (u.version !== this.aggregator.seq + 1 || !u.gradient) {
+        throw new Error(`update log cannot be replayed from #${this.aggregator.seq}: next logged gradient is #${u.version}${u.gradient ? '' : ' without its gradient'}`);
       }
-      this.optimizer.apply(this.trainParams, flatFloats(u.gradient), u.lr);
-      this.version = u.version;
       this.leases.markDone(u.epoch, u.shard);
-      this.counters.applied++;
-      this.counters.samplesApplied += u.samples;
-      this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, u.staleness)]!++;
-      if (u.loss !== null && Number.isFinite(u.loss)) this.trainLoss.push({ version: u.version, loss: u.loss });
+      const admitted = this.aggregator.admit(this.contribution(u), this.leases.exhausted);
+      if (u.step != null && admitted.step !== u.step) throw new Error(`gradient #${u.version} was logged for v${u.step} but replays into v${admitted.step}`);
+      this.figures.accepted(u.samples, u.staleness, null, u.loss, admitted.step);
       n++;
     }
-    const stored = this.deps.state.metrics(this.id);
-    if (stored.length >= this.metrics.length) {
-      this.metrics = stored.map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, testMae: m.testMae, testRmse: m.testRmse, at: m.at, ms: m.ms }));
-      this.lastEvalVersion = this.metrics.at(-1)?.version ?? -1;
-    }
+    this.figures.adoptStored(this.deps.state.metrics(this.id).map((m) => ({ version: m.version, testLoss: m.testLoss, testAccuracy: m.testAccuracy, testMae: m.testMae, testRmse: m.testRmse, at: m.at, ms: m.ms })));
+    this.evals.reset(this.figures.lastEvaluation?.version ?? -1);
     return n;
   }
 
@@ -321,13 +322,14 @@ export class JobRuntime {
       const known = this.deps.state.getWorker(workerId)?.msPerSample;
       if (known != null) this.speeds.set(workerId, known);
     }
-    const timeoutMs = leaseDeadlineMs(policyFor(this.config.leaseTimeoutMs), this.speeds.get(workerId), this.config.batchSize);
+    const timeoutMs = leaseDeadlineMs(policyFor(this.config.leaseTimeoutMs), this.speeds.get(workerId), this.shardSize);
     const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
     const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
     const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
-    this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
+    this.figures.downloaded(rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0));
+    const a = this.aggregation;
     return {
       ok: true,
       lease: {
@@ -340,6 +342,7 @@ export class JobRuntime {
         numSamples: rows.count,
         x: rows.x,
         y: rows.y,
+        ...(a.mode === 'local' ? { local: { steps: a.localSteps, batchSize: this.config.batchSize, optimizer: { ...this.config.optimizer } } } : {}),
       },
       weights,
     };
@@ -363,7 +366,7 @@ export class JobRuntime {
   /** Reclaims expired leases (each counts as a failure of its shard); the coordinator calls it periodically. */
   sweep(): number {
     const limit = this.config.stop.maxMinutes;
-    if (limit != null && !this.timeUp && this.status === 'running' && this.elapsedActiveMs() >= limit * 60_000) {
+    if (limit != null && !this.timeUp && this.status === 'running' && this.lifecycle.elapsedActiveMs() >= limit * 60_000) {
       this.timeUp = true;
       this.deps.log.info(`job ${this.id}: wall-time limit of ${limit} min reached; evaluating the final model`);
       void this.evaluateNow();
@@ -407,44 +410,32 @@ export class JobRuntime {
     return this.leases.outstanding.length;
   }
 
-  // ---- aggregation ----------------------------------------------------------------------------
+  // ---- the push pipeline ----------------------------------------------------------------------
 
-  /** Validates and applies one gradient. Idempotent per lease: a retried push gets 'duplicate'. */
-  push(workerId: WorkerId, msg: GradientPush): PushAck {
-    const ack = this.applyPush(workerId, msg);
+  /**
+   * Validates, logs and admits one gradient; answers once its log record (and the worker's record,
+   * same transaction) is committed. Idempotent per lease: a retried push gets 'duplicate'.
+   */
+  async push(workerId: WorkerId, msg: GradientPush): Promise<PushAck> {
+    const ack = this.accept(workerId, msg);
     this.recordWorkerOutcome(workerId, ack);
+    await this.deps.state.durable();
     return ack;
   }
 
-  /** The worker's durable record: leases answered, accepted/refused, measured speed. */
-  private recordWorkerOutcome(workerId: WorkerId, ack: PushAck): void {
-    const prev = this.deps.state.getWorker(workerId);
-    const now = this.deps.clock.now();
-    this.deps.state.putWorker({
-      workerId,
-      firstSeenAt: prev?.firstSeenAt ?? now,
-      lastSeenAt: now,
-      capabilities: prev?.capabilities ?? null,
-      leasesDone: (prev?.leasesDone ?? 0) + 1,
-      accepted: (prev?.accepted ?? 0) + (ack.ok ? 1 : 0),
-      refused: (prev?.refused ?? 0) + (ack.ok ? 0 : 1),
-      msPerSample: this.speeds.get(workerId) ?? prev?.msPerSample ?? null,
-    });
-  }
-
-  private applyPush(workerId: WorkerId, msg: GradientPush): PushAck {
+  private accept(workerId: WorkerId, msg: GradientPush): PushAck {
     const prior = this.acks.get(msg.leaseId);
     if (prior) {
       if (prior.workerId !== workerId) return fail(ErrorCode.LeaseNotYours, 'lease belongs to another worker');
       return { ...prior.ack, status: 'duplicate' };
     }
-    if (this.status === 'finished' || this.status === 'cancelled') return this.refuse(fail(ErrorCode.JobFinished, `job is ${this.status}`));
+    if (this.lifecycle.ended) return this.refuse(fail(ErrorCode.JobFinished, `job is ${this.status}`));
     const claim = this.leases.claim(msg.leaseId, workerId);
     if (!claim.ok) {
-      // Applied before a restart? Answer as the first time (the ack may have been lost).
+      // Accepted before a restart? Answer as the first time (the ack may have been lost).
       const logged = claim.code === ErrorCode.UnknownLease ? this.deps.state.updateByLease(this.id, msg.leaseId) : null;
       if (logged && logged.workerId === workerId) {
-        return { ok: true, status: 'duplicate', version: logged.version, staleness: logged.staleness, scale: logged.lr / this.config.optimizer.learningRate };
+        return { ok: true, status: 'duplicate', version: logged.step ?? logged.version, staleness: logged.staleness, scale: logged.scale ?? logged.lr / this.config.optimizer.learningRate };
       }
       return this.refuse(fail(claim.code, claim.message));
     }
@@ -460,7 +451,7 @@ export class JobRuntime {
     if (msg.numSamples !== samples) {
       return this.refuse(fail(ErrorCode.BadRequest, `the shard has ${samples} examples, push says ${msg.numSamples}`));
     }
-    const verdict = judgeStaleness(this.config.staleness, this.version, lease.baseVersion);
+    const verdict = this.aggregator.judge(this.config.staleness, lease.baseVersion);
     if (!verdict.accept) {
       this.leases.release(lease.id);
       this.deps.state.deleteLease(this.id, lease.id);
@@ -474,36 +465,51 @@ export class JobRuntime {
       return this.refuse(fail(check.code, check.message));
     }
 
-    const lr = this.config.optimizer.learningRate * verdict.scale;
+    // Durable first: the record (which step it joins, its discount, the step's lr) is logged before
+    // the aggregator admits it; the ack waits for the commit.
+    const seq = this.aggregator.seq + 1;
+    // Whether it completes the buffer or waits in it, this gradient is part of the next version.
+    const step = this.version + 1;
+    const lr = this.aggregator.stepLearningRate(this.config.optimizer.learningRate);
     const now = this.deps.clock.now();
-    // Durable first: the update is logged (and replayable) before it is applied and acknowledged.
+    const loss = msg.loss !== null && Number.isFinite(msg.loss) ? msg.loss : null;
+    const gradient = toBytes(msg.data);
     this.deps.state.appendUpdate({
-      jobId: this.id, version: this.version + 1, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
-      baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss: msg.loss !== null && Number.isFinite(msg.loss) ? msg.loss : null, at: now,
-      gradient: toBytes(msg.data),
+      jobId: this.id, version: seq, step, scale: verdict.scale, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
+      baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss, at: now, gradient,
     });
     this.deps.state.deleteLease(this.id, lease.id);
-    this.optimizer.apply(this.trainParams, flatFloats(toBytes(msg.data)), lr);
-    this.version++;
-    this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
     const completedEpochs = this.leases.complete(lease);
+    // The last shard of the last epoch flushes a partial buffer: every gradient ends up in the model.
+    const admitted = this.aggregator.admit({ seq, gradient: flatFloats(gradient), scale: verdict.scale, lr }, this.leases.exhausted);
+    this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
 
-    const ack = { ok: true as const, status: 'applied' as const, version: this.version, staleness: verdict.tau, scale: verdict.scale };
+    const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };
     this.acks.set(lease.id, { workerId, ack });
     if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
-    this.counters.applied++;
-    this.counters.samplesApplied += samples;
-    this.counters.bytesUp += check.arrays.reduce((s, a) => s + a.data.byteLength, 0);
-    this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, verdict.tau)]!++;
-    if (msg.loss !== null && Number.isFinite(msg.loss)) {
-      this.trainLoss.push({ version: this.version, loss: msg.loss });
-      if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);
-    }
-    this.noteSamples(samples);
+    this.figures.accepted(samples, verdict.tau, check.arrays.reduce((s, a) => s + a.data.byteLength, 0), loss, admitted.step);
+    this.figures.noteSamples(samples);
 
     if (completedEpochs.length > 0) this.afterEpochs(completedEpochs);
-    else if ((this.version - this.lastEvalVersion >= this.config.evalEveryVersions && this.evalBudgetAllows()) || this.leases.exhausted) void this.evaluateNow();
+    else if (this.evals.periodicDue(this.version) || this.leases.exhausted) void this.evaluateNow();
     return ack;
+  }
+
+
+  /** The worker's durable record: leases answered, accepted/refused, measured speed. */
+  private recordWorkerOutcome(workerId: WorkerId, ack: PushAck): void {
+    const prev = this.deps.state.getWorker(workerId);
+    const now = this.deps.clock.now();
+    this.deps.state.putWorker({
+      workerId,
+      firstSeenAt: prev?.firstSeenAt ?? now,
+      lastSeenAt: now,
+      capabilities: prev?.capabilities ?? null,
+      leasesDone: (prev?.leasesDone ?? 0) + 1,
+      accepted: (prev?.accepted ?? 0) + (ack.ok ? 1 : 0),
+      refused: (prev?.refused ?? 0) + (ack.ok ? 0 : 1),
+      msPerSample: this.speeds.get(workerId) ?? prev?.msPerSample ?? null,
+    });
   }
 
   /** The stop condition's metric targets (accuracy at or above; MAE/RMSE at or below). */
@@ -524,12 +530,12 @@ export class JobRuntime {
   }
 
   private recordMetric(r: EvalResult): void {
-    this.metrics.push(r);
+    this.figures.evaluated(r);
     this.deps.state.appendMetric({ jobId: this.id, ...r });
   }
 
   private refuse(f: Failure): Failure {
-    this.counters.refused[f.code] = (this.counters.refused[f.code] ?? 0) + 1;
+    this.figures.refused(f.code);
     return f;
   }
 
@@ -538,7 +544,7 @@ export class JobRuntime {
       case 'paused':
         return fail(ErrorCode.JobPaused, 'paused by admin', 2000);
       case 'finished':
-        return fail(ErrorCode.JobFinished, `finished${this.metricText(this.metrics.at(-1))}`);
+        return fail(ErrorCode.JobFinished, `finished${this.metricText(this.figures.lastEvaluation)}`);
       case 'cancelled':
         return fail(ErrorCode.JobFinished, 'cancelled by admin');
       case 'running':
@@ -562,16 +568,15 @@ export class JobRuntime {
   evaluateNow(): Promise<void> {
     if (this.evaluating) return this.evaluating;
     const version = this.version;
-    this.lastEvalVersion = version;
+    this.evals.started(version);
     const packed = this.packedWeights();
     const weights = new Float32Array(packed.buffer, packed.byteOffset, packed.byteLength / 4);
     this.evaluating = (async () => {
       try {
         const r = await this.evaluator.evaluate(version, this.allSpecs, weights, () => this.deps.clock.now());
-        this.lastEvalEndedAt = this.deps.clock.now();
-        this.lastEvalMs = r.ms;
+        this.evals.finished(r.ms);
         this.recordMetric(r);
-        this.considerBest(r, weights);
+        this.checkpoints.considerBest(r, weights);
         if (this.status === 'running' && (this.targetMet(r) || this.timeUp || (this.leases.exhausted && this.version === version))) {
           if (this.version === version) {
             this.finish();
@@ -583,8 +588,8 @@ export class JobRuntime {
             const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
             const last = await this.evaluator.evaluate(this.version, this.allSpecs, finalWeights, () => this.deps.clock.now());
             this.recordMetric(last);
-            this.considerBest(last, finalWeights);
-            this.lastEvalVersion = this.version;
+            this.checkpoints.considerBest(last, finalWeights);
+            this.evals.started(this.version);
             this.finalizing = false;
             if (this.targetMet(last) || this.timeUp || this.leases.exhausted) this.finish();
           }
@@ -598,106 +603,40 @@ export class JobRuntime {
         this.finalizing = false;
       }
       // Work that arrived while evaluating may already warrant another evaluation.
-      if (this.status === 'running' && ((this.version - this.lastEvalVersion >= this.config.evalEveryVersions && this.evalBudgetAllows()) || (this.leases.exhausted && this.lastEvalVersion !== this.version))) {
-        void this.evaluateNow();
-      }
+      if (this.status === 'running' && this.evals.dueAfter(this.version, this.leases.exhausted)) void this.evaluateNow();
     })();
     return this.evaluating;
   }
 
   /** Writes a checkpoint of this instant (snapshot taken synchronously; writes serialized). */
   checkpoint(): Promise<void> {
-    const version = this.version;
-    const weights = this.packedWeights().slice();
-    const opt: OptimizerState = this.optimizer.state();
-    const optSpecs: TensorSpec[] = opt.slots.map((s) => ({ name: s.name, shape: [s.data.length], dtype: 'float32' }));
-    const optimizer = new Uint8Array(encodeTensors(optSpecs, opt.slots.map((s) => s.data)));
     const runtime: RuntimeSnapshot = {
-      status: this.status,
+      ...this.lifecycle.snapshot(),
+      ...this.figures.snapshot(),
       ledger: this.leases.snapshot(),
-      metrics: [...this.metrics],
-      trainLoss: [...this.trainLoss],
-      counters: structuredClone(this.counters),
-      createdAt: this.createdAt,
-      finishedAt: this.finishedAt,
-      activeMs: this.elapsedActiveMs(),
+      aggregator: this.aggregator.snapshot(),
     };
-    const next = this.saving.then(async () => {
-      await this.deps.store.save({
-        modelTopology: this.config.modelTopology,
-        weightSpecs: this.allSpecs,
-        weights,
-        optimizer,
-        state: { version, createdAt: this.deps.clock.now(), runtime, optimizer: { step: opt.step, specs: optSpecs } },
-      });
-      this.lastCheckpointVersion = version;
-      // Gradients stay in the log back to the oldest kept checkpoint, so falling back to any of
-      // them (the newest may be corrupt) can still replay forward; older blobs are dropped.
-      const kept = await this.deps.store.list();
-      const oldest = kept.at(-1)?.version;
-      if (oldest !== undefined) this.deps.state.compactUpdates(this.id, oldest);
-    });
-    this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: checkpoint v${version} failed: ${err.message}`));
-    return this.saving;
+    return this.checkpoints.write({ version: this.version, weights: this.packedWeights().slice(), optimizer: this.aggregator.optimizerState(), runtime: runtime as unknown as RuntimeSnapshot & Record<string, unknown> });
   }
 
-  /**
-   * Keeps the evaluated weights when they are the best so far by the job's metric. Written in the
-   * checkpoint queue (settle() waits for it); `best` in the summary changes once it is on disk.
-   */
-  private considerBest(r: EvalResult, weights: Float32Array): void {
-    const store = this.deps.bestStore;
-    const metric = bestMetricFor(this.config.loss);
-    if (!store || !isBetter(metric, r, this.bestSeen)) return;
-    const best: BestCheckpoint = { version: r.version, metric, testAccuracy: r.testAccuracy, testLoss: r.testLoss, at: r.at };
-    this.bestSeen = best;
-    const data = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength).slice();
-    const next = this.saving.then(async () => {
-      await store.save({
-        modelTopology: this.config.modelTopology,
-        weightSpecs: this.allSpecs,
-        weights: data,
-        optimizer: new Uint8Array(0),
-        state: { version: best.version, createdAt: this.deps.clock.now(), runtime: { best }, optimizer: { step: 0, specs: [] } },
-      });
-      this.bestSaved = best;
-    });
-    this.saving = next.catch((err: Error) => this.deps.log.warn(`job ${this.id}: best checkpoint v${best.version} failed: ${err.message}`));
-  }
+  // ---- admin controls: each is durable (checkpoint written) before it resolves ----------------------
 
-  private async restoreBest(): Promise<void> {
-    const cp = await this.deps.bestStore?.loadLatest();
-    const best = (cp?.state.runtime as { best?: BestCheckpoint } | undefined)?.best;
-    if (best) this.bestSeen = this.bestSaved = best;
-  }
-
-  // ---- admin controls -------------------------------------------------------------------------
-
-  pause(): void {
-    if (this.status !== 'running') return;
-    this.activeMs = this.elapsedActiveMs();
-    this.activeSince = null;
-    this.status = 'paused';
+  async pause(): Promise<void> {
+    if (!this.lifecycle.pause()) return;
     this.emit();
-    void this.checkpoint();
+    await this.checkpoint();
   }
 
-  resume(): void {
-    if (this.status !== 'paused') return;
-    this.status = 'running';
-    this.activeSince = this.deps.clock.now();
+  async resume(): Promise<void> {
+    if (!this.lifecycle.resume()) return;
     this.emit();
-    void this.checkpoint();
+    await this.checkpoint();
   }
 
-  cancel(): void {
-    if (this.status === 'finished' || this.status === 'cancelled') return;
-    this.activeMs = this.elapsedActiveMs();
-    this.activeSince = null;
-    this.status = 'cancelled';
-    this.finishedAt = this.deps.clock.now();
+  async cancel(): Promise<void> {
+    if (!this.lifecycle.cancel()) return;
     this.emit();
-    void this.checkpoint();
+    await this.checkpoint();
   }
 
   /**
@@ -719,25 +658,18 @@ export class JobRuntime {
 
   /** Time spent running so far, pauses excluded (ms). */
   get activeElapsedMs(): number {
-    return this.elapsedActiveMs();
+    return this.lifecycle.elapsedActiveMs();
   }
 
   private finish(): void {
-    this.activeMs = this.elapsedActiveMs();
-    this.activeSince = null;
-    this.status = 'finished';
-    this.finishedAt = this.deps.clock.now();
-    this.deps.log.info(`job ${this.id}: finished at v${this.version}${this.metricText(this.metrics.at(-1))}${this.timeUp ? ' (wall-time limit reached)' : ''}`);
-  }
-
-  private elapsedActiveMs(): number {
-    return this.activeMs + (this.activeSince === null ? 0 : this.deps.clock.now() - this.activeSince);
+    this.lifecycle.finish();
+    this.deps.log.info(`job ${this.id}: finished at v${this.version}${this.metricText(this.figures.lastEvaluation)}${this.timeUp ? ' (wall-time limit reached)' : ''}`);
   }
 
   /** Waits for the evaluation and checkpoint writes in flight (shutdown, tests). */
   async settle(): Promise<void> {
     while (this.evaluating) await this.evaluating;
-    await this.saving;
+    await this.checkpoints.settle();
   }
 
   dispose(): void {
@@ -747,35 +679,25 @@ export class JobRuntime {
 
   // ---- reporting ------------------------------------------------------------------------------
 
-  private noteSamples(n: number): void {
-    const now = this.deps.clock.now();
-    this.recent.push({ at: now, samples: n });
-    while (this.recent.length > 0 && this.recent[0]!.at < now - 10_000) this.recent.shift();
-  }
-
   samplesPerSec(): number {
-    const now = this.deps.clock.now();
-    const recent = this.recent.filter((r) => r.at >= now - 10_000);
-    if (recent.length < 2) return 0;
-    const span = Math.max(1000, now - recent[0]!.at);
-    return (recent.reduce((s, r) => s + r.samples, 0) * 1000) / span;
+    return this.figures.samplesPerSec();
   }
 
   progress(): number {
     if (this.status === 'finished') return 1;
     const byEpochs = (this.leases.exhausted ? this.config.stop.maxEpochs : this.leases.currentEpoch + this.leases.epochFraction) / this.config.stop.maxEpochs;
     const target = this.config.stop.targetAccuracy;
-    const acc = this.metrics.at(-1)?.testAccuracy ?? 0;
+    const acc = this.figures.lastEvaluation?.testAccuracy ?? 0;
     const byAccuracy = target ? Math.min(1, acc / target) : 0;
     return Math.min(1, Math.max(byEpochs, byAccuracy));
   }
 
   metricHistory(): { evaluations: readonly EvalResult[]; trainLoss: readonly { version: number; loss: number }[] } {
-    return { evaluations: this.metrics, trainLoss: this.trainLoss };
+    return this.figures.history();
   }
 
   stalenessHistogram(): readonly number[] {
-    return this.counters.staleness;
+    return this.figures.counters.staleness;
   }
 
   /**
@@ -787,7 +709,7 @@ export class JobRuntime {
   }
 
   summary(): JobSummary {
-    const last = this.metrics.at(-1);
+    const last = this.figures.lastEvaluation;
     // Every epoch done: the last epoch's shards are all done (the ledger has closed it).
     const shards = this.leases.exhausted ? { done: this.leases.shardsPerEpoch, leased: 0, waiting: 0 } : this.leases.shardCounts();
     return {
@@ -805,19 +727,27 @@ export class JobRuntime {
       samplesPerSec: this.samplesPerSec(),
       task: this.config.task,
       metrics: { testAccuracy: last?.testAccuracy ?? null, testLoss: last?.testLoss ?? null, testMae: last?.testMae ?? null, testRmse: last?.testRmse ?? null },
-      updates: { applied: this.counters.applied, refused: { ...this.counters.refused } },
+      updates: { applied: this.figures.counters.applied, refused: { ...this.figures.counters.refused } },
       shards: { perEpoch: this.leases.shardsPerEpoch, ...shards, quarantined: [...this.leases.quarantined] },
-      bytes: { down: this.counters.bytesDown, up: this.counters.bytesUp },
-      samplesApplied: this.counters.samplesApplied,
-      createdAt: this.createdAt,
-      finishedAt: this.finishedAt,
-      lastCheckpointVersion: this.lastCheckpointVersion,
-      best: this.bestSaved,
+      bytes: { down: this.figures.counters.bytesDown, up: this.figures.counters.bytesUp },
+      samplesApplied: this.figures.counters.samplesApplied,
+      createdAt: this.lifecycle.createdAt,
+      finishedAt: this.lifecycle.finishedAt,
+      lastCheckpointVersion: this.checkpoints.lastVersion,
+      best: this.checkpoints.bestSaved,
+      aggregation: {
+        mode: this.aggregation.mode,
+        rule: this.aggregation.rule,
+        bufferSize: this.aggregator.bufferSize,
+        localSteps: this.aggregation.mode === 'local' ? this.aggregation.localSteps : null,
+        text: describeAggregation(this.aggregation),
+        buffered: this.aggregator.buffered,
+      },
     };
   }
 
   private emit(): void {
-    const last = this.metrics.at(-1);
+    const last = this.figures.lastEvaluation;
     const u: JobUpdate = {
       jobId: this.id,
       status: this.status,

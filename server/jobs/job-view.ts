@@ -14,5 +14,6 @@ export function jobView(job: JobRuntime): JobView {
     stalenessRule: job.config.staleness.rule,
     optimizer: job.config.optimizer.kind,
     weight: job.config.weight ?? 1,
+    aggregation: s.aggregation,
   };
 }

@@ -155,6 +155,11 @@ export class JobRegistry {
     return job;
   }
 
+  /** Resolves once every state write so far (e.g. a settings change) is committed. */
+  durable(): Promise<void> {
+    return this.deps.state.durable();
+  }
+
   get(id: string): JobRuntime | undefined {
     return this.jobs.get(id);
   }

@@ -15,6 +15,7 @@ import { ShardStore } from '../data/store/shard-store.ts';
 import type { StoreMeta } from '../data/store/store-meta.ts';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { DEFAULT_LIMITS, type SubmitLimits } from './limits.ts';
+import { DEFAULT_AGGREGATION, aggregationFor } from '../aggregation/aggregation-config.ts';
 import { decideLoss, JobFileError, loadModelFile, parseJobFile, type JobFile, type LoadedModel } from './job-file.ts';
 
 export { DEFAULT_LIMITS, type SubmitLimits } from './limits.ts';
@@ -96,6 +97,7 @@ export async function prepareJob(jobFile: string, stagingDir: string, limits: Su
     leaseTimeoutMs: job.leaseTimeoutMs ?? 30_000,
     maxGradNorm: job.maxGradNorm ?? 1000,
     seed,
+    aggregation: job.aggregation ? aggregationFor(job.aggregation) : DEFAULT_AGGREGATION,
     ...(job.weight !== undefined ? { weight: job.weight } : {}),
   });
   return { job, config, dataDir, initialWeights: model.weights, meta, model };

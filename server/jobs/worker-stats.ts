@@ -102,7 +102,7 @@ export class WorkerStatsBook {
     const now = this.clock.now();
     r.leasesDone++;
     if (ack.ok) {
-      if (ack.status === 'applied') {
+      if (ack.status !== 'duplicate') {
         r.accepted++;
         r.stalenessSum += ack.staleness;
         r.samples += push.numSamples;

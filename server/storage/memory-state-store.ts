@@ -77,5 +77,9 @@ export class MemoryStateStore implements StateStore {
     return [...this.workers.values()].map((w) => structuredClone(w));
   }
 
+  durable(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): void {}
 }

@@ -1,7 +1,8 @@
 // SQLite StateStore (better-sqlite3, WAL mode): the default durable store, one file in the data
-// directory. Every write is one transaction; appendUpdate commits before the caller acks the push.
-// synchronous=NORMAL survives a killed process (the WAL is in the OS cache); set FLOCK_SQLITE_SYNC=FULL
-// to also survive power loss, at an fsync per acknowledged gradient.
+// directory. Group commit: the writes of one event-loop turn (every push, grant and worker record that
+// arrived together) share one transaction, committed on the next turn; callers acknowledge only after
+// durable() resolves. synchronous=NORMAL survives a killed process (the WAL is in the OS cache);
+// FLOCK_SQLITE_SYNC=FULL also survives power loss, at one fsync per batch of pushes.
 
 import Database from 'better-sqlite3';
 import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
@@ -14,7 +15,7 @@ CREATE TABLE IF NOT EXISTS updates (
   job_id TEXT NOT NULL, version INTEGER NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL,
   epoch INTEGER NOT NULL, shard INTEGER NOT NULL, base_version INTEGER NOT NULL, lr REAL NOT NULL,
   staleness INTEGER NOT NULL, samples INTEGER NOT NULL, loss REAL, at INTEGER NOT NULL,
-  gradient BLOB,
+  gradient BLOB, step INTEGER, scale REAL,
   PRIMARY KEY (job_id, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS updates_by_lease ON updates (job_id, lease_id);
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS workers (
 interface UpdateRow {
   job_id: string; version: number; lease_id: string; worker_id: string; epoch: number; shard: number;
   base_version: number; lr: number; staleness: number; samples: number; loss: number | null; at: number; gradient: Buffer | null;
+  step: number | null; scale: number | null;
 }
 interface LeaseRow {
   job_id: string; lease_id: string; worker_id: string; epoch: number; shard: number; base_version: number; granted_at: number; deadline_at: number;
@@ -48,7 +50,7 @@ interface WorkerRow {
 }
 
 const toUpdate = (r: UpdateRow): UpdateRecord => ({
-  jobId: r.job_id, version: r.version, leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard,
+  jobId: r.job_id, version: r.version, step: r.step, scale: r.scale, leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard,
   baseVersion: r.base_version, lr: r.lr, staleness: r.staleness, samples: r.samples, loss: r.loss, at: r.at,
   gradient: r.gradient ? new Uint8Array(r.gradient.buffer, r.gradient.byteOffset, r.gradient.byteLength) : null,
 });
@@ -57,6 +59,10 @@ export class SqliteStateStore implements StateStore {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
   private readonly q;
+  /** The open group-commit transaction, and who waits for its COMMIT. */
+  private batch: { done: Promise<void>; resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** Batches committed so far (tests: several pushes, one commit). */
+  commits = 0;
 
   constructor(file: string, sync: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
@@ -70,7 +76,7 @@ export class SqliteStateStore implements StateStore {
       putJob: db.prepare('INSERT OR REPLACE INTO jobs (id, config, created_at) VALUES (?, ?, ?)'),
       listJobs: db.prepare('SELECT id, config, created_at FROM jobs ORDER BY created_at, id'),
       appendUpdate: db.prepare(
-        'INSERT INTO updates (job_id, version, lease_id, worker_id, epoch, shard, base_version, lr, staleness, samples, loss, at, gradient) VALUES (@jobId, @version, @leaseId, @workerId, @epoch, @shard, @baseVersion, @lr, @staleness, @samples, @loss, @at, @gradient)',
+        'INSERT INTO updates (job_id, version, step, scale, lease_id, worker_id, epoch, shard, base_version, lr, staleness, samples, loss, at, gradient) VALUES (@jobId, @version, @step, @scale, @leaseId, @workerId, @epoch, @shard, @baseVersion, @lr, @staleness, @samples, @loss, @at, @gradient)',
       ),
       updateByLease: db.prepare('SELECT * FROM updates WHERE job_id = ? AND lease_id = ?'),
       updatesAfter: db.prepare('SELECT * FROM updates WHERE job_id = ? AND version > ? ORDER BY version'),
@@ -93,6 +99,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   putJob(job: StoredJob): void {
+    this.begin();
     this.q.putJob.run(job.id, JSON.stringify(job.config), job.createdAt);
   }
   listJobs(): StoredJob[] {
@@ -100,7 +107,8 @@ export class SqliteStateStore implements StateStore {
   }
 
   appendUpdate(u: UpdateRecord): void {
-    this.q.appendUpdate.run({ ...u, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
+    this.begin();
+    this.q.appendUpdate.run({ ...u, step: u.step ?? null, scale: u.scale ?? null, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
   }
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
     const r = this.q.updateByLease.get(jobId, leaseId) as UpdateRow | undefined;
@@ -110,6 +118,7 @@ export class SqliteStateStore implements StateStore {
     return (this.q.updatesAfter.all(jobId, afterVersion) as UpdateRow[]).map(toUpdate);
   }
   compactUpdates(jobId: string, upToVersion: number): void {
+    this.begin();
     this.q.compact.run(jobId, upToVersion);
   }
   ledger(jobId: string, epoch: number): Map<number, number> {
@@ -120,9 +129,11 @@ export class SqliteStateStore implements StateStore {
   }
 
   putLease(l: StoredLease): void {
+    this.begin();
     this.q.putLease.run(l);
   }
   deleteLease(jobId: string, leaseId: string): void {
+    this.begin();
     this.q.deleteLease.run(jobId, leaseId);
   }
   listLeases(jobId: string): StoredLease[] {
@@ -136,6 +147,9 @@ export class SqliteStateStore implements StateStore {
    * NULL and no MAE/RMSE columns: rebuild it once, keeping its rows.
    */
   private migrate(): void {
+    // Logs written before buffered aggregation: add the step and discount columns (null = legacy).
+    const updateCols = this.db.prepare("SELECT name FROM pragma_table_info('updates')").all() as { name: string }[];
+    if (updateCols.length > 0 && !updateCols.some((c) => c.name === 'step')) this.db.exec('ALTER TABLE updates ADD COLUMN step INTEGER; ALTER TABLE updates ADD COLUMN scale REAL;');
     const cols = this.db.prepare("SELECT name FROM pragma_table_info('metrics')").all() as { name: string }[];
     if (cols.length === 0 || cols.some((c) => c.name === 'test_mae')) return;
     this.db.exec(`BEGIN;
@@ -148,6 +162,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   appendMetric(m: StoredMetric): void {
+    this.begin();
     this.q.appendMetric.run(m);
   }
   metrics(jobId: string): StoredMetric[] {
@@ -157,6 +172,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   putWorker(w: StoredWorker): void {
+    this.begin();
     this.q.putWorker.run({ ...w, capabilities: JSON.stringify(w.capabilities) });
   }
   getWorker(workerId: string): StoredWorker | null {
@@ -167,7 +183,37 @@ export class SqliteStateStore implements StateStore {
     return (this.q.listWorkers.all() as WorkerRow[]).map(fromWorkerRow);
   }
 
+  /** Opens the turn's transaction at its first write; it commits on the next turn. */
+  private begin(): void {
+    if (this.batch) return;
+    this.db.exec('BEGIN');
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    done.catch(() => {});
+    this.batch = { done, resolve, reject };
+    setImmediate(() => this.commit());
+  }
+
+  private commit(): void {
+    const b = this.batch;
+    if (!b) return;
+    this.batch = null;
+    try {
+      this.db.exec('COMMIT');
+      this.commits++;
+      b.resolve();
+    } catch (err) {
+      b.reject(err as Error);
+    }
+  }
+
+  durable(): Promise<void> {
+    return this.batch?.done ?? Promise.resolve();
+  }
+
   close(): void {
+    this.commit();
     this.db.close();
   }
 }

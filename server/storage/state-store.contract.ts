@@ -96,3 +96,21 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     });
   }
 }
+
+/** The log's step and discount columns round trip; durable() resolves once written (every store). */
+export function runStepColumnsContract(name: string, open: () => StateStore, reopen?: (s: StateStore) => StateStore): void {
+  test(`${name}: an update's step and discount round trip; old records read back as null`, async () => {
+    let s = open();
+    s.appendUpdate(upd(1));
+    s.appendUpdate(upd(2, { step: 1, scale: 0.5 }));
+    await s.durable();
+    if (reopen) s = reopen(s);
+    const [a, b] = s.updatesAfter('a', 0);
+    assert.equal(a!.step ?? null, null);
+    assert.equal(a!.scale ?? null, null);
+    assert.equal(b!.step, 1);
+    assert.equal(b!.scale, 0.5);
+    assert.equal(s.updateByLease('a', 'l2')!.step, 1);
+    s.close();
+  });
+}

@@ -2,7 +2,10 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { runStateStoreContract } from './state-store.contract.ts';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { runStateStoreContract, runStepColumnsContract } from './state-store.contract.ts';
 import { MemoryStateStore } from './memory-state-store.ts';
 import { SqliteStateStore } from './sqlite-state-store.ts';
 
@@ -20,3 +23,36 @@ runStateStoreContract(
     return new SqliteStateStore(file);
   },
 );
+
+runStepColumnsContract('memory', () => new MemoryStateStore());
+runStepColumnsContract(
+  'sqlite',
+  () => {
+    file = path.join(mkdtempSync(path.join(tmpdir(), 'flock-sqlite-')), 'state.db');
+    return new SqliteStateStore(file);
+  },
+  (s) => {
+    s.close();
+    return new SqliteStateStore(file);
+  },
+);
+
+test('sqlite group commit: the writes of one event-loop turn are one transaction, committed before durable() resolves', async () => {
+  const f = path.join(mkdtempSync(path.join(tmpdir(), 'flock-sqlite-')), 'state.db');
+  const s = new SqliteStateStore(f, 'FULL');
+  const before = s.commits;
+  // Three pushes' writes (update, lease delete, worker record) in one turn.
+  for (let v = 1; v <= 3; v++) {
+    s.appendUpdate({ jobId: 'a', version: v, step: v, scale: 1, leaseId: `l${v}`, workerId: 'w', epoch: 0, shard: v, baseVersion: 0, lr: 0.1, staleness: 0, samples: 8, loss: null, at: v, gradient: new Uint8Array(4) });
+    s.deleteLease('a', `l${v}`);
+    s.putWorker({ workerId: 'w', firstSeenAt: 0, lastSeenAt: v, capabilities: null, leasesDone: v, accepted: v, refused: 0, msPerSample: null });
+  }
+  // Not yet visible to another connection: the transaction is still open.
+  const other = new Database(f, { readonly: true });
+  assert.equal((other.prepare('SELECT COUNT(*) AS n FROM updates').get() as { n: number }).n, 0);
+  await s.durable();
+  assert.equal(s.commits - before, 1, 'one commit for the batch');
+  assert.equal((other.prepare('SELECT COUNT(*) AS n FROM updates').get() as { n: number }).n, 3);
+  other.close();
+  s.close();
+});

@@ -15,16 +15,28 @@ export interface StoredJob {
   readonly createdAt: number;
 }
 
-/** One applied gradient. `version` is the model version it produced (base + 1 step). */
+/**
+ * One accepted gradient. `version` is its position in the job's log (1, 2, 3...); `step` is the
+ * model version whose optimizer step combines it (equal to `version` for async jobs, where every
+ * gradient is one step; in buffered and local modes several records share a step, which is applied
+ * once its last record is logged).
+ */
 export interface UpdateRecord {
   readonly jobId: string;
   readonly version: number;
+  /** The model version this gradient is part of; absent/null in logs written before buffering (= version). */
+  readonly step?: number | null | undefined;
+  /**
+   * The staleness discount applied to the gradient before the optimizer; absent/null in logs written
+   * before the fix, whose `lr` carries the discount instead (replayed as such).
+   */
+  readonly scale?: number | null | undefined;
   readonly leaseId: string;
   readonly workerId: string;
   readonly epoch: number;
   readonly shard: number;
   readonly baseVersion: number;
-  /** The learning rate actually applied (job lr x staleness scale): replay uses it verbatim. */
+  /** The learning rate the step used (old records: job lr x staleness scale): replay uses it verbatim. */
   readonly lr: number;
   readonly staleness: number;
   readonly samples: number;
@@ -99,6 +111,12 @@ export interface StateStore {
   putWorker(w: StoredWorker): void;
   getWorker(workerId: string): StoredWorker | null;
   listWorkers(): StoredWorker[];
+
+  /**
+   * Resolves once every write made so far is committed (group commit: writes of one event-loop turn
+   * share a transaction, so FULL sync costs one fsync per batch). Acknowledge only after it resolves.
+   */
+  durable(): Promise<void>;
 
   close(): void;
 }

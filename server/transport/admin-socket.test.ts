@@ -30,7 +30,8 @@ before(async () => {
     dataDir,
     clientDir: path.join(dataDir, 'no-client-build'),
     demo: 'mnist-mlp',
-    demoOverrides: { stop: { maxEpochs: 50, targetAccuracy: null }, batchSize: 64, evalEveryVersions: 20 },
+    // evalEveryVersions 4: the default rule makes one version of every 6 gradients.
+    demoOverrides: { stop: { maxEpochs: 50, targetAccuracy: null }, batchSize: 64, evalEveryVersions: 4 },
     adminToken: TOKEN,
     store: 'memory',
     log: silent,
@@ -145,6 +146,13 @@ test('create a job from a demo with edited settings; retune lr and staleness bou
   assert.equal(view.maxEpochs, 3);
   assert.equal(view.targetAccuracy, 0.9);
   assert.equal(view.shards.perEpoch, 200);
+  // New jobs get the robust buffered default; a create request may opt into plain async.
+  assert.equal(view.aggregation.mode, 'buffered');
+  assert.equal(view.aggregation.rule, 'centered-clip');
+  const trusted = await api('/api/jobs', { method: 'POST', token: TOKEN, body: JSON.stringify({ id: 'trusted', source: { kind: 'demo', demo: 'mnist-mlp' }, settings: { aggregation: { mode: 'async' } } }) });
+  assert.equal(trusted.status, 201);
+  assert.equal(((await trusted.json()) as JobView).aggregation.mode, 'async');
+  await api('/api/jobs/trusted/cancel', { method: 'POST', token: TOKEN });
 
   const bad = await api('/api/jobs', { method: 'POST', token: TOKEN, body: JSON.stringify({ source: { kind: 'demo', demo: 'nope' }, settings: {} }) });
   assert.equal(bad.status, 400);

@@ -104,7 +104,7 @@ test('two jobs of weights 3 and 1 share four unpinned workers 3:1; paused and ca
   assert.equal(b.config.weight, 1.5);
 
   // Paused: B's worker moves to A instead of waiting.
-  b.pause();
+  await b.pause();
   await until("B's worker to move to A", () => current().every((j) => j === 'job-a'), 10_000);
   const onA = a.summary().samplesApplied;
   await until('A to keep training', () => a.summary().samplesApplied > onA + 500, 10_000);
@@ -113,9 +113,9 @@ test('two jobs of weights 3 and 1 share four unpinned workers 3:1; paused and ca
   const pinnedSeen: string[] = [];
   const pinned = await startNodeWorker(c.url, { jobId: 'job-a', listener: { job: (j) => pinnedSeen.push(j.id) } });
   workers.push(pinned);
-  b.resume();
+  await b.resume();
   await until('the pinned worker to train A', () => pinned.loop.stats.accepted > 0, 10_000);
-  a.cancel();
+  await a.cancel();
   await until('all unpinned workers to move to B', () => current().every((j) => j === 'job-b'), 15_000);
   await pinned.done;
   assert.deepEqual(pinnedSeen, ['job-a']);

@@ -160,7 +160,7 @@ export function attachWorkerHandlers(
       observer.leased?.(wid, job.id, res);
     });
 
-    socket.on('gradient:push', (raw, rawAck) => {
+    socket.on('gradient:push', async (raw, rawAck) => {
       const ack = safeAck<AckOf<'gradient:push'>>(rawAck);
       const msg = parse(GradientPushSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
@@ -169,9 +169,9 @@ export function attachWorkerHandlers(
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
       try {
-        const res = job.push(wid, msg.value);
+        const res = await job.push(wid, msg.value);
         ack(res);
-        if (res.ok && res.status === 'applied') assigner.noteApplied(wid, job.id, msg.value.numSamples);
+        if (res.ok && res.status !== 'duplicate') assigner.noteApplied(wid, job.id, msg.value.numSamples);
         observer.pushed?.(wid, job.id, msg.value, res);
       } catch (err) {
         log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);

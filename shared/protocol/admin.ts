@@ -41,6 +41,25 @@ export interface JobView {
   readonly optimizer: string;
   /** Scheduling weight: share of the volunteer pool relative to the other running jobs. */
   readonly weight: number;
+  /** How gradients become steps (the job's `aggregation`); `text` is one line for people; `buffered` gradients wait for the next step. */
+  readonly aggregation: {
+    readonly mode: AggregationMode;
+    readonly rule: string;
+    readonly bufferSize: number;
+    readonly localSteps: number | null;
+    readonly text: string;
+    readonly buffered: number;
+  };
+}
+
+export type AggregationMode = 'async' | 'buffered' | 'local';
+
+/** A job's `aggregation` at creation: the mode, and optionally its rule, buffer and local steps. */
+export interface AggregationInput {
+  readonly mode: AggregationMode;
+  readonly rule?: 'mean' | 'median' | 'trimmed-mean' | 'centered-clip' | undefined;
+  readonly bufferSize?: number | undefined;
+  readonly localSteps?: number | undefined;
 }
 
 /** One row of the workers table; kept by server/jobs/worker-stats.ts. */
@@ -162,6 +181,8 @@ export interface JobSettingsInput {
   readonly maxEpochs?: number | undefined;
   /** 0..1, or null for "no accuracy target". */
   readonly targetAccuracy?: number | null | undefined;
+  /** Default: the robust buffered rule; `{ mode: 'async' }` for a trusted fleet. */
+  readonly aggregation?: AggregationInput | undefined;
 }
 
 /**
@@ -189,5 +210,5 @@ export interface DemoInfo {
   readonly name: string;
   readonly title: string;
   readonly description: string;
-  readonly settings: Required<Omit<JobSettingsInput, 'name' | 'description'>>;
+  readonly settings: Required<Omit<JobSettingsInput, 'name' | 'description' | 'aggregation'>>;
 }

@@ -105,7 +105,23 @@ export interface LeasePayload {
   readonly x: BinaryLike;
   /** Target rows, numSamples, as JobDescriptor.data.target says. */
   readonly y: BinaryLike;
+  /**
+   * Jobs aggregated in `local` mode (DiLoCo): take `steps` optimizer steps over the shard, `batchSize`
+   * examples each, with this inner optimizer, and push weights-before minus weights-after (the
+   * pseudo-gradient) instead of a gradient. Absent: push the gradient of the whole shard.
+   */
+  readonly local?: LocalSteps | undefined;
 }
+
+export interface LocalSteps {
+  readonly steps: number;
+  readonly batchSize: number;
+  readonly optimizer: InnerOptimizer;
+}
+
+export type InnerOptimizer =
+  | { readonly kind: 'adam'; readonly learningRate: number; readonly beta1?: number | undefined; readonly beta2?: number | undefined; readonly epsilon?: number | undefined }
+  | { readonly kind: 'sgd'; readonly learningRate: number; readonly momentum?: number | undefined; readonly nesterov?: boolean | undefined };
 
 export type LeaseAck =
   | { ok: true; lease: LeasePayload; weights: WeightsPayload | null }
@@ -122,7 +138,11 @@ export interface GradientPush {
   readonly data: BinaryLike;
 }
 
-export type PushStatus = 'applied' | 'duplicate';
+/**
+ * 'applied': the gradient is in the weights of `version`; 'buffered': it is durable and waits in the
+ * job's buffer for the step that makes `version` (buffered and local modes); 'duplicate': a retry.
+ */
+export type PushStatus = 'applied' | 'buffered' | 'duplicate';
 export type PushAck =
   | { ok: true; status: PushStatus; version: number; staleness: number; scale: number }
   | Failure;

@@ -21,6 +21,7 @@ import {
 import { toBytes } from '../codec/tensor-codec.ts';
 import { buildModel, setWeightsFromPacked, trainableSpecs } from './model.ts';
 import { computeGradients } from './gradient-step.ts';
+import { computeLocalUpdate } from './local-steps.ts';
 import type { CoordinatorLink } from './link.ts';
 import type { tf } from './tf.ts';
 
@@ -282,11 +283,9 @@ export class WorkerLoop {
     const t0 = opts.clock.now();
     let grad: Awaited<ReturnType<typeof computeGradients>>;
     try {
-      grad = await computeGradients(model, job, {
-        x: toBytes(lease.x),
-        y: toBytes(lease.y),
-        numSamples: lease.numSamples,
-      });
+      const batch = { x: toBytes(lease.x), y: toBytes(lease.y), numSamples: lease.numSamples };
+      // `local` jobs: H inner steps, pushing the pseudo-gradient (shared/training/local-steps.ts).
+      grad = await (lease.local ? computeLocalUpdate(model, job, batch, lease.local) : computeGradients(model, job, batch));
     } catch (err) {
       // A local failure (a kernel this backend lacks, a lost GPU device), not a transport one:
       // retrying would fail the same way, so hand the shard back and refuse the job.

@@ -1,0 +1,165 @@
+// Convergence benchmark (not a test): samples, update messages, bytes and wall time to a target
+// MNIST test accuracy (default 97%) for 1, 2, 4 and 8 simulated workers per aggregation mode,
+// against sequential training (one worker, one gradient a step) with the same seed. The real
+// JobRuntime (lease ledger, Aggregator, evaluator) in one process; N simulated workers each keep
+// their own tfjs model at the version they leased, all lease, then push one after another in
+// round-robin, so the k-th push of a round is k-1 pushes stale (as N equally fast workers are).
+// Every run starts from the same initial weights and the same shard order (seed 42).
+// Writes bench/results/convergence.json. Usage: npm run bench:convergence [-- --target 0.97 --workers 1,2,4,8 --max-epochs 12]
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { initNodeBackend } from '../shared/training/node-backend.ts';
+import { buildModel, packWeights, setWeightsFromPacked } from '../shared/training/model.ts';
+import { computeGradients } from '../shared/training/gradient-step.ts';
+import { computeLocalUpdate } from '../shared/training/local-steps.ts';
+import { toBytes } from '../shared/codec/tensor-codec.ts';
+import { systemClock } from '../shared/clock.ts';
+import { loadMnist } from '../server/data/dataset.ts';
+import { memoryJobData } from '../server/data/job-data.ts';
+import { MemoryStateStore } from '../server/storage/memory-state-store.ts';
+import { CheckpointStore } from '../server/storage/checkpoint-store.ts';
+import { JobRuntime } from '../server/jobs/job-runtime.ts';
+import { demoConfig } from '../server/jobs/demos.ts';
+import { aggregationFor, describeAggregation, type AggregationConfig } from '../server/aggregation/aggregation-config.ts';
+import type { WorkerId } from '../server/leases/lease-manager.ts';
+import type { tf } from '../shared/training/tf.ts';
+import type { LeasePayload } from '../shared/protocol/messages.ts';
+
+const args = process.argv.slice(2);
+const arg = (name: string): string | undefined => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const TARGET = Number(arg('target') ?? 0.97);
+const WORKERS = (arg('workers') ?? '1,2,4,8').split(',').map(Number);
+const MAX_EPOCHS = Number(arg('max-epochs') ?? 12);
+/** Samples between evaluations (the measurement's resolution). */
+const EVAL_EVERY_SAMPLES = Number(arg('eval-every') ?? 6_400);
+const MODES: { name: string; aggregation: AggregationConfig }[] = [
+  { name: 'async', aggregation: aggregationFor({ mode: 'async' }) },
+  { name: 'buffered-mean', aggregation: aggregationFor({ mode: 'buffered', rule: 'mean' }) },
+  { name: 'buffered-default', aggregation: aggregationFor({ mode: 'buffered' }) },
+  { name: 'local', aggregation: aggregationFor({ mode: 'local' }) },
+].filter((m) => !arg('modes') || arg('modes')!.split(',').includes(m.name));
+
+interface Result {
+  mode: string;
+  aggregation: string;
+  workers: number;
+  reached: boolean;
+  accuracy: number;
+  samples: number;
+  /** Gradient (or pseudo-gradient) messages pushed. */
+  updates: number;
+  /** Optimizer steps (model versions). */
+  versions: number;
+  bytesDown: number;
+  bytesUp: number;
+  wallS: number;
+}
+
+/** The same initial weights for every run (tfjs initializers are not seeded). */
+let initialWeights: Float32Array | null = null;
+
+async function runOne(mode: (typeof MODES)[number], n: number): Promise<Result> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'flock-conv-'));
+  const config = demoConfig('mnist-mlp', { aggregation: mode.aggregation, stop: { maxEpochs: MAX_EPOCHS, targetAccuracy: null }, evalEveryVersions: 1_000_000 });
+  const rt = await JobRuntime.create('conv', config, {
+    clock: systemClock,
+    data: memoryJobData(await loadMnist()),
+    store: new CheckpointStore(dir, 2, () => {}),
+    state: new MemoryStateStore(),
+    log: { info() {}, warn() {} },
+    newId: () => randomUUID(),
+    initialWeights: (initialWeights ??= (await packWeights(await buildModel(demoConfig('mnist-mlp').modelTopology))).data.slice()),
+  });
+  const desc = rt.descriptor();
+  const workers = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `w${i}` as WorkerId, model: await buildModel(config.modelTopology), cached: null as number | null, lease: null as LeasePayload | null })));
+  const t0 = Date.now();
+  let nextEval = EVAL_EVERY_SAMPLES;
+  let accuracy = 0;
+  let reached = false;
+  try {
+    while (rt.status === 'running' && !reached) {
+      for (const w of workers) {
+        if (w.lease) continue;
+        const ack = rt.requestLease(w.id, w.cached);
+        if (!ack.ok) continue;
+        if (ack.weights) {
+          setWeightsFromPacked(w.model, ack.weights.specs, ack.weights.data);
+          w.cached = ack.weights.version;
+        }
+        w.lease = ack.lease;
+      }
+      for (const w of workers) {
+        const l = w.lease;
+        if (!l) continue;
+        w.lease = null;
+        const batch = { x: toBytes(l.x), y: toBytes(l.y), numSamples: l.numSamples };
+        const g = await (l.local ? computeLocalUpdate(w.model as tf.LayersModel, desc, batch, l.local) : computeGradients(w.model, desc, batch));
+        await rt.push(w.id, { leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: g.loss, computeMs: 1, specs: desc.trainableSpecs, data: g.gradients.buffer as ArrayBuffer });
+        if (rt.summary().samplesApplied >= nextEval) break;
+      }
+      if (rt.summary().samplesApplied >= nextEval || rt.status !== 'running') {
+        nextEval += EVAL_EVERY_SAMPLES;
+        await rt.settle();
+        await rt.evaluateNow();
+        accuracy = rt.metricHistory().evaluations.at(-1)?.testAccuracy ?? 0;
+        reached = accuracy >= TARGET;
+      }
+    }
+    const s = rt.summary();
+    return {
+      mode: mode.name,
+      aggregation: describeAggregation(mode.aggregation),
+      workers: n,
+      reached,
+      accuracy,
+      samples: s.samplesApplied,
+      updates: s.updates.applied,
+      versions: s.version,
+      bytesDown: s.bytes.down,
+      bytesUp: s.bytes.up,
+      wallS: (Date.now() - t0) / 1000,
+    };
+  } finally {
+    for (const w of workers) w.model.dispose();
+    await rt.settle();
+    rt.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await initNodeBackend('wasm');
+const results: Result[] = [];
+const sequential = await runOne(MODES.find((m) => m.name === 'async') ?? { name: 'async', aggregation: aggregationFor({ mode: 'async' }) }, 1);
+sequential.mode = 'sequential';
+console.log(JSON.stringify(sequential));
+for (const m of MODES) {
+  for (const n of WORKERS) {
+    const r = await runOne(m, n);
+    results.push(r);
+    console.log(JSON.stringify(r));
+  }
+}
+const rel = (r: Result) => ({ ...r, samplesVsSequential: +(r.samples / sequential.samples).toFixed(3), updatesVsSequential: +(r.updates / sequential.updates).toFixed(3) });
+const out = {
+  target: TARGET,
+  evalEverySamples: EVAL_EVERY_SAMPLES,
+  maxEpochs: MAX_EPOCHS,
+  model: 'mnist-mlp (784-128-10), Adam 0.003, batch 128, seed 42',
+  note: 'samples/updates/bytes are counted at the first evaluation at or above the target (evaluations every evalEverySamples); reached=false: the budget ran out first. Sequential = one worker, async (one gradient, one step).',
+  sequential,
+  runs: results.map(rel),
+};
+mkdirSync(path.join('bench', 'results'), { recursive: true });
+writeFileSync(path.join('bench', 'results', 'convergence.json'), JSON.stringify(out, null, 2) + '\n');
+console.log('\nmode              workers  reached  acc     samples  x seq  updates  x seq  MB down  MB up   wall s');
+for (const r of [sequential, ...results].map(rel)) {
+  console.log(
+    `${r.mode.padEnd(18)}${String(r.workers).padStart(7)}  ${String(r.reached).padEnd(7)}  ${(r.accuracy * 100).toFixed(2)}  ${String(r.samples).padStart(7)}  ${r.samplesVsSequential.toFixed(2).padStart(5)}  ${String(r.updates).padStart(7)}  ${r.updatesVsSequential.toFixed(2).padStart(5)}  ${(r.bytesDown / 1e6).toFixed(1).padStart(7)}  ${(r.bytesUp / 1e6).toFixed(1).padStart(5)}  ${r.wallS.toFixed(1).padStart(6)}`,
+  );
+}

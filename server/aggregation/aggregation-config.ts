@@ -1,0 +1,65 @@
+// The `aggregation` key of a job's config: how gradients become optimizer steps. Pure data and
+// its defaults; the Aggregator (aggregator.ts) applies it.
+
+import { z } from 'zod';
+import { COMBINE_RULES } from './robust.ts';
+
+export const AGGREGATION_MODES = ['async', 'buffered', 'local'] as const;
+export type AggregationMode = (typeof AGGREGATION_MODES)[number];
+
+export const AggregationSchema = z.object({
+  /**
+   * `async`: every gradient is one optimizer step (trusted fleets). `buffered`: `bufferSize` gradients
+   * are combined by `rule` into one step (FedBuff; robust with median / trimmed-mean / centered-clip).
+   * `local`: each lease is `localSteps` steps on the worker; it returns weights-before minus
+   * weights-after, combined like `buffered` and applied by an outer Nesterov SGD (DiLoCo).
+   */
+  mode: z.enum(AGGREGATION_MODES),
+  rule: z.enum(COMBINE_RULES).default('mean'),
+  bufferSize: z.number().int().min(1).max(256).default(1),
+  /** Robust rules first clip every gradient to this multiple of the median norm of recent gradients. */
+  clipMultiple: z.number().positive().max(1000).default(2),
+  /** trimmed-mean: the fraction of the buffer dropped at each end, per coordinate. */
+  trimFraction: z.number().min(0).max(0.49).default(0.2),
+  /** centered-clip: server momentum of the centre the clip starts from (0: centre at zero). */
+  serverMomentum: z.number().min(0).max(0.999).default(0.9),
+  /** local: optimizer steps each worker takes over its shard (one minibatch of batchSize each). */
+  localSteps: z.number().int().min(1).max(10_000).default(8),
+  /** local: the outer optimizer (Nesterov SGD) applied to the combined pseudo-gradient. */
+  outerLearningRate: z.number().positive().max(10).default(0.7),
+  outerMomentum: z.number().min(0).max(0.999).default(0.9),
+});
+export type AggregationConfig = z.infer<typeof AggregationSchema>;
+
+/** Jobs stored before `aggregation` existed: one gradient, one step. */
+export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'async' });
+
+/**
+ * What the demos and new jobs get: buffers of 6 gradients, each clipped to 2x the recent median norm,
+ * combined by CenteredClip from a momentum centre (anyone can open the volunteer URL).
+ */
+export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6 });
+
+/**
+ * The config for a mode named with some of its options (job files, POST /api/jobs): `buffered` and
+ * `local` start from the robust default's rule and buffer, `async` needs nothing.
+ */
+export function aggregationFor(input: { mode: AggregationMode; rule?: string | undefined; bufferSize?: number | undefined; localSteps?: number | undefined } & Record<string, unknown>): AggregationConfig {
+  if (input.mode === 'async') return AggregationSchema.parse(input);
+  const defaults = input.mode === 'local' ? { rule: DEFAULT_AGGREGATION.rule, bufferSize: 2 } : { rule: DEFAULT_AGGREGATION.rule, bufferSize: DEFAULT_AGGREGATION.bufferSize };
+  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
+  return AggregationSchema.parse({ ...defaults, ...given });
+}
+
+export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined }): AggregationConfig {
+  // Parsed again so a config built in code (tests, demos) gets the same defaults as a stored one.
+  return cfg.aggregation ? AggregationSchema.parse(cfg.aggregation) : LEGACY_AGGREGATION;
+}
+
+/** One line for dashboards and logs: "buffered x6, centered-clip". */
+export function describeAggregation(a: AggregationConfig): string {
+  if (a.mode === 'async') return 'async (every gradient a step)';
+  const rule = a.rule === 'mean' ? 'mean' : `${a.rule}, clip ${a.clipMultiple}x median norm`;
+  if (a.mode === 'buffered') return `buffered x${a.bufferSize}, ${rule}`;
+  return `local ${a.localSteps} steps, x${a.bufferSize}, ${rule}, outer Nesterov ${a.outerLearningRate}`;
+}

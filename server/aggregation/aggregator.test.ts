@@ -1,0 +1,150 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Aggregator, type Contribution } from './aggregator.ts';
+import { AggregationSchema, type AggregationConfig } from './aggregation-config.ts';
+import { createOptimizer, type OptimizerConfig } from './optimizers.ts';
+import { stalenessScale } from './staleness.ts';
+import { mulberry32 } from '../data/sharder.ts';
+
+const N = 50;
+const rnd = mulberry32(7);
+const vec = (f: () => number, n = N): Float32Array => Float32Array.from({ length: n }, f);
+const noise = (s: number): Float32Array => vec(() => (rnd() * 2 - 1) * s);
+
+/**
+ * The displacement a gradient causes over a trajectory: weights after [g, then `later` background
+ * gradients] minus weights after [zeros, then the same background]. Linear in g for momentum SGD.
+ */
+function displacement(opt: OptimizerConfig, warmup: Float32Array[], g: Float32Array, scale: number, later: Float32Array[]): Float32Array {
+  const run = (first: Float32Array): Float32Array => {
+    const agg = new Aggregator(AggregationSchema.parse({ mode: 'async' }), opt, new Float32Array(N), 0, 0);
+    let seq = 0;
+    for (const w of warmup) agg.admit({ seq: ++seq, gradient: w, scale: 1, lr: opt.learningRate });
+    agg.admit({ seq: ++seq, gradient: first, scale, lr: opt.learningRate });
+    for (const b of later) agg.admit({ seq: ++seq, gradient: b, scale: 1, lr: opt.learningRate });
+    return (agg as unknown as { trainParams: Float32Array }).trainParams;
+  };
+  const a = run(g);
+  const z = run(new Float32Array(N));
+  return a.map((x, i) => x - z[i]!);
+}
+
+/** The same, with the OLD rule: full gradient, step lr x scale. */
+function displacementLrRule(opt: OptimizerConfig, warmup: Float32Array[], g: Float32Array, scale: number, later: Float32Array[]): Float32Array {
+  const run = (first: Float32Array): Float32Array => {
+    const o = createOptimizer(opt, N);
+    const p = new Float32Array(N);
+    for (const w of warmup) o.apply(p, w, opt.learningRate);
+    o.apply(p, first, opt.learningRate * scale);
+    for (const b of later) o.apply(p, b, opt.learningRate);
+    return p;
+  };
+  const a = run(g);
+  const z = run(new Float32Array(N));
+  return a.map((x, i) => x - z[i]!);
+}
+
+const ratio = (a: Float32Array, b: Float32Array): number => {
+  let ab = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) (ab += a[i]! * b[i]!), (bb += b[i]! * b[i]!);
+  return ab / bb;
+};
+
+test('discount: with momentum SGD a gradient at staleness tau moves the weights by scale(tau) of the fresh move', () => {
+  const opt: OptimizerConfig = { kind: 'sgd', learningRate: 0.1, momentum: 0.9 };
+  const warm = [noise(1), noise(1), noise(1)];
+  const later = Array.from({ length: 60 }, () => noise(1));
+  const g = noise(1);
+  const tau = 3;
+  const s = stalenessScale('inverse', tau);
+  const fresh = displacement(opt, warm, g, 1, later);
+  const stale = displacement(opt, warm, g, s, later);
+  assert.ok(Math.abs(ratio(stale, fresh) - s) < 1e-3, `ratio ${ratio(stale, fresh)} vs scale ${s}`);
+  // The old rule (lr x scale) left the gradient at full weight in the momentum: far from 0.25.
+  const old = ratio(displacementLrRule(opt, warm, g, s, later), displacementLrRule(opt, warm, g, 1, later));
+  assert.ok(old > 0.9, `old rule discounted to ${old}`);
+});
+
+test('discount: with Adam (second moment set by history) the stale move is scale(tau) of the fresh one', () => {
+  const opt: OptimizerConfig = { kind: 'adam', learningRate: 0.01 };
+  // A history of larger gradients fixes v; the probe gradient is small next to it.
+  const warm = Array.from({ length: 200 }, () => noise(1));
+  const later = Array.from({ length: 40 }, () => noise(1));
+  const g = noise(0.05);
+  for (const tau of [1, 3, 8]) {
+    const s = stalenessScale('inverse', tau);
+    const r = ratio(displacement(opt, warm, g, s, later), displacement(opt, warm, g, 1, later));
+    assert.ok(Math.abs(r - s) < 0.02 * s + 0.005, `tau ${tau}: ratio ${r} vs scale ${s}`);
+  }
+  const s = stalenessScale('inverse', 3);
+  const old = ratio(displacementLrRule(opt, warm, g, s, later), displacementLrRule(opt, warm, g, 1, later));
+  assert.ok(old > 0.85, `old rule discounted Adam to ${old}`);
+});
+
+function feed(cfg: AggregationConfig, cs: Contribution[], opt: OptimizerConfig = { kind: 'adam', learningRate: 0.01 }): { agg: Aggregator; params: Float32Array; steps: number[] } {
+  const params = new Float32Array(N);
+  const agg = new Aggregator(cfg, opt, params, 0, 0);
+  const steps = cs.map((c) => agg.admit(c).step);
+  return { agg, params, steps };
+}
+
+const contributions = (n: number, make: (i: number) => Float32Array = () => noise(1)): Contribution[] => Array.from({ length: n }, (_, i) => ({ seq: i + 1, gradient: make(i), scale: 1, lr: 0.01 }));
+
+test('buffered: K gradients make one step; the version moves once per K and each names its step', () => {
+  const cs = contributions(10);
+  const { agg, steps } = feed(AggregationSchema.parse({ mode: 'buffered', bufferSize: 4 }), cs);
+  assert.deepEqual(steps, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
+  assert.equal(agg.version, 2);
+  assert.equal(agg.buffered, 2);
+  assert.equal(agg.seq, 10);
+});
+
+test('buffered mean of K equals one optimizer step on the mean gradient', () => {
+  const cs = contributions(3);
+  const { params } = feed(AggregationSchema.parse({ mode: 'buffered', bufferSize: 3 }), cs, { kind: 'sgd', learningRate: 0.5, momentum: 0 });
+  for (let i = 0; i < N; i++) {
+    const m = (cs[0]!.gradient[i]! + cs[1]!.gradient[i]! + cs[2]!.gradient[i]!) / 3;
+    assert.ok(Math.abs(params[i]! + 0.01 * m) < 1e-7, `coordinate ${i}: ${params[i]} vs ${-0.01 * m}`);
+  }
+});
+
+test('restart mid-buffer: snapshot + refill + the rest replays to the same weights, bit for bit', () => {
+  for (const rule of ['mean', 'median', 'trimmed-mean', 'centered-clip'] as const) {
+    const cfg = AggregationSchema.parse({ mode: 'buffered', bufferSize: 5, rule });
+    const cs = contributions(23);
+    const whole = feed(cfg, cs);
+    // Crash after 12 admitted: 2 steps taken, 2 in the buffer.
+    const first = feed(cfg, cs.slice(0, 12));
+    const snap = first.agg.snapshot();
+    assert.deepEqual([snap.seq, snap.buffered], [12, 2]);
+    const params = first.params.slice();
+    const back = new Aggregator(cfg, { kind: 'adam', learningRate: 0.01 }, params, first.agg.version, snap.seq);
+    back.restoreOptimizer(first.agg.optimizerState());
+    back.restoreSnapshot(snap);
+    back.refill(cs.slice(12 - snap.buffered, 12));
+    for (const c of cs.slice(12)) back.admit(c);
+    assert.equal(back.version, whole.agg.version);
+    assert.deepEqual([...params], [...whole.params], rule);
+  }
+});
+
+test('robust rules bound a x100 sign-flipped gradient; the mean does not', () => {
+  const honest = (): Float32Array => vec(() => 1 + (rnd() - 0.5) * 0.2);
+  const cs = contributions(6, (i) => (i === 5 ? vec(() => -100) : honest()));
+  const sgd: OptimizerConfig = { kind: 'sgd', learningRate: 1, momentum: 0 };
+  const moved = (rule: 'mean' | 'median' | 'trimmed-mean' | 'centered-clip'): number => {
+    const { params } = feed(AggregationSchema.parse({ mode: 'buffered', bufferSize: 6, rule }), cs, sgd);
+    return -params.reduce((s, x) => s + x, 0) / N / 0.01; // the step along the honest direction, in units of lr
+  };
+  assert.ok(moved('mean') < -10, `mean ${moved('mean')}`);
+  for (const r of ['median', 'trimmed-mean', 'centered-clip'] as const) assert.ok(moved(r) > 0.3, `${r}: ${moved(r)}`);
+});
+
+test('a pre-fix record (no discount logged) replays with its logged lr', () => {
+  const g = noise(1);
+  const params = new Float32Array(N);
+  const agg = new Aggregator(AggregationSchema.parse({ mode: 'async' }), { kind: 'sgd', learningRate: 1, momentum: 0 }, params, 0, 0);
+  agg.admit({ seq: 1, gradient: g, scale: null, lr: 0.25 });
+  for (let i = 0; i < N; i++) assert.ok(Math.abs(params[i]! + 0.25 * g[i]!) < 1e-7, `coordinate ${i}`);
+});
