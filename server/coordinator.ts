@@ -27,6 +27,11 @@ import type { StateStore } from './storage/state-store.ts';
 import { MemoryStateStore } from './storage/memory-state-store.ts';
 import { SqliteStateStore } from './storage/sqlite-state-store.ts';
 import type { SchedulerPolicy } from './jobs/scheduler.ts';
+import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
+import { installDoor, type Door } from './security/door.ts';
+import { WorkerGuard } from './security/worker-guard.ts';
+import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
+import { largestGradientBytes } from './security/message-size.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -52,6 +57,8 @@ export interface CoordinatorOptions {
   readonly maxMessageBytes?: number | undefined;
   /** Placement of workers that pin no job (dwell time, margin...): server/jobs/scheduler.ts defaults. */
   readonly scheduling?: Partial<SchedulerPolicy> | undefined;
+  /** Limits at the door (rates, connections per address, leases per worker, trusted proxies). */
+  readonly door?: Partial<DoorPolicy> | undefined;
   /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
   readonly ownDataDir?: boolean | undefined;
 }
@@ -101,6 +108,9 @@ export interface Coordinator {
   readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
   readonly workerStats: WorkerStatsBook;
+  /** Rate limits, connection counts, refusal counts and the transport's message cap. */
+  readonly door: Door;
+  readonly guard: WorkerGuard;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -136,8 +146,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
 async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, http: Server, lock: DataLock | null): Promise<Coordinator> {
   await initNodeBackend('wasm');
   await mkdir(opts.dataDir, { recursive: true });
+  const doorPolicy: DoorPolicy = { ...DEFAULT_DOOR_POLICY, ...opts.door };
+  // Filled once the door exists: poison shards count distinct addresses, not ids.
+  let guardRef: WorkerGuard | null = null;
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   await registry.loadAll();
   const createdDemo = registry.all().length === 0 && opts.demo !== null;
   if (createdDemo && opts.demo) {
@@ -170,8 +183,16 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
   };
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
-  workersFn = handlers.workers;
+  // The door first: its middleware runs before every handler; the message cap follows the jobs.
+  const door = installDoor(io, doorPolicy, clock);
+  // An explicit maxMessageBytes wins; otherwise the cap is sized from the largest job's gradient.
+  const resize = (): void => void (opts.maxMessageBytes === undefined && door.sizeMessages(largestGradientBytes(registry.all())));
+  resize();
+  registry.onAdded(resize);
+  const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
+  guardRef = guard;
+  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+  workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), quarantined: guard.quarantine?.quarantineReason(w.workerId) ?? null }));
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
@@ -208,6 +229,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     io,
     state,
     workerStats,
+    door,
+    guard,
     createdDemo,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));

@@ -40,6 +40,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       store: s.store,
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
+      door: s.door,
       log: consoleLogger,
     });
   } catch (err) {

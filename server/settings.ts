@@ -4,6 +4,8 @@
 
 import path from 'node:path';
 import type { JobConfig } from './jobs/job-config.ts';
+import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
+import { parseTrustProxy } from './security/client-address.ts';
 
 export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
@@ -22,6 +24,8 @@ export interface Settings {
   readonly sqliteSync: 'NORMAL' | 'FULL';
   readonly drainMs: number;
   readonly checkpointPauseMs: number;
+  /** Rate, connection and lease limits at the door (server/security/limits.ts). */
+  readonly door: DoorPolicy;
 }
 
 export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
@@ -58,6 +62,22 @@ export function parseTargetAccuracy(raw: string): { ok: true; value: number } | 
     if (n <= 100) return { ok: true, value: Math.round(n * 1e6) / 1e8 };
   }
   return { ok: false, error: `FLOCK_TARGET_ACCURACY=${shown(raw)} is not accepted: use a fraction in (0, 1] such as 0.97, or a percent in (1, 100] such as 97` };
+}
+
+/** The door's limits: each FLOCK_* variable overrides one default (README, Security). */
+function doorFromEnv(env: NodeJS.ProcessEnv): DoorPolicy {
+  const d = DEFAULT_DOOR_POLICY;
+  const trust = parseTrustProxy(env.FLOCK_TRUST_PROXY);
+  if (!trust.ok) throw new SettingError(trust.error);
+  return {
+    ...d,
+    maxConnectionsPerIp: intIn(env, 'FLOCK_MAX_CONNECTIONS_PER_IP', 1, 100_000) ?? d.maxConnectionsPerIp,
+    connectsPerMinutePerIp: intIn(env, 'FLOCK_CONNECT_RATE_PER_IP', 1, 1_000_000, ' (per minute)') ?? d.connectsPerMinutePerIp,
+    eventsPerSecPerSocket: intIn(env, 'FLOCK_EVENT_RATE_PER_SOCKET', 10, 1_000_000, ' (per second)') ?? d.eventsPerSecPerSocket,
+    eventsPerSecPerIp: intIn(env, 'FLOCK_EVENT_RATE_PER_IP', 10, 10_000_000, ' (per second)') ?? d.eventsPerSecPerIp,
+    maxLeasesPerWorker: intIn(env, 'FLOCK_MAX_LEASES_PER_WORKER', 1, 64) ?? d.maxLeasesPerWorker,
+    trustProxy: trust.value,
+  };
 }
 
 /** Reads and checks every setting; nothing is started or touched. */
@@ -109,6 +129,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
         drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
         checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,
+        door: doorFromEnv(env),
       },
     };
   } catch (err) {

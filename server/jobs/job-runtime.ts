@@ -45,6 +45,8 @@ export interface JobRuntimeDeps {
   readonly newId: () => string;
   /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
   readonly bestStore?: CheckpointStore | undefined;
+  /** Distinct failing workers of a poison shard are counted by this (their address): server/security. */
+  readonly failureIdentity?: ((workerId: WorkerId) => string) | undefined;
 }
 
 export interface Counters {
@@ -167,7 +169,7 @@ export class JobRuntime {
   ) {
     this.sharder = new Sharder(deps.data.count('train'), config.batchSize, config.seed);
     this.leases = new LeaseManager(
-      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
+      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3, identityOf: deps.failureIdentity },
       snapshot?.ledger,
     );
     this.trainSpecs = shape.trainSpecs;
@@ -405,6 +407,11 @@ export class JobRuntime {
 
   get outstandingLeases(): number {
     return this.leases.outstanding.length;
+  }
+
+  /** Leases this worker holds now (the door allows one plus one prefetched). */
+  leasesHeldBy(workerId: WorkerId): number {
+    return this.leases.outstanding.reduce((n, l) => n + (l.workerId === workerId ? 1 : 0), 0);
   }
 
   // ---- aggregation ----------------------------------------------------------------------------

@@ -78,6 +78,10 @@ export interface LoopOptions {
   readonly clock: Clock;
   /** Stable id for this worker (default: random per loop). */
   readonly workerId?: string | undefined;
+  /** The credential the coordinator issued with workerId (kept by the tab with its id). */
+  readonly credential?: string | undefined;
+  /** Told the id and credential the coordinator issued, to keep for the next session. */
+  readonly onIdentity?: ((workerId: string, credential: string) => void) | undefined;
   /** Pin the loop to this job; without it the coordinator chooses, and may move the loop between jobs. */
   readonly jobId?: string | undefined;
   readonly listener?: LoopListener | undefined;
@@ -125,7 +129,9 @@ export class WorkerLoop {
   /** A computed gradient whose push got no answer (connection lost): sent again after reconnecting. */
   private pendingPush: GradientPush | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
-  readonly identity: string;
+  identity: string;
+  /** The coordinator-issued credential for `identity` (HelloAck.credential), sent in every hello. */
+  credential: string | undefined;
   private dutyCycle: number;
   private backoffMs: number;
   private recent: { at: number; samples: number }[] = [];
@@ -142,6 +148,7 @@ export class WorkerLoop {
   ) {
     this.capabilities = opts.capabilities;
     this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
+    this.credential = opts.credential;
     this.identity = opts.workerId ?? `w-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
     this.backoffMs = opts.minBackoffMs ?? 250;
     link.onConnect(() => {
@@ -394,9 +401,12 @@ export class WorkerLoop {
 
   private async hello(): Promise<void> {
     this.setState('connecting');
-    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: this.capabilities });
+    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, ...(this.credential ? { credential: this.credential } : {}), capabilities: this.capabilities });
     if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
     this.workerId = hello.workerId;
+    // The coordinator's id and credential replace ours: reconnections keep leases and retried pushes.
+    if (hello.credential) [this.identity, this.credential] = [hello.workerId, hello.credential];
+    if (hello.credential) this.opts.onIdentity?.(hello.workerId, hello.credential);
     this.registered = true;
   }
 
