@@ -100,8 +100,12 @@ export function installDoor(io: FlockServer, policy: DoorPolicy, clock: Clock): 
           strikes = 0;
         }
         if (++strikes > policy.disconnectAfterRefusals) {
-          count(who(), 'DISCONNECTED');
-          socket.disconnect(true);
+          if (socket.connected) {
+            // It ignores the refusals: close it, and its address may not reconnect for a while.
+            count(who(), 'DISCONNECTED');
+            void connectRate.block(ip, policy.floodBlockSec);
+            socket.disconnect(true);
+          }
           return;
         }
         ack?.(fail(code, message, retryAfterMs));

@@ -16,6 +16,8 @@ export interface DoorPolicy {
   readonly rareEventsPer10s: number;
   /** A connection refused this often within 10 s is closed (it ignores the refusals). */
   readonly disconnectAfterRefusals: number;
+  /** ...and its address may not open a new connection for this long (seconds). */
+  readonly floodBlockSec: number;
   /** Outgoing bytes queued on a connection (a client that does not read) above which its requests are refused. */
   readonly maxQueuedBytesPerSocket: number;
   /** Leases one worker may hold at once, all jobs together: one, plus one prefetched (FLOCK_MAX_LEASES_PER_WORKER). */
@@ -30,7 +32,8 @@ export const DEFAULT_DOOR_POLICY: DoorPolicy = {
   eventsPerSecPerSocket: 200,
   eventsPerSecPerIp: 800,
   rareEventsPer10s: 30,
-  disconnectAfterRefusals: 200,
+  disconnectAfterRefusals: 100,
+  floodBlockSec: 10,
   maxQueuedBytesPerSocket: 32 * 1024 * 1024,
   maxLeasesPerWorker: 2,
   trustProxy: { kind: 'off' },
