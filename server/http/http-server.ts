@@ -215,7 +215,8 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
   return (req, res) => {
     route(req, res).catch((err: Error) => {
       // Details (paths, stack) go to the log, not to the client.
-      console.warn(`[flock] WARN HTTP ${req.method} ${req.url}: ${err.message}`);
+      // The path only: a query string may carry a token, and tokens are never logged.
+      console.warn(`[flock] WARN HTTP ${req.method} ${(req.url ?? '').split('?')[0]}: ${err.message}`);
       if (!res.headersSent) error(res, 500, ErrorCode.Internal, 'internal error; see the coordinator log');
       else res.destroy();
     });
