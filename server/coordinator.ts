@@ -32,6 +32,7 @@ import { installDoor, type Door } from './security/door.ts';
 import { WorkerGuard } from './security/worker-guard.ts';
 import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
+import { SpotChecker } from './validation/spot-checker.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -111,6 +112,7 @@ export interface Coordinator {
   /** Rate limits, connection counts, refusal counts and the transport's message cap. */
   readonly door: Door;
   readonly guard: WorkerGuard;
+  readonly spotChecker: SpotChecker;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -174,7 +176,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   });
   // The dashboard's feed (namespace /admin, token-checked) and the worker statistics it shows.
   const adminFeed = new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
-  const observers: TransportObserver[] = [workerStats, adminFeed];
+  // Spot checks hear every lease and applied push; the guard hands out their replicas.
+  const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w);
+  const observers: TransportObserver[] = [workerStats, adminFeed, spotChecker];
   const observer: TransportObserver = {
     hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
     joined: (w, j) => observers.forEach((o) => o.joined?.(w, j)),
@@ -191,8 +195,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   registry.onAdded(resize);
   const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
   guardRef = guard;
+  guard.quarantine = guard.spotChecks = spotChecker;
   const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
-  workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), quarantined: guard.quarantine?.quarantineReason(w.workerId) ?? null }));
+  workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), ...creditOf(spotChecker, w.workerId) }));
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
@@ -231,6 +236,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     workerStats,
     door,
     guard,
+    spotChecker,
     createdDemo,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
@@ -245,4 +251,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     },
     close,
   };
+}
+
+/** A worker's validated work (credit counts only results a spot check confirmed) and quarantine. */
+export function creditOf(checker: SpotChecker, workerId: string): { validatedSamples: number; validatedResults: number; spotCheckFaults: number; quarantined: string | null } {
+  const t = checker.trust(workerId);
+  return { validatedSamples: t?.creditSamples ?? 0, validatedResults: t?.totalValidated ?? 0, spotCheckFaults: t?.faults ?? 0, quarantined: t?.quarantined ?? null };
 }

@@ -7,6 +7,7 @@ import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
 import type { WorkerId } from '../leases/lease-manager.ts';
 import type { JobRegistry } from '../jobs/registry.ts';
 import type { Clock } from '../../shared/clock.ts';
+import type { GradientPush, LeaseAck, PushAck } from '../../shared/protocol/messages.ts';
 import { WorkerCredentials } from './credentials.ts';
 
 const MAX_ADDRESSES_KEPT = 50_000;
@@ -17,6 +18,16 @@ export interface WorkerGate {
   identify(claimed: string | undefined, credential: string | undefined, inUse: (id: string) => boolean, address: string): { workerId: WorkerId; credential: string | undefined; verified: boolean };
   /** Why no lease may be granted to this worker now, or null. */
   leaseRefusal(workerId: WorkerId): Failure | null;
+  /** A spot-check replica lease to hand out instead of a normal one, or null (server/validation). */
+  replicaLease?(workerId: WorkerId, jobId: string): LeaseAck | null;
+  /** The answer to a push of a replica lease; null for a normal lease (it goes to the job). */
+  takePush?(workerId: WorkerId, msg: GradientPush): PushAck | null;
+}
+
+/** What the guard needs of the spot checker (server/validation/spot-checker.ts). */
+export interface SpotCheckView extends QuarantineView {
+  replicaLease(workerId: WorkerId, jobId: string): LeaseAck | null;
+  takePush(workerId: WorkerId, msg: GradientPush): PushAck | null;
 }
 
 export interface QuarantineView {
@@ -27,6 +38,7 @@ export interface QuarantineView {
 export class WorkerGuard implements WorkerGate {
   private readonly addresses = new Map<string, string>();
   quarantine: QuarantineView | null = null;
+  spotChecks: SpotCheckView | null = null;
 
   constructor(
     private readonly credentials: WorkerCredentials | null,
@@ -57,6 +69,15 @@ export class WorkerGuard implements WorkerGate {
   /** The address a worker was last seen at (its own id when unknown): distinct-failure counting. */
   addressOf(workerId: WorkerId): string {
     return this.addresses.get(workerId) ?? workerId;
+  }
+
+  replicaLease(workerId: WorkerId, jobId: string): LeaseAck | null {
+    if (this.registry.get(jobId)?.status !== 'running') return null;
+    return this.spotChecks?.replicaLease(workerId, jobId) ?? null;
+  }
+
+  takePush(workerId: WorkerId, msg: GradientPush): PushAck | null {
+    return this.spotChecks?.takePush(workerId, msg) ?? null;
   }
 
   leaseRefusal(workerId: WorkerId): Failure | null {

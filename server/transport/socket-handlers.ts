@@ -164,6 +164,8 @@ export function attachWorkerHandlers(
       const gated = gate?.leaseRefusal(wid);
       if (gated) return ack(gated);
       join(job);
+      const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
+      if (replica) return ack(replica);
       const res = job.requestLease(wid, msg.value.cachedVersion);
       ack(res);
       observer.leased?.(wid, job.id, res);
@@ -175,6 +177,8 @@ export function attachWorkerHandlers(
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
       if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      const checked = gate?.takePush?.(wid, msg.value); // a spot-check replica: compared, never applied
+      if (checked) return ack(checked);
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
       try {
