@@ -167,7 +167,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
-  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload }));
+  let credit: (workerId: string) => unknown = () => null;
+  let security: () => unknown = () => null;
+  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security() }));
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -197,6 +199,14 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   guardRef = guard;
   guard.quarantine = guard.spotChecks = spotChecker;
   const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+  credit = (w) => creditOf(spotChecker, w);
+  security = () => ({
+    refusals: door.refusals.snapshot(50),
+    spotChecks: { ...spotChecker.counts, pending: spotChecker.pendingChecks, workers: spotChecker.rows(100) },
+    messageCapBytes: door.messageCap,
+    connectionsByAddress: [...door.connections()].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([address, open]) => ({ address, open })),
+    limits: doorPolicy,
+  });
   workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), ...creditOf(spotChecker, w.workerId) }));
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();

@@ -141,6 +141,15 @@ export class SpotChecker {
     return this.records.get(workerId) ?? null;
   }
 
+  /** Workers with validated work or faults, most credited first (the dashboard). */
+  rows(limit = 200): ({ workerId: string } & TrustRecord)[] {
+    return [...this.records.entries()]
+      .filter(([, r]) => r.totalValidated > 0 || r.faults > 0)
+      .map(([workerId, r]) => ({ workerId, ...r }))
+      .sort((a, b) => Number(b.quarantined !== null) - Number(a.quarantined !== null) || b.creditSamples - a.creditSamples)
+      .slice(0, limit);
+  }
+
   get pendingChecks(): number {
     return this.checks.size;
   }
