@@ -81,7 +81,14 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Parsed against a fixed origin: '//x' would otherwise read as a host name (or throw).
+    let url: URL;
+    try {
+      const raw = req.url ?? '/';
+      url = new URL(`http://localhost${raw.startsWith('/') ? '' : '/'}${raw}`);
+    } catch {
+      return error(res, 400, ErrorCode.BadRequest, 'malformed request URL');
+    }
     const parts = url.pathname.split('/').filter(Boolean);
     const method = req.method ?? 'GET';
 
