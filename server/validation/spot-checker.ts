@@ -28,9 +28,11 @@ export interface SpotCheckPolicy {
   readonly checkTtlMs: number;
   /** Deadline of a replica lease. */
   readonly replicaLeaseMs: number;
+  /** Bytes the pending checks may pin (weights, shard, gradients; shared weights counted per check). */
+  readonly maxPinnedBytes: number;
 }
 
-export const DEFAULT_SPOT_CHECK_POLICY: SpotCheckPolicy = { trustAfter: 10, faultsToQuarantine: 2, maxPending: 64, checkTtlMs: 120_000, replicaLeaseMs: 30_000 };
+export const DEFAULT_SPOT_CHECK_POLICY: SpotCheckPolicy = { trustAfter: 10, faultsToQuarantine: 2, maxPending: 64, checkTtlMs: 120_000, replicaLeaseMs: 30_000, maxPinnedBytes: 256 * 1024 * 1024 };
 
 /** Probability that a result of a worker with `validated` consecutive validated results is checked. */
 export function checkProbability(validated: number, trustAfter: number): number {
@@ -72,6 +74,7 @@ interface Check {
   /** replica lease id -> holder */
   readonly assigned: Map<string, { workerId: WorkerId; deadlineAt: number }>;
   wanted: number;
+  readonly bytes: number;
 }
 
 interface Held {
@@ -87,7 +90,8 @@ interface Held {
 
 const MAX_HELD = 256;
 const MAX_RECORDS = 100_000;
-const VERSIONS_KEPT = 4;
+/** Recent weight versions kept per coordinator (a lease sent without weights is checked against these). */
+const VERSIONS_KEPT = 8;
 const REPLICA_PREFIX = 'spot-';
 
 function floats(data: BinaryLike): Float32Array {
@@ -104,6 +108,7 @@ export class SpotChecker {
   private readonly checks = new Map<number, Check>();
   private readonly versions = new Map<string, WeightsPayload>();
   private nextId = 1;
+  private pinnedBytes = 0;
   /** Counters: leases replicated (handed out as replicas) and checks decided. */
   readonly counts = { replicaLeases: 0, agreed: 0, mismatches: 0, faults: 0, inconclusive: 0, expired: 0 };
 
@@ -167,7 +172,7 @@ export class SpotChecker {
     if (weights) {
       this.versions.set(`${jobId}@${weights.version}`, weights);
       for (const k of this.versions.keys()) {
-        if (this.versions.size <= VERSIONS_KEPT * 4) break;
+        if (this.versions.size <= VERSIONS_KEPT) break;
         this.versions.delete(k);
       }
     }
@@ -186,13 +191,16 @@ export class SpotChecker {
     if (!ack.ok || ack.status !== 'applied') return;
     this.expire();
     const backend = this.backends.get(workerId) ?? 'unknown';
+    const grad = floats(push.data);
+    const bytes = toBytes(h.weights.data).byteLength + toBytes(h.x).byteLength + toBytes(h.y).byteLength + grad.byteLength * 3;
     const check: Check = {
       id: this.nextId++, jobId: h.jobId, cls: backendClass(backend), epoch: h.epoch, shard: h.shard, baseVersion: h.baseVersion, numSamples: h.numSamples,
-      x: h.x, y: h.y, weights: h.weights, createdAt: this.clock.now(), opinions: [{ workerId, address: this.addressOf(workerId), backend, grad: floats(push.data) }], assigned: new Map(), wanted: 2,
+      x: h.x, y: h.y, weights: h.weights, createdAt: this.clock.now(), opinions: [{ workerId, address: this.addressOf(workerId), backend, grad }], assigned: new Map(), wanted: 2, bytes,
     };
     this.checks.set(check.id, check);
-    while (this.checks.size > this.policy.maxPending) {
-      this.checks.delete(this.checks.keys().next().value!);
+    this.pinnedBytes += bytes;
+    while (this.checks.size > this.policy.maxPending || (this.pinnedBytes > this.policy.maxPinnedBytes && this.checks.size > 1)) {
+      this.drop(this.checks.values().next().value!);
       this.counts.expired++;
     }
   }
@@ -259,7 +267,7 @@ export class SpotChecker {
         this.counts.agreed++;
         this.validate(a.workerId, c.numSamples);
         this.validate(b.workerId, c.numSamples);
-        this.checks.delete(c.id);
+        this.drop(c);
       } else {
         this.counts.mismatches++;
         c.wanted = 3; // a third opinion decides who is wrong
@@ -268,7 +276,7 @@ export class SpotChecker {
     }
     const withA = this.compare(third, a);
     const withB = this.compare(third, b);
-    this.checks.delete(c.id);
+    this.drop(c);
     const where = `shard ${c.shard} of epoch ${c.epoch + 1} at v${c.baseVersion}`;
     if (withA.agree && !withB.agree) {
       [a, third].forEach((o) => this.validate(o.workerId, c.numSamples));
@@ -299,12 +307,16 @@ export class SpotChecker {
     }
   }
 
+  private drop(c: Check): void {
+    if (this.checks.delete(c.id)) this.pinnedBytes -= c.bytes;
+  }
+
   private expire(): void {
     const now = this.clock.now();
     for (const c of this.checks.values()) {
       for (const [id, a] of c.assigned) if (a.deadlineAt <= now) c.assigned.delete(id);
       if (now - c.createdAt > this.policy.checkTtlMs) {
-        this.checks.delete(c.id);
+        this.drop(c);
         this.counts.expired++;
       }
     }
