@@ -5,7 +5,7 @@
 // still ask for many new ids: rules that count workers also count distinct addresses.
 
 import { createHmac, randomBytes, timingSafeEqual, randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export const WORKER_SECRET_FILE = 'worker-secret';
@@ -52,6 +52,7 @@ export function workerSecretFor(dataDir: string): Buffer {
         chmodSync(file, 0o600);
         return Buffer.from(kept, 'base64url');
       }
+      unlinkSync(file); // empty or truncated: a new secret (earlier credentials no longer verify)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
