@@ -52,6 +52,8 @@ async function connectLoop(address: string, n: number): Promise<void> {
   for (const s of open) s.close();
 }
 
-await Promise.all([flood('10.9.0.1'), flood('10.9.0.2'), flood('10.9.0.3'), flood('10.9.0.4'), connectLoop('10.9.1.1', 200)]);
+// FLOOD_NOOP=1: a control run, the process lives as long but sends nothing.
+if (process.env.FLOOD_NOOP === '1') await new Promise((r) => setTimeout(r, durationMs));
+else await Promise.all([flood('10.9.0.1'), flood('10.9.0.2'), flood('10.9.0.3'), flood('10.9.0.4'), connectLoop('10.9.1.1', 200)]);
 process.stdout.write(JSON.stringify(stats) + '\n');
 process.exit(0);
