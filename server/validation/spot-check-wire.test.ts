@@ -1,7 +1,8 @@
 // Spot checks over the wire (real coordinator, port 0, addresses via a trusted X-Forwarded-For):
 // a new worker's lease is replicated to a worker at another address on the same weights and shard;
 // agreeing results are credited to both (/api/workers counts validated work only); a worker whose
-// results two others contradict is quarantined and told why; replica pushes never move the model.
+// results two others contradict is quarantined and told why; replica pushes never move the model;
+// two real worker loops (real gradients, the replica's older weights) agree and both earn credit.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -115,4 +116,27 @@ test('a worker two others contradict twice is quarantined, and its lease refusal
   assert.ok(why && /spot checks found 2 of its results wrong/.test(why), String(why));
   const refused = await liar.s.timeout(5000).emitWithAck('lease:request', { cachedVersion: null });
   assert.ok(!refused.ok && refused.code === ErrorCode.Quarantined && refused.message.includes('spot checks'), JSON.stringify(refused));
+});
+
+test('two real worker loops at two addresses: real gradients of replicated shards agree, both earn credit, no fault', { timeout: 60_000 }, async () => {
+  const { SocketLink } = await import('../../shared/training/link.ts');
+  const { WorkerLoop } = await import('../../shared/training/worker-loop.ts');
+  const { systemClock } = await import('../../shared/clock.ts');
+  const job = c.registry.all()[0]!;
+  const agreed0 = c.spotChecker.counts.agreed;
+  const faults0 = c.spotChecker.counts.faults;
+  const loops = ['198.18.2.1', '198.18.2.2'].map((address) => {
+    const s: FlockSocket = ioClient(c.url, { transports: ['websocket'], forceNew: true, extraHeaders: { 'x-forwarded-for': address } });
+    sockets.push(s);
+    return new WorkerLoop(new SocketLink(s, 15_000), { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 40, minBackoffMs: 20, maxBackoffMs: 200 });
+  });
+  const v0 = job.currentVersion;
+  await Promise.all(loops.map((l) => l.run()));
+  const credits = loops.map((l) => c.spotChecker.trust(l.identity)?.creditSamples ?? 0);
+  console.log(`# two loops: ${c.spotChecker.counts.agreed - agreed0} checks agreed, ${c.spotChecker.counts.faults - faults0} faults, credit ${credits.join(' / ')} samples, ${job.currentVersion - v0} updates applied`);
+  assert.ok(c.spotChecker.counts.agreed - agreed0 >= 3, 'replicated shards were computed by the other loop and agreed');
+  // (Checks left pending by the earlier tests' stand-in gradients may be decided now, against those workers.)
+  assert.deepEqual(loops.map((l) => c.spotChecker.trust(l.identity)?.faults ?? 0), [0, 0], 'honest real gradients are never at fault');
+  assert.ok(credits.every((x) => x > 0), `both earn credit: ${credits.join(', ')}`);
+  assert.ok(job.currentVersion > v0);
 });
