@@ -314,7 +314,12 @@ export class WorkerLoop {
     };
     this.pendingPush = push;
     this.currentLease = null;
-    const ack = await link.pushGradient(push);
+    let ack = await link.pushGradient(push);
+    // Refused at the coordinator's door (rate, back-pressure): the gradient is still good; resend it.
+    for (let tries = 0; !ack.ok && (ack.code === ErrorCode.RateLimited || ack.code === ErrorCode.Backpressure) && tries < 5 && !this.stopped; tries++) {
+      await this.waitForPoke(ack.retryAfterMs ?? 500);
+      ack = await link.pushGradient(push);
+    }
     this.pendingPush = null;
     this.stats.bytesUp += grad.gradients.byteLength;
     this.stats.lastLoss = grad.loss;
