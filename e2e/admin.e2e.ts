@@ -60,7 +60,8 @@ test('admin: sign in, create, watch two tabs, pause/resume, retune, download, 1,
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-admin-e2e-'));
   const dlDir = mkdtempSync(path.join(tmpdir(), 'flock-admin-dl-'));
   mkdirSync(ART, { recursive: true });
-  const env = { FLOCK_DATA_DIR: dataDir, FLOCK_ADMIN_TOKEN: TOKEN, FLOCK_DEMO: 'none', FLOCK_DRAIN_MS: '500' };
+  // 1,000 synthetic workers connect from this one address: a lab behind one NAT, as the README says to tune it.
+  const env = { FLOCK_DATA_DIR: dataDir, FLOCK_ADMIN_TOKEN: TOKEN, FLOCK_DEMO: 'none', FLOCK_DRAIN_MS: '500', FLOCK_MAX_CONNECTIONS_PER_IP: '2000', FLOCK_CONNECT_RATE_PER_IP: '100000', FLOCK_EVENT_RATE_PER_IP: '100000' };
   let coord: CoordinatorProcess = await startCoordinatorProcess(env);
   const fakes: Socket[] = [];
   const report: Record<string, unknown> = {};

@@ -27,6 +27,12 @@ import type { StateStore } from './storage/state-store.ts';
 import { MemoryStateStore } from './storage/memory-state-store.ts';
 import { SqliteStateStore } from './storage/sqlite-state-store.ts';
 import type { SchedulerPolicy } from './jobs/scheduler.ts';
+import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
+import { installDoor, type Door } from './security/door.ts';
+import { WorkerGuard } from './security/worker-guard.ts';
+import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
+import { largestGradientBytes } from './security/message-size.ts';
+import { SpotChecker } from './validation/spot-checker.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -52,6 +58,8 @@ export interface CoordinatorOptions {
   readonly maxMessageBytes?: number | undefined;
   /** Placement of workers that pin no job (dwell time, margin...): server/jobs/scheduler.ts defaults. */
   readonly scheduling?: Partial<SchedulerPolicy> | undefined;
+  /** Limits at the door (rates, connections per address, leases per worker, trusted proxies). */
+  readonly door?: Partial<DoorPolicy> | undefined;
   /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
   readonly ownDataDir?: boolean | undefined;
 }
@@ -101,6 +109,10 @@ export interface Coordinator {
   readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
   readonly workerStats: WorkerStatsBook;
+  /** Rate limits, connection counts, refusal counts and the transport's message cap. */
+  readonly door: Door;
+  readonly guard: WorkerGuard;
+  readonly spotChecker: SpotChecker;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -138,8 +150,11 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   await mkdir(opts.dataDir, { recursive: true });
   // Uploads that a crash interrupted are never half-made jobs: their staging folders go.
   await rm(path.join(opts.dataDir, 'staging'), { recursive: true, force: true });
+  const doorPolicy: DoorPolicy = { ...DEFAULT_DOOR_POLICY, ...opts.door };
+  // Filled once the door exists: poison shards count distinct addresses, not ids.
+  let guardRef: WorkerGuard | null = null;
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   await registry.loadAll();
   const createdDemo = registry.all().length === 0 && opts.demo !== null;
   if (createdDemo && opts.demo) {
@@ -154,7 +169,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
-  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload }));
+  let credit: (workerId: string) => unknown = () => null;
+  let security: () => unknown = () => null;
+  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security() }));
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -163,7 +180,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   });
   // The dashboard's feed (namespace /admin, token-checked) and the worker statistics it shows.
   const adminFeed = new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
-  const observers: TransportObserver[] = [workerStats, adminFeed];
+  // Spot checks hear every lease and applied push; the guard hands out their replicas.
+  const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w);
+  const observers: TransportObserver[] = [workerStats, adminFeed, spotChecker];
   const observer: TransportObserver = {
     hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
     joined: (w, j) => observers.forEach((o) => o.joined?.(w, j)),
@@ -172,8 +191,25 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
   };
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
-  workersFn = handlers.workers;
+  // The door first: its middleware runs before every handler; the message cap follows the jobs.
+  const door = installDoor(io, doorPolicy, clock);
+  // An explicit maxMessageBytes wins; otherwise the cap is sized from the largest job's gradient.
+  const resize = (): void => void (opts.maxMessageBytes === undefined && door.sizeMessages(largestGradientBytes(registry.all())));
+  resize();
+  registry.onAdded(resize);
+  const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
+  guardRef = guard;
+  guard.quarantine = guard.spotChecks = spotChecker;
+  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+  credit = (w) => creditOf(spotChecker, w);
+  security = () => ({
+    refusals: door.refusals.snapshot(50),
+    spotChecks: { ...spotChecker.counts, pending: spotChecker.pendingChecks, workers: spotChecker.rows(100) },
+    messageCapBytes: door.messageCap,
+    connectionsByAddress: [...door.connections()].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([address, open]) => ({ address, open })),
+    limits: doorPolicy,
+  });
+  workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), ...creditOf(spotChecker, w.workerId) }));
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
@@ -210,6 +246,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     io,
     state,
     workerStats,
+    door,
+    guard,
+    spotChecker,
     createdDemo,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
@@ -224,4 +263,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     },
     close,
   };
+}
+
+/** A worker's validated work (credit counts only results a spot check confirmed) and quarantine. */
+export function creditOf(checker: SpotChecker, workerId: string): { validatedSamples: number; validatedResults: number; spotCheckFaults: number; quarantined: string | null } {
+  const t = checker.trust(workerId);
+  return { validatedSamples: t?.creditSamples ?? 0, validatedResults: t?.totalValidated ?? 0, spotCheckFaults: t?.faults ?? 0, quarantined: t?.quarantined ?? null };
 }

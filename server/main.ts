@@ -41,6 +41,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
       limits: s.limits,
+      door: s.door,
       log: consoleLogger,
     });
   } catch (err) {

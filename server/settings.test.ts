@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { DEFAULT_DOOR_POLICY } from './security/limits.ts';
 import { DEMO_NAMES, parseTargetAccuracy, settingsFromEnv } from './settings.ts';
 import { DEMOS } from './jobs/demos.ts';
 
@@ -14,7 +15,7 @@ test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, dra
   assert.ok(r.ok);
   assert.deepEqual(r.settings, {
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
-    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0,
+    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, door: DEFAULT_DOOR_POLICY,
     limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
   });
   assert.deepEqual([...DEMO_NAMES], [...DEMOS]);
@@ -66,4 +67,18 @@ test('demo overrides and the rest are typed numbers', () => {
   assert.deepEqual(r.settings.demoOverrides, { batchSize: 64, evalEveryVersions: 10, leaseTimeoutMs: 5000 });
   assert.equal(r.settings.store, 'memory');
   assert.equal(r.settings.drainMs, 0);
+});
+
+test('door limits: FLOCK_MAX_CONNECTIONS_PER_IP, FLOCK_TRUST_PROXY (1 or a list of addresses) and the rates, each checked', () => {
+  const r = settingsFromEnv({ FLOCK_MAX_CONNECTIONS_PER_IP: '200', FLOCK_TRUST_PROXY: '1', FLOCK_EVENT_RATE_PER_SOCKET: '50', FLOCK_MAX_LEASES_PER_WORKER: '1' });
+  assert.ok(r.ok);
+  assert.equal(r.settings.door.maxConnectionsPerIp, 200);
+  assert.deepEqual(r.settings.door.trustProxy, { kind: 'loopback' });
+  assert.equal(r.settings.door.eventsPerSecPerSocket, 50);
+  assert.equal(r.settings.door.maxLeasesPerWorker, 1);
+  const list = settingsFromEnv({ FLOCK_TRUST_PROXY: '10.0.0.2, ::ffff:10.0.0.3' });
+  assert.ok(list.ok);
+  assert.deepEqual(list.settings.door.trustProxy, { kind: 'list', proxies: ['10.0.0.2', '10.0.0.3'] });
+  assert.equal(error({ FLOCK_MAX_CONNECTIONS_PER_IP: '0' }), 'FLOCK_MAX_CONNECTIONS_PER_IP="0" is not accepted: use a whole number from 1 to 100,000');
+  assert.match(error({ FLOCK_TRUST_PROXY: 'yes please' }) ?? '', /^FLOCK_TRUST_PROXY="yes please" is not accepted: use 0 \(no proxy\), 1/);
 });

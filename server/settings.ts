@@ -7,6 +7,8 @@ import { AGGREGATION_MODES, aggregationFor, type AggregationMode } from './aggre
 import { COMBINE_RULES } from './aggregation/robust.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import { DEFAULT_LIMITS } from './jobs/limits.ts';
+import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
+import { parseTrustProxy } from './security/client-address.ts';
 
 export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
@@ -27,6 +29,8 @@ export interface Settings {
   readonly checkpointPauseMs: number;
   /** Size limits on submitted jobs (bytes). */
   readonly limits: { readonly maxModelBytes: number; readonly maxDatasetBytes: number };
+  /** Rate, connection and lease limits at the door (server/security/limits.ts). */
+  readonly door: DoorPolicy;
 }
 
 export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
@@ -63,6 +67,22 @@ export function parseTargetAccuracy(raw: string): { ok: true; value: number } | 
     if (n <= 100) return { ok: true, value: Math.round(n * 1e6) / 1e8 };
   }
   return { ok: false, error: `FLOCK_TARGET_ACCURACY=${shown(raw)} is not accepted: use a fraction in (0, 1] such as 0.97, or a percent in (1, 100] such as 97` };
+}
+
+/** The door's limits: each FLOCK_* variable overrides one default (README, Security). */
+function doorFromEnv(env: NodeJS.ProcessEnv): DoorPolicy {
+  const d = DEFAULT_DOOR_POLICY;
+  const trust = parseTrustProxy(env.FLOCK_TRUST_PROXY);
+  if (!trust.ok) throw new SettingError(trust.error);
+  return {
+    ...d,
+    maxConnectionsPerIp: intIn(env, 'FLOCK_MAX_CONNECTIONS_PER_IP', 1, 100_000) ?? d.maxConnectionsPerIp,
+    connectsPerMinutePerIp: intIn(env, 'FLOCK_CONNECT_RATE_PER_IP', 1, 1_000_000, ' (per minute)') ?? d.connectsPerMinutePerIp,
+    eventsPerSecPerSocket: intIn(env, 'FLOCK_EVENT_RATE_PER_SOCKET', 10, 1_000_000, ' (per second)') ?? d.eventsPerSecPerSocket,
+    eventsPerSecPerIp: intIn(env, 'FLOCK_EVENT_RATE_PER_IP', 10, 10_000_000, ' (per second)') ?? d.eventsPerSecPerIp,
+    maxLeasesPerWorker: intIn(env, 'FLOCK_MAX_LEASES_PER_WORKER', 1, 64) ?? d.maxLeasesPerWorker,
+    trustProxy: trust.value,
+  };
 }
 
 /** Reads and checks every setting; nothing is started or touched. */
@@ -127,6 +147,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
           maxModelBytes: intIn(env, 'FLOCK_MAX_MODEL_BYTES', 1024, 2 ** 40, ' (bytes)') ?? DEFAULT_LIMITS.maxModelBytes,
           maxDatasetBytes: intIn(env, 'FLOCK_MAX_DATASET_BYTES', 1024, 2 ** 44, ' (bytes)') ?? DEFAULT_LIMITS.maxDatasetBytes,
         },
+        door: doorFromEnv(env),
       },
     };
   } catch (err) {

@@ -680,6 +680,41 @@ $('create').addEventListener('submit', async (e) => {
   }
 });
 
+// ---- security panel (overview): refusals per worker, spot checks, credit ------------------------
+
+interface SecurityReport {
+  refusals: { totals: Record<string, number>; top: { who: string; counts: Record<string, number>; total: number }[] };
+  spotChecks: { replicaLeases: number; agreed: number; mismatches: number; faults: number; pending: number; workers: { workerId: string; creditSamples: number; totalValidated: number; faults: number; quarantined: string | null }[] };
+  messageCapBytes: number;
+}
+
+function cells(row: HTMLTableRowElement, values: readonly [string, string?][]): void {
+  for (const [t, cls] of values) {
+    const td = row.insertCell();
+    td.textContent = t;
+    if (cls) td.className = cls;
+  }
+}
+
+async function loadSecurity(): Promise<void> {
+  if (!signedIn || route.page !== 'overview') return;
+  try {
+    const r = await api<SecurityReport>('/api/security');
+    const totals = Object.entries(r.refusals.totals);
+    const s = r.spotChecks;
+    text('sec-summary', `${totals.length ? 'refused: ' + totals.map(([c, n]) => `${int(n)} ${c}`).join(', ') : 'nothing refused'} · spot checks: ${int(s.replicaLeases)} replicas, ${int(s.agreed)} agreed, ${int(s.mismatches)} mismatched, ${int(s.faults)} faults, ${int(s.pending)} pending · message cap ${(r.messageCapBytes / 1e6).toFixed(1)} MB`);
+    const ref = $<HTMLTableElement>('sec-refusals').tBodies[0]!;
+    ref.replaceChildren();
+    for (const t of r.refusals.top.slice(0, 20)) cells(ref.insertRow(), [[t.who], [int(t.total), 'num'], [Object.entries(t.counts).map(([c, n]) => `${int(n)} ${c}`).join(', ')]]);
+    const cr = $<HTMLTableElement>('sec-credit').tBodies[0]!;
+    cr.replaceChildren();
+    for (const w of s.workers.slice(0, 50)) cells(cr.insertRow(), [[w.workerId], [int(w.creditSamples), 'num'], [int(w.totalValidated), 'num'], [int(w.faults), 'num'], [w.quarantined ?? '–']]);
+  } catch {
+    text('sec-summary', 'security figures unavailable');
+  }
+}
+setInterval(() => void loadSecurity(), 5000);
+
 // ---- start -------------------------------------------------------------------------------------
 
 // Relative times ("connected since", elapsed) age even without pushes: a cheap 1 s repaint.
@@ -693,5 +728,6 @@ setInterval(() => {
 }, 1000);
 
 adoptTokenFromHash();
+setTimeout(() => void loadSecurity(), 500);
 if (getToken()) live.connect(getToken());
 else signOut(null);

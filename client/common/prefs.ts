@@ -33,6 +33,18 @@ export const prefs = {
   set pauseHidden(v: boolean) {
     write('flock.pauseHidden', String(v));
   },
+  /** The coordinator-issued worker id and its credential (kept so credit and trust follow this device). */
+  get identity(): { workerId: string; credential: string } | null {
+    try {
+      const v = JSON.parse(read('flock.identity') ?? 'null') as { workerId?: unknown; credential?: unknown } | null;
+      return v && typeof v.workerId === 'string' && typeof v.credential === 'string' ? { workerId: v.workerId, credential: v.credential } : null;
+    } catch {
+      return null;
+    }
+  },
+  set identity(v: { workerId: string; credential: string } | null) {
+    write('flock.identity', JSON.stringify(v));
+  },
   get pauseOnBattery(): boolean {
     return read('flock.pauseBattery') !== 'false';
   },

@@ -142,6 +142,23 @@ function renderState(): void {
 
 // ---- figures -----------------------------------------------------------------------------------
 
+let creditTimer: ReturnType<typeof setInterval> | null = null;
+/** Validated work (spot-checked, agreed with another worker): the only work credited. */
+function watchCredit(workerId: string): void {
+  if (creditTimer) clearInterval(creditTimer);
+  const load = async (): Promise<void> => {
+    try {
+      const c = (await (await fetch(`/api/credit/${encodeURIComponent(workerId)}`)).json()) as { validatedSamples: number; validatedResults: number; quarantined: string | null };
+      $('credit').textContent = `${int(c.validatedSamples)} samples`;
+      $('credit-note').textContent = c.quarantined ? `No more work for this tab: ${c.quarantined}` : `${int(c.validatedResults)} result${c.validatedResults === 1 ? '' : 's'} confirmed by a spot check; only confirmed work counts`;
+    } catch {
+      /* shown again at the next try */
+    }
+  };
+  void load();
+  creditTimer = setInterval(() => void load(), 5000);
+}
+
 function renderStats(s: WorkerStats): void {
   $('sps').textContent = s.samplesPerSec ? int(s.samplesPerSec) : '–';
   $('shards').textContent = int(s.shardsDone);
@@ -289,6 +306,10 @@ function onWorkerMessage(ev: MessageEvent<FromWorker>): void {
     case 'probe':
       view.probe = m.figures;
       break;
+    case 'identity':
+      prefs.identity = { workerId: m.workerId, credential: m.credential };
+      watchCredit(m.workerId);
+      break;
     case 'fatal':
       view.fatal = m.message;
       view.state = 'unsupported';
@@ -340,7 +361,8 @@ function start(): void {
     view.fatal = e.message;
     setNotice('fatal', 'bad', `The training worker failed: ${e.message}`);
   };
-  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}) });
+  const identity = prefs.identity;
+  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}), ...(identity ? { identity } : {}) });
   if (pauses.size) send({ type: 'pause' });
   view.state = 'connecting';
   renderState();

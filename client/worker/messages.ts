@@ -6,7 +6,7 @@ import type { ProbeFigures } from '../../shared/training/probe.ts';
 import type { ProbeOutcome } from '../../shared/training/backend-choice.ts';
 
 export type ToWorker =
-  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean; wasmThreads?: number }
+  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean; wasmThreads?: number; identity?: { workerId: string; credential: string } }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop' }
@@ -31,4 +31,6 @@ export type FromWorker =
   | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize' | 'task'>; flopsPerSample: number }
   | { type: 'jobUpdate'; update: JobUpdate }
   | { type: 'probe'; figures: ProbeFigures }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  /** The coordinator-issued id and credential: the page keeps them for the next visit. */
+  | { type: 'identity'; workerId: string; credential: string };

@@ -55,6 +55,9 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           dutyCycle: m.dutyCycle,
           prefetch: m.prefetch,
           capabilities,
+          workerId: m.identity?.workerId,
+          credential: m.identity?.credential,
+          onIdentity: (workerId, credential) => post({ type: 'identity', workerId, credential }),
           prepareJob: async (job) => {
             const choice = await chooseBackendForJob(job, m.backend, undefined, m.wasmThreads);
             // No 'backend' report on a refusal: the tab trains on none; the refusal's reason is shown.

@@ -30,6 +30,10 @@ export interface HttpDeps {
   readonly telemetry?: TelemetryBook | undefined;
   /** Job-file submissions (POST /api/jobs with a job file). */
   readonly upload?: UploadDeps | undefined;
+  /** A worker's validated work (public: the volunteer page shows its own). */
+  readonly credit?: ((workerId: string) => unknown) | undefined;
+  /** Refusals, spot checks, connections and the message cap (admin). */
+  readonly security?: (() => unknown) | undefined;
 }
 
 const send = sendJson;
@@ -42,7 +46,7 @@ const ADMIN_JOB_ACTIONS = new Set(['pause', 'resume', 'cancel', 'settings', 'vie
 
 /** Whether `/api/...` names an admin endpoint (so the token is checked before anything runs). */
 export function isAdminRoute(method: string, parts: readonly string[]): boolean {
-  if (parts[1] === 'session' || parts[1] === 'demos' || parts[1] === 'workers') return true;
+  if (parts[1] === 'session' || parts[1] === 'demos' || parts[1] === 'workers' || parts[1] === 'security') return true;
   if (parts[1] !== 'jobs') return false;
   if (parts.length === 2) return method !== 'GET';
   return parts.length === 4 && ADMIN_JOB_ACTIONS.has(parts[3]!);
@@ -77,7 +81,14 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
   };
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // Parsed against a fixed origin: '//x' would otherwise read as a host name (or throw).
+    let url: URL;
+    try {
+      const raw = req.url ?? '/';
+      url = new URL(`http://localhost${raw.startsWith('/') ? '' : '/'}${raw}`);
+    } catch {
+      return error(res, 400, ErrorCode.BadRequest, 'malformed request URL');
+    }
     const parts = url.pathname.split('/').filter(Boolean);
     const method = req.method ?? 'GET';
 
@@ -114,6 +125,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       const refused = adminRefusal(req);
       if (refused) return error(res, 401, ErrorCode.Unauthorized, refused);
       if (parts[1] === 'workers' && parts.length === 2 && method === 'GET') return send(res, 200, deps.workers());
+      if (parts[1] === 'security' && parts.length === 2 && method === 'GET' && deps.security) return send(res, 200, deps.security());
       const job = parts[1] === 'jobs' && parts[2] ? deps.registry.get(parts[2]) : undefined;
       const rest = parts.slice(3);
       if (job && method === 'POST' && rest.length === 1 && ['pause', 'resume', 'cancel'].includes(rest[0]!)) {
@@ -135,6 +147,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       if (parts[1] === 'jobs' && parts[2] && !job) return error(res, 404, ErrorCode.UnknownJob, `no job ${parts[2]}`);
       return error(res, 404, 'NOT_FOUND', 'no such endpoint');
     }
+    if (parts[1] === 'credit' && parts.length === 3 && method === 'GET' && deps.credit) return send(res, 200, deps.credit(parts[2]!.slice(0, 128)));
     if (parts[1] !== 'jobs') return error(res, 404, 'NOT_FOUND', 'no such endpoint');
     if (parts.length === 2 && method === 'GET') return send(res, 200, deps.registry.all().map((j) => j.summary()));
 
@@ -216,7 +229,8 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
   return (req, res) => {
     route(req, res).catch((err: Error) => {
       // Details (paths, stack) go to the log, not to the client.
-      console.warn(`[flock] WARN HTTP ${req.method} ${req.url}: ${err.message}`);
+      // The path only: a query string may carry a token, and tokens are never logged.
+      console.warn(`[flock] WARN HTTP ${req.method} ${(req.url ?? '').split('?')[0]}: ${err.message}`);
       if (!res.headersSent) error(res, 500, ErrorCode.Internal, 'internal error; see the coordinator log');
       else res.destroy();
     });

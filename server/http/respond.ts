@@ -3,11 +3,14 @@
 // pages, needed once WASM threads run in the Web Worker) and no caching.
 
 import type { ServerResponse } from 'node:http';
+import { SECURITY_HEADERS } from './security-headers.ts';
 
+/** Cross-origin isolation, plus the security headers (CSP, nosniff, no referrer): on every answer. */
 export const ISOLATION = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
+  ...SECURITY_HEADERS,
 };
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

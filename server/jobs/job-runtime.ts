@@ -47,6 +47,8 @@ export interface JobRuntimeDeps {
   readonly newId: () => string;
   /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
   readonly bestStore?: CheckpointStore | undefined;
+  /** Distinct failing workers of a poison shard are counted by this (their address): server/security. */
+  readonly failureIdentity?: ((workerId: WorkerId) => string) | undefined;
 }
 
 export type { Counters } from './job-metrics.ts';
@@ -141,7 +143,7 @@ export class JobRuntime {
     this.aggregation = aggregationOf(config);
     this.sharder = new Sharder(deps.data.count('train'), this.shardSize, config.seed);
     this.leases = new LeaseManager(
-      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3 },
+      { shardsPerEpoch: this.sharder.shardsPerEpoch, maxEpochs: config.stop.maxEpochs, clock: deps.clock, newId: deps.newId, maxShardFailures: 8, minFailingWorkers: 3, identityOf: deps.failureIdentity },
       snapshot?.ledger,
     );
     this.trainSpecs = shape.trainSpecs;
@@ -408,6 +410,11 @@ export class JobRuntime {
 
   get outstandingLeases(): number {
     return this.leases.outstanding.length;
+  }
+
+  /** Leases this worker holds now (the door allows one plus one prefetched). */
+  leasesHeldBy(workerId: WorkerId): number {
+    return this.leases.outstanding.reduce((n, l) => n + (l.workerId === workerId ? 1 : 0), 0);
   }
 
   // ---- the push pipeline ----------------------------------------------------------------------

@@ -45,6 +45,11 @@ export interface LeaseManagerOptions {
   readonly maxShardFailures?: number | undefined;
   /** ...on at least this many distinct workers is set aside (BOINC's max error results). */
   readonly minFailingWorkers?: number | undefined;
+  /**
+   * Who counts as a distinct failing worker: by default the worker id; the coordinator passes its
+   * client address, so many ids from one address (made up, or freshly issued) count once.
+   */
+  readonly identityOf?: ((workerId: WorkerId) => string) | undefined;
   /** Leases are not handed out for epochs >= this (the stop condition); Infinity for none. */
   readonly maxEpochs: number;
   readonly clock: Clock;
@@ -198,7 +203,7 @@ export class LeaseManager {
     const key = `${lease.epoch}:${lease.shard}`;
     const f = this.failures.get(key) ?? { count: 0, workers: new Set<string>() };
     f.count++;
-    f.workers.add(lease.workerId);
+    f.workers.add(this.opts.identityOf?.(lease.workerId) ?? lease.workerId);
     this.failures.set(key, f);
     const max = this.opts.maxShardFailures ?? 8;
     const minWorkers = this.opts.minFailingWorkers ?? 3;

@@ -37,15 +37,21 @@ after(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function connect(workerId: string): Promise<FlockSocket> {
+/** Each named tab's coordinator-issued id and credential, kept across its reconnections as a tab keeps them. */
+const identities = new Map<string, { workerId: string; credential: string }>();
+
+async function connect(name: string): Promise<FlockSocket> {
   const s: FlockSocket = ioClient(c.url, { transports: ['websocket'], reconnection: false });
   sockets.push(s);
   await new Promise<void>((resolve, reject) => {
     s.once('connect', () => resolve());
     s.once('connect_error', reject);
   });
-  const hello = await s.timeout(5000).emitWithAck('worker:hello', { protocol: PROTOCOL_VERSION, workerId, capabilities: { backend: 'wasm', runtime: 'browser' } });
-  assert.ok(hello.ok && hello.workerId === workerId);
+  const kept = identities.get(name);
+  const hello = await s.timeout(5000).emitWithAck('worker:hello', { protocol: PROTOCOL_VERSION, ...kept, capabilities: { backend: 'wasm', runtime: 'browser' } });
+  assert.ok(hello.ok && hello.credential);
+  if (kept) assert.equal(hello.workerId, kept.workerId, 'a valid credential keeps the id');
+  identities.set(name, { workerId: hello.workerId, credential: hello.credential });
   return s;
 }
 
@@ -78,8 +84,8 @@ test('after job:refuse the worker gets MODEL_UNSUPPORTED_ON_DEVICE, also after r
   assert.ok(other.ok, 'another worker still gets the job');
 
   const workers = (await (await fetch(`${c.url}/api/workers`, { headers: { Authorization: `Bearer ${c.adminToken}` } })).json()) as { workerId: string; refusedJobs: string[] }[];
-  assert.deepEqual(workers.find((w) => w.workerId === 'tab-a-0001')?.refusedJobs, [job.id]);
-  assert.deepEqual(workers.find((w) => w.workerId === 'tab-b-0001')?.refusedJobs, []);
+  assert.deepEqual(workers.find((w) => w.workerId === identities.get('tab-a-0001')!.workerId)?.refusedJobs, [job.id]);
+  assert.deepEqual(workers.find((w) => w.workerId === identities.get('tab-b-0001')!.workerId)?.refusedJobs, []);
 });
 
 test('a refusal of a job that does not exist changes nothing; a malformed one is a bad request', async () => {
@@ -100,6 +106,8 @@ test('a Node worker whose probe refuses the job ends unsupported and is not leas
   });
   await w.done;
   assert.equal(states.at(-1), 'unsupported');
+  // The tab keeps the id and credential the coordinator issued (LoopOptions.onIdentity).
+  identities.set('node-refuser', { workerId: w.loop.identity, credential: w.loop.credential! });
   assert.equal(w.loop.stats.shardsDone, 0);
   w.socket.close();
   await new Promise((r) => setTimeout(r, 100)); // the coordinator sees the old connection go

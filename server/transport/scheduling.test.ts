@@ -189,7 +189,8 @@ test('a worker whose device refuses the job it is given moves to another job and
   assert.deepEqual(probed, ['job-b', 'job-c']);
   assert.deepEqual(seen, ['job-c']);
   const list = (await (await fetch(`${c.url}/api/workers`, { headers: { Authorization: `Bearer ${c.adminToken}` } })).json()) as { workerId: string; jobId: string; refusedJobs: string[] }[];
-  const me = list.find((x) => x.workerId === 'node-refuses-b');
+  // The coordinator issued the id (server-issued identities): the loop adopted it.
+  const me = list.find((x) => x.workerId === w.loop.identity);
   assert.deepEqual(me && { jobId: me.jobId, refusedJobs: me.refusedJobs }, { jobId: 'job-c', refusedJobs: ['job-b'] });
   await w.stop();
 });

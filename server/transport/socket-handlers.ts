@@ -24,6 +24,7 @@ import type { Clock } from '../../shared/clock.ts';
 import { RefusalBook } from './refusals.ts';
 import { JobAssigner } from './job-assignment.ts';
 import type { SchedulerPolicy } from '../jobs/scheduler.ts';
+import type { WorkerGate } from '../security/worker-guard.ts';
 
 /** The acknowledgement payload type of a client->server event. */
 type AckOf<K extends keyof ClientToServerEvents> = Parameters<Parameters<ClientToServerEvents[K]>[1]>[0];
@@ -33,6 +34,8 @@ export interface SocketData {
   capabilities?: WorkerCapabilities;
   jobId?: string;
   connectedAt?: number;
+  /** The client's address (FLOCK_TRUST_PROXY applied), set by the door (server/security/door.ts). */
+  address?: string;
 }
 
 export type FlockServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -61,7 +64,7 @@ export interface TransportObserver {
 }
 
 export function attachWorkerHandlers(
-  io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {},
+  io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {}, gate?: WorkerGate,
 ): { workers(): WorkerInfo[]; assigner: JobAssigner } {
   const room = (jobId: string): string => `job:${jobId}`;
   const refusals = new RefusalBook();
@@ -104,14 +107,18 @@ export function attachWorkerHandlers(
       if (msg.value.protocol !== PROTOCOL_VERSION) {
         return ack(fail(ErrorCode.ProtocolMismatch, `coordinator speaks protocol ${PROTOCOL_VERSION}, worker ${msg.value.protocol}: reload the page`));
       }
+      let credential: string | undefined;
       if (!socket.data.workerId) {
-        // Keep the worker's own id across reconnections unless another live socket already uses it.
+        // Keep the worker's own id across reconnections unless another live socket already uses it
+        // (with a gate: only with the credential issued for it, else a new server-issued id).
         const wanted = msg.value.workerId;
-        const taken = wanted !== undefined && [...io.of('/').sockets.values()].some((s) => s !== socket && s.data.workerId === wanted);
-        socket.data.workerId = (wanted && !taken ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
+        const inUse = (id: string): boolean => [...io.of('/').sockets.values()].some((s) => s !== socket && s.data.workerId === id);
+        if (gate) ({ workerId: socket.data.workerId, credential } = gate.identify(wanted, msg.value.credential, inUse, socket.data.address ?? 'unknown'));
+        else socket.data.workerId = (wanted && !inUse(wanted) ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
       }
       socket.data.capabilities = msg.value.capabilities;
-      if (state) {
+      // With a gate, only workers that completed a lease have a durable record (fresh ids write nothing).
+      if (state && (!gate || state.getWorker(socket.data.workerId))) {
         const prev = state.getWorker(socket.data.workerId);
         const now = clock.now();
         state.putWorker({
@@ -125,7 +132,7 @@ export function attachWorkerHandlers(
           msPerSample: prev?.msPerSample ?? null,
         });
       }
-      ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now() });
+      ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now(), ...(credential ? { credential } : {}) });
       observer.hello?.(socket.data.workerId, msg.value.capabilities, socket.data.connectedAt ?? clock.now());
     });
 
@@ -154,7 +161,11 @@ export function attachWorkerHandlers(
       }
       const refused = refusals.reason(wid, job.id);
       if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
+      const gated = gate?.leaseRefusal(wid);
+      if (gated) return ack(gated);
       join(job);
+      const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
+      if (replica) return ack(replica);
       const res = job.requestLease(wid, msg.value.cachedVersion);
       ack(res);
       observer.leased?.(wid, job.id, res);
@@ -166,6 +177,8 @@ export function attachWorkerHandlers(
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
       if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+      const checked = gate?.takePush?.(wid, msg.value); // a spot-check replica: compared, never applied
+      if (checked) return ack(checked);
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
       try {

@@ -29,6 +29,14 @@ export const ErrorCode = {
    * It drops its model and asks job:get (no job id), which names the job it is assigned.
    */
   JobReassigned: 'JOB_REASSIGNED',
+  /** Too many requests from this connection or address: slow down (retryAfterMs says when). */
+  RateLimited: 'RATE_LIMITED',
+  /** The worker already holds its allowance of leases (one, plus one prefetched): push or release first. */
+  TooManyLeases: 'TOO_MANY_LEASES',
+  /** This connection has too much unanswered or unread work queued: read the answers first. */
+  Backpressure: 'BACKPRESSURE',
+  /** Spot checks found this worker's results wrong too often; it gets no more work (the message says why). */
+  Quarantined: 'WORKER_QUARANTINED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -38,6 +46,9 @@ export const TRANSIENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.JobPaused,
   ErrorCode.Internal,
   ErrorCode.Finalizing,
+  ErrorCode.RateLimited,
+  ErrorCode.TooManyLeases,
+  ErrorCode.Backpressure,
 ]);
 
 export interface Failure {

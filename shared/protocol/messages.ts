@@ -46,9 +46,15 @@ export interface HelloRequest {
    * and retried pushes are still recognised as its own. Random, 8-64 of [A-Za-z0-9_-].
    */
   readonly workerId?: string | undefined;
+  /**
+   * The credential the coordinator issued with `workerId` (HelloAck.credential). Without a valid
+   * one the coordinator assigns a new id: ids are the server's, not the worker's choice.
+   */
+  readonly credential?: string | undefined;
   readonly capabilities: WorkerCapabilities;
 }
-export type HelloAck = { ok: true; workerId: string; serverTime: number } | Failure;
+/** `credential`: keep it with `workerId` and send both in every later hello (reconnections, restarts). */
+export type HelloAck = { ok: true; workerId: string; serverTime: number; credential?: string } | Failure;
 
 export const LOSSES = ['categoricalCrossentropy', 'binaryCrossentropy', 'meanSquaredError', 'meanAbsoluteError', 'huber'] as const;
 /** Loss over a batch. Class targets travel as indices; categoricalCrossentropy one-hots them on the worker. */

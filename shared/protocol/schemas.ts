@@ -27,6 +27,7 @@ const AdapterSchema = z.object({
 export const HelloRequestSchema = z.object({
   protocol: z.number().int(),
   workerId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/).optional(),
+  credential: z.string().max(128).optional(),
   capabilities: z.object({
     backend: z.enum(BACKENDS),
     adapter: AdapterSchema.optional(),

@@ -19,7 +19,7 @@ function tinyTopology(): unknown {
   return topo;
 }
 
-async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: number }) {
+async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: number; rateLimitEvery?: number }) {
   const topology = tinyTopology();
   const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
   const weights = await packWeights(model);
@@ -50,6 +50,8 @@ async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: n
     },
     pushGradient: async (p): Promise<PushAck> => {
       pushes.push(p);
+      // The door's refusal of every n-th push attempt (RATE_LIMITED): the loop sends the same gradient again.
+      if (opts.rateLimitEvery && pushes.length % opts.rateLimitEvery === 0) return fail(ErrorCode.RateLimited, 'slow down', 10);
       if (opts.refuseEvery && pushes.length % opts.refuseEvery === 0) return fail(ErrorCode.Stale, 'too stale');
       return { ok: true, status: 'applied', version, staleness: 0, scale: 1 };
     },
@@ -108,4 +110,16 @@ test('stop() hands the current lease back at once', async () => {
   await stopped;
   assert.deepEqual(fc.released, ['l3']);
   assert.equal(fc.pushes.length, 2, 'the lease in hand at stop() is not pushed');
+});
+
+test('a push refused at the door (RATE_LIMITED) is sent again, not lost', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ bumpVersionEvery: 1000, rateLimitEvery: 3 });
+  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 12 });
+  await loop.run();
+  assert.equal(loop.stats.accepted, 12, 'every gradient accepted in the end');
+  assert.equal(loop.stats.refused, 0);
+  const ids = fc.pushes.map((p) => p.leaseId);
+  assert.equal(new Set(ids).size, 12);
+  assert.ok(ids.length > 12, `${ids.length} push attempts for 12 leases`);
 });

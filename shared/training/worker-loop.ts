@@ -79,6 +79,10 @@ export interface LoopOptions {
   readonly clock: Clock;
   /** Stable id for this worker (default: random per loop). */
   readonly workerId?: string | undefined;
+  /** The credential the coordinator issued with workerId (kept by the tab with its id). */
+  readonly credential?: string | undefined;
+  /** Told the id and credential the coordinator issued, to keep for the next session. */
+  readonly onIdentity?: ((workerId: string, credential: string) => void) | undefined;
   /** Pin the loop to this job; without it the coordinator chooses, and may move the loop between jobs. */
   readonly jobId?: string | undefined;
   readonly listener?: LoopListener | undefined;
@@ -126,7 +130,9 @@ export class WorkerLoop {
   /** A computed gradient whose push got no answer (connection lost): sent again after reconnecting. */
   private pendingPush: GradientPush | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
-  readonly identity: string;
+  identity: string;
+  /** The coordinator-issued credential for `identity` (HelloAck.credential), sent in every hello. */
+  credential: string | undefined;
   private dutyCycle: number;
   private backoffMs: number;
   private recent: { at: number; samples: number }[] = [];
@@ -143,6 +149,7 @@ export class WorkerLoop {
   ) {
     this.capabilities = opts.capabilities;
     this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
+    this.credential = opts.credential;
     this.identity = opts.workerId ?? `w-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
     this.backoffMs = opts.minBackoffMs ?? 250;
     link.onConnect(() => {
@@ -311,7 +318,12 @@ export class WorkerLoop {
     };
     this.pendingPush = push;
     this.currentLease = null;
-    const ack = await link.pushGradient(push);
+    let ack = await link.pushGradient(push);
+    // Refused at the coordinator's door (rate, back-pressure): the gradient is still good; resend it.
+    for (let tries = 0; !ack.ok && (ack.code === ErrorCode.RateLimited || ack.code === ErrorCode.Backpressure) && tries < 5 && !this.stopped; tries++) {
+      await this.waitForPoke(ack.retryAfterMs ?? 500);
+      ack = await link.pushGradient(push);
+    }
     this.pendingPush = null;
     this.stats.bytesUp += grad.gradients.byteLength;
     this.stats.lastLoss = grad.loss;
@@ -398,9 +410,12 @@ export class WorkerLoop {
 
   private async hello(): Promise<void> {
     this.setState('connecting');
-    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: this.capabilities });
+    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, ...(this.credential ? { credential: this.credential } : {}), capabilities: this.capabilities });
     if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
     this.workerId = hello.workerId;
+    // The coordinator's id and credential replace ours: reconnections keep leases and retried pushes.
+    if (hello.credential) [this.identity, this.credential] = [hello.workerId, hello.credential];
+    if (hello.credential) this.opts.onIdentity?.(hello.workerId, hello.credential);
     this.registered = true;
   }
 

@@ -1,0 +1,75 @@
+// Server-issued worker identities: a credential is an HMAC-SHA256 over the worker id and its issue
+// time, under a secret kept in the data folder (`<dataDir>/worker-secret`, mode 0600, like the
+// admin token). A hello that claims an id without that id's credential gets a new id, so nobody
+// can choose an id, take over another worker's, or make up many ids cheaply... but one address can
+// still ask for many new ids: rules that count workers also count distinct addresses.
+
+import { createHmac, randomBytes, timingSafeEqual, randomUUID } from 'node:crypto';
+import { chmodSync, closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+export const WORKER_SECRET_FILE = 'worker-secret';
+/** Credential text: `v1.<issuedAt base36>.<mac base64url>`; at most 128 characters on the wire. */
+const FORMAT = /^v1\.([0-9a-z]{1,12})\.([A-Za-z0-9_-]{43})$/;
+
+export class WorkerCredentials {
+  constructor(private readonly secret: Buffer) {
+    if (secret.byteLength < 16) throw new Error('worker secret too short');
+  }
+
+  private mac(workerId: string, issuedAt: number): Buffer {
+    return createHmac('sha256', this.secret).update(`${workerId}\n${issuedAt}`).digest();
+  }
+
+  issue(workerId: string, issuedAt: number): string {
+    return `v1.${issuedAt.toString(36)}.${this.mac(workerId, issuedAt).toString('base64url')}`;
+  }
+
+  /** True when `credential` was issued by this coordinator (this secret) for `workerId`. */
+  verify(workerId: string, credential: string | undefined): boolean {
+    if (typeof credential !== 'string') return false;
+    const m = FORMAT.exec(credential);
+    if (!m) return false;
+    const issuedAt = parseInt(m[1]!, 36);
+    const given = Buffer.from(m[2]!, 'base64url');
+    const want = this.mac(workerId, issuedAt);
+    return given.byteLength === want.byteLength && timingSafeEqual(given, want);
+  }
+
+  /** A new server-chosen id (the hello's claimed one is never used without its credential). */
+  static newId(): string {
+    return `w-${randomUUID().replaceAll('-', '').slice(0, 20)}`;
+  }
+}
+
+/** The secret kept in `<dataDir>/worker-secret`, created once (0600); deleting it voids every credential. */
+export function workerSecretFor(dataDir: string): Buffer {
+  const file = path.join(dataDir, WORKER_SECRET_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const kept = readFileSync(file, 'utf8').trim();
+      if (kept.length >= 32) {
+        chmodSync(file, 0o600);
+        return Buffer.from(kept, 'base64url');
+      }
+      unlinkSync(file); // empty or truncated: a new secret (earlier credentials no longer verify)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const secret = randomBytes(32);
+    let fd: number;
+    try {
+      fd = openSync(file, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw err;
+    }
+    try {
+      writeSync(fd, secret.toString('base64url') + '\n');
+    } finally {
+      closeSync(fd);
+    }
+    return secret;
+  }
+  throw new Error(`cannot read or create ${file}`);
+}

@@ -1,0 +1,178 @@
+// Spot checks, pure: comparison of gradients, and a simulated run of 10 workers of which 2 return
+// wrong but finite gradients (as if computed on shuffled labels): the checks catch >= 95% of them
+// within 50 of their submissions, quarantine < 1% of honest workers, and once workers are trusted
+// replicate < 10% of the leases. A replica push is answered by the checker, never applied.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeClock } from '../../shared/clock.ts';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { GradientPush, LeaseAck, WeightsPayload } from '../../shared/protocol/messages.ts';
+import type { WorkerId } from '../leases/lease-manager.ts';
+import { compareGradients } from './compare.ts';
+import { checkProbability, SpotChecker } from './spot-checker.ts';
+import { toleranceFor } from './tolerances.ts';
+
+const DIM = 2000;
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const normal = (r: () => number): number => Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
+
+/** The true gradient of a shard (what every honest worker computes, up to float noise). */
+function trueGradient(epoch: number, shard: number): Float32Array {
+  const r = rng(epoch * 100_003 + shard + 1);
+  return Float32Array.from({ length: DIM }, () => normal(r) * 0.01);
+}
+
+test('compare: identical and float-noisy gradients agree; a scaled one, a different one, NaN and a length mismatch do not', () => {
+  const tol = toleranceFor('wasm', 'wasm')!;
+  const g = trueGradient(0, 1);
+  const r = rng(5);
+  const noisy = g.map((v) => v * (1 + 1e-6 * normal(r)));
+  assert.ok(compareGradients(g, g, tol).agree);
+  assert.ok(compareGradients(g, noisy, tol).agree);
+  assert.equal(compareGradients(g, g.map((v) => v * 1.1), tol).agree, false, 'norm 10% off');
+  assert.equal(compareGradients(g, trueGradient(0, 2), tol).agree, false);
+  assert.equal(compareGradients(g, g.map((v, i) => (i === 3 ? NaN : v)), tol).agree, false);
+  assert.equal(compareGradients(g, g.subarray(1), tol).agree, false);
+  assert.equal(toleranceFor('wasm', 'webgpu'), null, 'unlike backends are never compared');
+  assert.equal(checkProbability(0, 10), 1);
+  assert.ok(Math.abs(checkProbability(10, 10) - 1 / 11) < 1e-12);
+});
+
+interface RunResult {
+  caughtWithin: (number | null)[];
+  honestQuarantined: number;
+  replicatedLate: number;
+  leasesLate: number;
+  replicaApplied: number;
+}
+
+function simulate(seed: number, rounds: number): RunResult {
+  const clock = new FakeClock();
+  const r = rng(seed);
+  const N = 10;
+  const wrong = new Set([0, 1]);
+  const ids = Array.from({ length: N }, (_, i) => `w-${seed}-${i}` as WorkerId);
+  const checker = new SpotChecker(clock, (w) => `10.0.0.${ids.indexOf(w)}`, undefined, r);
+  for (const w of ids) checker.hello(w, { backend: 'wasm', runtime: 'browser' });
+  const submissions = new Array<number>(N).fill(0);
+  const caughtWithin: (number | null)[] = [null, null];
+  let version = 0;
+  let shard = 0;
+  let replicatedLate = 0;
+  let leasesLate = 0;
+  let replicaApplied = 0;
+  const weightsAt = (v: number): WeightsPayload => ({ version: v, specs: [{ name: 'w', shape: [DIM], dtype: 'float32' }], data: new Uint8Array(0) });
+  const gradientOf = (i: number, epoch: number, s: number): Float32Array => {
+    const g = trueGradient(epoch, s);
+    if (!wrong.has(i)) return g.map((v) => v * (1 + 1e-6 * normal(r))); // float noise of another summation order
+    // Shuffled labels: partly aligned with the true gradient, finite, of similar norm.
+    return g.map((v) => 0.5 * v + 0.009 * normal(r));
+  };
+  const push = (leaseId: string, g: Float32Array, baseVersion: number): GradientPush => ({ leaseId, baseVersion, numSamples: 64, loss: 1, computeMs: 1, specs: [{ name: 'w', shape: [DIM], dtype: 'float32' }], data: new Uint8Array(g.buffer) });
+
+  for (let round = 0; round < rounds; round++) {
+    const late = round >= rounds / 2;
+    // Workers ask in a random order each round (as they finish at different times).
+    const order = Array.from({ length: N }, (_, i) => i).sort(() => r() - 0.5);
+    for (const i of order) {
+      const w = ids[i]!;
+      if (checker.quarantineReason(w)) continue;
+      clock.advance(10);
+      if (late) leasesLate++;
+      const replica = checker.replicaLease(w, 'job');
+      if (replica && replica.ok) {
+        if (late) replicatedLate++;
+        const g = gradientOf(i, replica.lease.epoch, replica.lease.shardIndex);
+        const ack = checker.takePush(w, push(replica.lease.leaseId, g, replica.lease.baseVersion));
+        assert.ok(ack && ack.ok && ack.scale === 0, 'a replica push is answered by the checker and scales nothing');
+        if (ack.ok && ack.status === 'applied') replicaApplied += 0;
+      } else {
+        const s = shard++;
+        const lease: LeaseAck = { ok: true, lease: { leaseId: `L${seed}-${s}`, jobId: 'job', epoch: 0, shardIndex: s, baseVersion: version, deadlineAt: clock.now() + 1000, numSamples: 64, x: new Uint8Array(0), y: new Uint8Array(0) }, weights: weightsAt(version) };
+        checker.leased(w, 'job', lease);
+        const p = push(lease.lease.leaseId, gradientOf(i, 0, s), version);
+        version++;
+        checker.pushed(w, 'job', p, { ok: true, status: 'applied', version, staleness: 0, scale: 1 });
+      }
+      submissions[i]!++;
+      // Quarantine is decided by whoever gives the deciding opinion: look at both wrong workers after each step.
+      for (const k of wrong) if (caughtWithin[k] === null && checker.quarantineReason(ids[k]!)) caughtWithin[k] = submissions[k]!;
+    }
+  }
+  if (process.env.DBG) console.log(JSON.stringify(checker.counts), ids.map((w) => JSON.stringify(checker.trust(w))).join("\n"));
+  const honestQuarantined = ids.filter((w, i) => !wrong.has(i) && checker.quarantineReason(w)).length;
+  return { caughtWithin, honestQuarantined, replicatedLate, leasesLate, replicaApplied };
+}
+
+test('2 of 10 workers wrong: >= 95% caught within 50 submissions, < 1% of honest quarantined, < 10% replication once trusted', () => {
+  const runs = 30;
+  let caught = 0;
+  let wrongTotal = 0;
+  let honestQ = 0;
+  let rep = 0;
+  let leases = 0;
+  const within: number[] = [];
+  for (let seed = 1; seed <= runs; seed++) {
+    const res = simulate(seed, 200);
+    for (const c of res.caughtWithin) {
+      wrongTotal++;
+      if (c !== null && c <= 50) caught++;
+      if (c !== null) within.push(c);
+    }
+    honestQ += res.honestQuarantined;
+    rep += res.replicatedLate;
+    leases += res.leasesLate;
+  }
+  within.sort((a, b) => a - b);
+  const caughtShare = caught / wrongTotal;
+  const honestShare = honestQ / (runs * 8);
+  const replication = rep / leases;
+  console.log(`# ${runs} runs: caught ${caught}/${wrongTotal} wrong workers within 50 submissions (median ${within[within.length >> 1]}, max ${within.at(-1)}); honest quarantined ${honestQ}/${runs * 8}; replication once trusted ${(replication * 100).toFixed(2)}% of leases`);
+  assert.ok(caughtShare >= 0.95, `caught ${(caughtShare * 100).toFixed(1)}%`);
+  assert.ok(honestShare < 0.01, `honest quarantined ${(honestShare * 100).toFixed(2)}%`);
+  assert.ok(replication < 0.1, `replication ${(replication * 100).toFixed(2)}%`);
+});
+
+test('replica leases: same backend class and another address only; forged and another worker\'s replica pushes are refused', () => {
+  const clock = new FakeClock();
+  const addr: Record<string, string> = { a: '1.1.1.1', b: '1.1.1.1', c: '2.2.2.2', d: '3.3.3.3' };
+  const checker = new SpotChecker(clock, (w) => addr[w] ?? w, undefined, () => 0);
+  checker.hello('a' as WorkerId, { backend: 'wasm', runtime: 'browser' });
+  checker.hello('b' as WorkerId, { backend: 'wasm', runtime: 'browser' });
+  checker.hello('c' as WorkerId, { backend: 'webgpu', runtime: 'browser' });
+  checker.hello('d' as WorkerId, { backend: 'cpu', runtime: 'node' });
+  const g = trueGradient(0, 0);
+  const lease: LeaseAck = { ok: true, lease: { leaseId: 'L1', jobId: 'job', epoch: 0, shardIndex: 0, baseVersion: 3, deadlineAt: 0, numSamples: 64, x: new Uint8Array(8), y: new Uint8Array(1) }, weights: { version: 3, specs: [], data: new Uint8Array(0) } };
+  checker.leased('a' as WorkerId, 'job', lease);
+  const p: GradientPush = { leaseId: 'L1', baseVersion: 3, numSamples: 64, loss: 1, computeMs: 1, specs: [], data: new Uint8Array(g.buffer) };
+  checker.pushed('a' as WorkerId, 'job', p, { ok: true, status: 'applied', version: 4, staleness: 0, scale: 1 });
+  assert.equal(checker.replicaLease('b' as WorkerId, 'job'), null, 'same address as the first worker');
+  assert.equal(checker.replicaLease('c' as WorkerId, 'job'), null, 'another backend class');
+  assert.equal(checker.replicaLease('d' as WorkerId, 'other-job'), null, 'another job');
+  const r = checker.replicaLease('d' as WorkerId, 'job');
+  assert.ok(r && r.ok && r.lease.baseVersion === 3 && r.lease.shardIndex === 0 && r.weights?.version === 3);
+  const forged = checker.takePush('d' as WorkerId, { ...p, leaseId: 'spot-999-1' });
+  assert.ok(forged && !forged.ok && forged.code === ErrorCode.UnknownLease);
+  const stolen = checker.takePush('b' as WorkerId, { ...p, leaseId: r.lease.leaseId });
+  assert.ok(stolen && !stolen.ok && stolen.code === ErrorCode.LeaseNotYours);
+  assert.equal(checker.takePush('d' as WorkerId, { ...p, leaseId: 'L1' }), null, 'a normal lease goes the normal way');
+  const ok = checker.takePush('d' as WorkerId, { ...p, leaseId: r.lease.leaseId });
+  assert.ok(ok && ok.ok);
+  assert.equal(checker.trust('a')!.creditSamples, 64, 'validated work is credited');
+  assert.equal(checker.trust('d')!.creditSamples, 64);
+  const replay = checker.takePush('d' as WorkerId, { ...p, leaseId: r.lease.leaseId });
+  assert.ok(replay && !replay.ok && replay.code === ErrorCode.UnknownLease, 'a replayed replica push is refused');
+  assert.equal(checker.trust('a')!.creditSamples, 64, 'and credits nothing');
+});
