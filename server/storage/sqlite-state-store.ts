@@ -167,6 +167,11 @@ export class SqliteStateStore implements StateStore {
     return (this.q.listWorkers.all() as WorkerRow[]).map(fromWorkerRow);
   }
 
+  /** Every write above committed before it returned. */
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
   close(): void {
     this.db.close();
   }

@@ -1,6 +1,6 @@
 // Durable coordinator state behind one small interface, so the training logic never knows which
 // store it runs on: an embedded SQLite file by default (sqlite-state-store.ts), memory for tests,
-// and later a shared store (e.g. Redis) for several coordinators. One contract test suite
+// and a shared Redis store for several coordinators (redis-state-store.ts). One contract test suite
 // (state-store.contract.ts) runs against every implementation.
 //
 // What lives here: jobs, the update log (every acknowledged gradient, durable BEFORE its ack, with
@@ -99,6 +99,13 @@ export interface StateStore {
   putWorker(w: StoredWorker): void;
   getWorker(workerId: string): StoredWorker | null;
   listWorkers(): StoredWorker[];
+
+  /**
+   * Resolves once every write made so far is durable; rejects when one was refused (a stale fencing
+   * token, a lost connection) and then for good. SQLite and memory write synchronously and resolve
+   * at once; the Redis store writes behind, so a push is acknowledged only after this resolves.
+   */
+  flush(): Promise<void>;
 
   close(): void;
 }

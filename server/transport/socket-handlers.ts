@@ -170,9 +170,18 @@ export function attachWorkerHandlers(
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
       try {
         const res = job.push(wid, msg.value);
-        ack(res);
-        if (res.ok && res.status === 'applied') assigner.noteApplied(wid, job.id, msg.value.numSamples);
-        observer.pushed?.(wid, job.id, msg.value, res);
+        // Acked = durably logged: a write-behind store (Redis) resolves flush() once Redis answered.
+        void (state ? state.flush() : Promise.resolve()).then(
+          () => {
+            ack(res);
+            if (res.ok && res.status === 'applied') assigner.noteApplied(wid, job.id, msg.value.numSamples);
+            observer.pushed?.(wid, job.id, msg.value, res);
+          },
+          (err: Error) => {
+            log.warn(`push from ${wid} was not made durable: ${err.message}`);
+            ack(fail(ErrorCode.Internal, 'coordinator could not log the update; the shard will be reissued', 1000));
+          },
+        );
       } catch (err) {
         log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
         ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
