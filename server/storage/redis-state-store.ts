@@ -8,14 +8,14 @@
 // `appendonly yes` + `appendfsync always` an answered write is fsynced; with `everysec` a killed
 // Redis process loses nothing answered, a power loss up to one second.
 //
-// Fencing: a process that owns a job (job-ownership.ts) sets the job's fencing token here; every
-// write to that job's keys then runs in a Lua script that refuses it unless the token is still the
+// Fencing: the process that owns the jobs (server/cluster/leadership.ts) sets its fencing token here;
+// every write to a job's keys then runs in a Lua script that refuses it unless the token is still the
 // newest one issued, so a paused former owner can never write over its successor.
 //
 // Keys (prefix P, default "flock"): P:jobs (hash id -> JSON), P:jobids (set of ids with any data),
 // P:job:<id>:upd (hash version -> JSON without gradient), P:job:<id>:grad (hash version -> bytes),
 // P:job:<id>:bylease (hash lease -> version), P:job:<id>:leases (hash lease -> JSON),
-// P:job:<id>:metrics (list of JSON), P:job:<id>:fence (counter: the newest token), P:workers (hash).
+// P:job:<id>:metrics (list of JSON), P:leader:fence (counter: the newest token), P:workers (hash).
 
 import { Redis } from 'ioredis';
 import { MemoryStateStore } from './memory-state-store.ts';
@@ -63,7 +63,7 @@ export class RedisStateStore implements StateStore {
   private mirror = new MemoryStateStore();
   private readonly pending = new Set<Promise<unknown>>();
   private failure: Error | null = null;
-  private readonly tokens = new Map<string, number>();
+  private fence: number | null = null;
   private closed = false;
 
   private constructor(
@@ -127,13 +127,15 @@ export class RedisStateStore implements StateStore {
 
   // ---- fencing ----------------------------------------------------------------------------------
 
-  /** From now on this process's writes to `jobId` carry `token` (null: unfenced again). */
-  setFence(jobId: string, token: number | null): void {
-    if (token === null) this.tokens.delete(jobId);
-    else this.tokens.set(jobId, token);
+  /**
+   * From now on this process's job writes carry `token` and are refused unless it is still the
+   * newest one in P:leader:fence (leadership.ts increments it for each new owner); null: unfenced.
+   */
+  setFence(token: number | null): void {
+    this.fence = token;
   }
-  fenceKey(jobId: string): string {
-    return this.jobKey(jobId, 'fence');
+  get fenceKey(): string {
+    return this.key('leader', 'fence');
   }
 
   // ---- write-behind -----------------------------------------------------------------------------
@@ -153,8 +155,7 @@ export class RedisStateStore implements StateStore {
 
   private jobWrite(jobId: string, keys: string[], op: string, ...args: (string | Buffer)[]): void {
     this.assertWritable();
-    const token = this.tokens.get(jobId);
-    this.track(this.redis.flockJobWrite(1 + keys.length, this.fenceKey(jobId), ...keys, token === undefined ? '' : String(token), op, ...args));
+    this.track(this.redis.flockJobWrite(1 + keys.length, this.fenceKey, ...keys, this.fence === null ? '' : String(this.fence), op, ...args));
     this.track(this.redis.sadd(this.key('jobids'), jobId));
   }
 
