@@ -20,7 +20,7 @@ import { checkGradient } from '../aggregation/gradient-check.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
 import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
-import type { CheckpointStore } from '../storage/checkpoint-store.ts';
+import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import type { StateStore } from '../storage/state-store.ts';
 import { toBytes } from '../../shared/codec/tensor-codec.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
@@ -39,12 +39,12 @@ export interface JobRuntimeDeps {
   readonly data: JobData;
   /** Starting weights (a fine-tuned model's own), used instead of the initializers for a new job. */
   readonly initialWeights?: Float32Array | undefined;
-  readonly store: CheckpointStore;
+  readonly store: Checkpoints;
   readonly state: StateStore;
   readonly log: Logger;
   readonly newId: () => string;
   /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
-  readonly bestStore?: CheckpointStore | undefined;
+  readonly bestStore?: Checkpoints | undefined;
 }
 
 export interface Counters {
