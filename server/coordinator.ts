@@ -27,6 +27,7 @@ import type { StateStore } from './storage/state-store.ts';
 import { MemoryStateStore } from './storage/memory-state-store.ts';
 import { SqliteStateStore } from './storage/sqlite-state-store.ts';
 import type { SchedulerPolicy } from './jobs/scheduler.ts';
+import { Cluster } from './cluster/cluster.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -41,8 +42,13 @@ export interface CoordinatorOptions {
   readonly log?: Logger | undefined;
   readonly dataset?: Dataset | undefined;
   readonly sweepIntervalMs?: number | undefined;
-  /** Durable state: 'sqlite' (default, <dataDir>/flock.db) or 'memory' (nothing survives). */
-  readonly store?: 'sqlite' | 'memory' | undefined;
+  /**
+   * Durable state: 'sqlite' (default, <dataDir>/flock.db), 'memory' (nothing survives), or 'redis'
+   * (shared by several coordinator processes: server/cluster/cluster.ts; needs `redis`).
+   */
+  readonly store?: 'sqlite' | 'memory' | 'redis' | undefined;
+  /** FLOCK_STORE=redis: where, key prefix, ownership lease, whether a deposed owner exits. */
+  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; exitOnLost?: boolean | undefined } | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
@@ -97,6 +103,8 @@ export interface Coordinator {
   readonly registry: JobRegistry;
   readonly io: FlockServer;
   readonly state: StateStore;
+  /** FLOCK_STORE=redis: this process's place in the cluster; null otherwise. */
+  readonly cluster: Cluster | null;
   /** True when this start created the demo job (the data dir held no job). */
   readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
@@ -136,14 +144,28 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
 async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, http: Server, lock: DataLock | null): Promise<Coordinator> {
   await initNodeBackend('wasm');
   await mkdir(opts.dataDir, { recursive: true });
-  const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
-  await registry.loadAll();
-  const createdDemo = registry.all().length === 0 && opts.demo !== null;
-  if (createdDemo && opts.demo) {
-    await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
-    log.info(`created demo job ${opts.demo}`);
+  if (opts.store === 'redis' && !opts.redis) throw new StartupError('FLOCK_STORE=redis needs FLOCK_REDIS_URL');
+  let cluster: Cluster | null = null;
+  if (opts.store === 'redis' && opts.redis) {
+    try {
+      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, log, exitOnLost: opts.redis.exitOnLost });
+    } catch (err) {
+      throw new StartupError(`cannot reach Redis at FLOCK_REDIS_URL=${opts.redis.url}: ${(err as Error).message}`);
+    }
   }
+  const state: StateStore = cluster ? cluster.state : opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, checkpoints: cluster?.checkpoints() });
+  // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
+  let createdDemo = false;
+  const loadJobs = async (): Promise<void> => {
+    await registry.loadAll();
+    if (registry.all().length === 0 && opts.demo !== null) {
+      createdDemo = true;
+      await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
+      log.info(`created demo job ${opts.demo}`);
+    }
+  };
+  if (!cluster) await loadJobs();
   const adminToken = opts.ownDataDir ? adminTokenFor(opts.dataDir, opts.adminToken || undefined).token : opts.adminToken || randomBytes(18).toString('base64url');
 
   let workersFn: () => unknown[] = () => [];
@@ -170,8 +192,18 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
   };
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
-  workersFn = handlers.workers;
+  if (cluster) {
+    // Every process relays its workers to the owner; the owner runs the handlers (cluster/relay.ts).
+    await cluster.start(io, {
+      loadJobs,
+      attachHandlers: (facade) => {
+        workersFn = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}).workers;
+      },
+    });
+  } else {
+    const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
+    workersFn = handlers.workers;
+  }
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
@@ -196,7 +228,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
       await job.settle();
       job.dispose();
     }
-    state.close();
+    if (cluster) await cluster.close();
+    else state.close();
     lock?.release();
   }
 
@@ -207,8 +240,11 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     registry,
     io,
     state,
+    cluster,
     workerStats,
-    createdDemo,
+    get createdDemo() {
+      return createdDemo;
+    },
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
       for (const job of registry.all()) {

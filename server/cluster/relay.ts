@@ -1,0 +1,222 @@
+// The worker relay of a coordinator cluster (FLOCK_STORE=redis). Every process accepts volunteer
+// connections (gateway side) and forwards each worker event, payload and ack, to the process that
+// owns the jobs (leader side), where the unchanged worker handlers (transport/socket-handlers.ts)
+// run against a "virtual socket" standing for the real one. Room joins travel back, so the
+// leader's job:update broadcasts reach the real sockets through socket.io's Redis adapter.
+//
+// Requests go over Redis pub/sub to P:rpc:<leader>, answers to P:reply:<gateway>, room changes to
+// P:ctl:<gateway> (v8-serialized: binary gradients travel as bytes). When this process leads, its
+// own sockets skip Redis. A request in flight when the leader changes is answered with a transient
+// error (the worker retries); the update log decides what was applied, so nothing is doubled. A new
+// leader knows no session: the gateway replays the worker's hello and job choice, then the request.
+//
+// State owned: gateway side the real sockets' sessions and pending requests; leader side the
+// virtual sockets by (gateway, socket id).
+
+import { EventEmitter } from 'node:events';
+import { serialize, deserialize } from 'node:v8';
+import type { Redis } from 'ioredis';
+import type { Server as IoServer, Socket } from 'socket.io';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { SocketData } from '../transport/socket-handlers.ts';
+
+/** The worker events a gateway forwards (ClientToServerEvents). */
+export const RELAYED = ['worker:hello', 'job:get', 'lease:request', 'gradient:push', 'lease:release', 'job:refuse'] as const;
+type Relayed = (typeof RELAYED)[number];
+
+type Rpc =
+  | { kind: 'req'; gw: string; sid: string; seq: number; ev: Relayed; raw: unknown }
+  | { kind: 'bye'; gw: string; sid: string };
+type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
+type Ctl = { kind: 'join' | 'leave'; sid: string; room: string };
+
+export interface RelayOptions {
+  readonly processId: string;
+  readonly prefix: string;
+  /** Publishing connection. */
+  readonly pub: Redis;
+  /** A dedicated connection (it enters subscriber mode). */
+  readonly sub: Redis;
+  /** The leader's process id now (cached by the caller), or null when none is elected. */
+  readonly leader: () => string | null;
+  /** Forwarded requests unanswered after this long get a transient error. */
+  readonly timeoutMs?: number | undefined;
+  readonly log?: ((m: string) => void) | undefined;
+}
+
+const transient = (message: string) => ({ ok: false, code: ErrorCode.Internal, message, retryAfterMs: 500 });
+
+/** What the worker handlers see of a socket. */
+export class VirtualSocket extends EventEmitter {
+  readonly data: Partial<SocketData> = {};
+  constructor(
+    readonly id: string,
+    private readonly ctl: (c: Ctl) => void,
+  ) {
+    super();
+  }
+  join(room: string): void {
+    this.ctl({ kind: 'join', sid: this.id.split('/')[1]!, room });
+  }
+  leave(room: string): void {
+    this.ctl({ kind: 'leave', sid: this.id.split('/')[1]!, room });
+  }
+}
+
+export class Relay {
+  private readonly timeoutMs: number;
+  private seq = 0;
+  /** Gateway side: requests awaiting the leader's answer. */
+  private readonly pending = new Map<number, { leader: string; done: (res: unknown, noSession?: boolean) => void; timer: NodeJS.Timeout }>();
+  /** Gateway side: real sockets, with what re-creates their session on a new leader. */
+  private readonly real = new Map<string, { socket: Socket; hello?: unknown; jobGet?: unknown }>();
+  /** Leader side: virtual sockets by `${gateway}/${socket id}`. */
+  readonly virtual = new Map<string, VirtualSocket>();
+  private onConnection: ((s: VirtualSocket) => void) | null = null;
+
+  constructor(private readonly o: RelayOptions) {
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+  }
+
+  private chan(kind: 'rpc' | 'reply' | 'ctl', pid: string): string {
+    return `${this.o.prefix}:relay:${kind}:${pid}`;
+  }
+
+  async start(io: IoServer): Promise<void> {
+    const me = this.o.processId;
+    await this.o.sub.subscribe(this.chan('rpc', me), this.chan('reply', me), this.chan('ctl', me));
+    this.o.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      const ch = channel.toString();
+      const msg = deserialize(message) as Rpc | Reply | Ctl;
+      if (ch === this.chan('rpc', me)) this.serve(msg as Rpc);
+      else if (ch === this.chan('reply', me)) this.answered(msg as Reply);
+      else this.control(msg as Ctl);
+    });
+    io.on('connection', (socket) => this.accept(socket));
+  }
+
+  /** Leader side: the worker handlers attach here (as they would to io.on('connection')). */
+  setConnectionHandler(fn: (s: VirtualSocket) => void): void {
+    this.onConnection = fn;
+  }
+
+  /** Leader side: the sessions it serves (the /api/workers list). */
+  sessions(): VirtualSocket[] {
+    return [...this.virtual.values()];
+  }
+
+  /** A new leader elsewhere: fail what waits on the old one, so the workers retry there. */
+  leaderChanged(): void {
+    const now = this.o.leader();
+    for (const [seq, p] of this.pending) {
+      if (p.leader === now) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(seq);
+      p.done(transient('the coordinator owning this job changed; retry'));
+    }
+  }
+
+  // ---- gateway side -------------------------------------------------------------------------------
+
+  private accept(socket: Socket): void {
+    const entry: { socket: Socket; hello?: unknown; jobGet?: unknown } = { socket };
+    this.real.set(socket.id, entry);
+    for (const ev of RELAYED) {
+      socket.on(ev, (raw: unknown, ack: unknown) => {
+        if (ev === 'worker:hello') entry.hello = raw;
+        if (ev === 'job:get') entry.jobGet = raw;
+        void this.forward(socket.id, ev, raw).then((res) => {
+          if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
+        });
+      });
+    }
+    socket.on('disconnect', () => {
+      this.real.delete(socket.id);
+      const leader = this.o.leader();
+      if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, sid: socket.id });
+    });
+  }
+
+  private async forward(sid: string, ev: Relayed, raw: unknown, replayed = false): Promise<unknown> {
+    const r = await this.call(sid, ev, raw);
+    if (!r.noSession || replayed) return r.res;
+    // The leader does not know this worker (it took over since): replay the session, then retry.
+    const entry = this.real.get(sid);
+    if (entry?.hello !== undefined && ev !== 'worker:hello') await this.call(sid, 'worker:hello', entry.hello);
+    if (entry?.jobGet !== undefined && ev !== 'job:get' && ev !== 'worker:hello') await this.call(sid, 'job:get', entry.jobGet);
+    return this.forward(sid, ev, raw, true);
+  }
+
+  private call(sid: string, ev: Relayed, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
+    const leader = this.o.leader();
+    if (!leader) return Promise.resolve({ res: transient('no coordinator owns the jobs yet (election in progress); retry') });
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        resolve({ res: transient('the coordinator owning this job did not answer; retry') });
+      }, this.timeoutMs);
+      this.pending.set(seq, { leader, timer, done: (res, noSession) => resolve({ res, noSession }) });
+      this.send(leader, { kind: 'req', gw: this.o.processId, sid, seq, ev, raw });
+    });
+  }
+
+  private answered(r: Reply): void {
+    const p = this.pending.get(r.seq);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(r.seq);
+    p.done(r.res, r.noSession);
+  }
+
+  private control(c: Ctl): void {
+    const s = this.real.get(c.sid)?.socket;
+    if (!s) return;
+    if (c.kind === 'join') void s.join(c.room);
+    else void s.leave(c.room);
+  }
+
+  private send(pid: string, msg: Rpc): void {
+    if (pid === this.o.processId) {
+      // This process leads: no Redis round trip (still asynchronous, like the remote path).
+      queueMicrotask(() => this.serve(msg));
+      return;
+    }
+    void this.o.pub.publish(this.chan('rpc', pid), serialize(msg)).catch((err: Error) => this.o.log?.(`relay: ${err.message}`));
+  }
+
+  // ---- leader side --------------------------------------------------------------------------------
+
+  private serve(m: Rpc): void {
+    const key = `${m.gw}/${m.sid}`;
+    if (m.kind === 'bye') {
+      const v = this.virtual.get(key);
+      this.virtual.delete(key);
+      v?.emit('disconnect', 'transport close');
+      return;
+    }
+    const reply = (res: unknown, noSession = false): void => this.reply(m.gw, { kind: 'res', seq: m.seq, res, noSession });
+    if (!this.onConnection || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
+    let v = this.virtual.get(key);
+    if (!v) {
+      if (m.ev !== 'worker:hello') return reply(null, true);
+      v = new VirtualSocket(key, (c) => this.ctlTo(m.gw, c));
+      this.virtual.set(key, v);
+      this.onConnection(v);
+    }
+    v.emit(m.ev, m.raw, (res: unknown) => reply(res));
+  }
+
+  private reply(gw: string, r: Reply): void {
+    if (gw === this.o.processId) {
+      queueMicrotask(() => this.answered(r));
+      return;
+    }
+    void this.o.pub.publish(this.chan('reply', gw), serialize(r)).catch((err: Error) => this.o.log?.(`relay: ${err.message}`));
+  }
+
+  private ctlTo(gw: string, c: Ctl): void {
+    if (gw === this.o.processId) return this.control(c);
+    void this.o.pub.publish(this.chan('ctl', gw), serialize(c)).catch(() => undefined);
+  }
+}
