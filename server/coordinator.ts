@@ -48,7 +48,7 @@ export interface CoordinatorOptions {
    */
   readonly store?: 'sqlite' | 'memory' | 'redis' | undefined;
   /** FLOCK_STORE=redis: where, key prefix, ownership lease, whether a deposed owner exits. */
-  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; exitOnLost?: boolean | undefined } | undefined;
+  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; exitOnLost?: boolean | undefined; advertiseUrl?: string | undefined } | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
@@ -174,7 +174,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
-  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload }));
+  const httpHandler = createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload });
+  http.on('request', cluster ? cluster.httpFront(httpHandler) : httpHandler);
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -217,6 +218,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
 
   const port = (http.address() as AddressInfo).port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  cluster?.setAdvertisedUrl(opts.redis?.advertiseUrl ?? url);
 
   async function close(): Promise<void> {
     clearInterval(sweep);

@@ -38,7 +38,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       demo: s.demo,
       demoOverrides: s.demoOverrides,
       store: s.store,
-      redis: s.redisUrl ? { url: s.redisUrl, prefix: s.redisPrefix, leaderTtlMs: s.leaderTtlMs } : undefined,
+      redis: s.redisUrl ? { url: s.redisUrl, prefix: s.redisPrefix, leaderTtlMs: s.leaderTtlMs, advertiseUrl: s.advertiseUrl } : undefined,
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
       log: consoleLogger,

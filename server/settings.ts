@@ -23,6 +23,8 @@ export interface Settings {
   readonly redisUrl: string | undefined;
   /** FLOCK_REDIS_PREFIX: key prefix, so several clusters can share one Redis. */
   readonly redisPrefix: string;
+  /** FLOCK_ADVERTISE_URL: how the other coordinators reach this one's HTTP API (default: its own URL). */
+  readonly advertiseUrl: string | undefined;
   /** FLOCK_LEADER_TTL_MS: the ownership lease; a dead owner is replaced within about this long. */
   readonly leaderTtlMs: number;
   readonly sqliteSync: 'NORMAL' | 'FULL';
@@ -117,6 +119,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         demoOverrides,
         store,
         redisUrl,
+        advertiseUrl: env.FLOCK_ADVERTISE_URL?.trim() || undefined,
         redisPrefix: env.FLOCK_REDIS_PREFIX?.trim() || 'flock',
         leaderTtlMs: intIn(env, 'FLOCK_LEADER_TTL_MS', 500, 600_000, ' (ms)') ?? 3000,
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),

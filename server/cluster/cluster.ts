@@ -8,6 +8,7 @@
 // State owned: the Redis connections, the cached leader id, whether the handlers are attached.
 
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-adapter';
@@ -40,6 +41,9 @@ export class Cluster {
   readonly processId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   private readonly conns: Redis[] = [];
   private leaderId: string | null = null;
+  private leaderUrl: string | null = null;
+  private ownUrl: string | null = null;
+  private leaderConn: Redis | null = null;
   private poll: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
   private leadership: Leadership | null = null;
@@ -85,8 +89,11 @@ export class Cluster {
     this.relay = relay;
     await relay.start(io);
     let attached = false;
+    this.leaderConn = leaderConn;
     const refresh = async (): Promise<void> => {
-      const now = parseHolder(await leaderConn.get(`${this.o.prefix}:leader`))?.processId ?? null;
+      const [holder, url] = await leaderConn.mget(`${this.o.prefix}:leader`, `${this.o.prefix}:leader:url`);
+      this.leaderUrl = url ?? null;
+      const now = parseHolder(holder ?? null)?.processId ?? null;
       // Only the leader itself says it leads once it has loaded the jobs (see onElected).
       const effective = now === this.processId && !attached ? null : now;
       if (effective !== this.leaderId) {
@@ -117,6 +124,7 @@ export class Cluster {
           hooks.attachHandlers(facade as unknown as FlockServer);
           attached = true;
         }
+        if (this.ownUrl) await leaderConn.set(`${this.o.prefix}:leader:url`, this.ownUrl);
         this.electedAt = Date.now();
         this.takeoverMs = this.electedAt - t0;
         this.leaderId = this.processId;
@@ -129,6 +137,32 @@ export class Cluster {
       },
     });
     this.leadership.start();
+  }
+
+  /** Where other processes reach this one's HTTP API (FLOCK_ADVERTISE_URL, else its own URL). */
+  setAdvertisedUrl(url: string): void {
+    this.ownUrl = url;
+    if (this.leading) void this.leaderConn?.set(`${this.o.prefix}:leader:url`, url).catch(() => undefined);
+  }
+
+  /**
+   * The HTTP API of the cluster: a process that does not own the jobs passes /api/* requests to the
+   * owner (they read and change the jobs it holds); pages and assets are served locally.
+   */
+  httpFront(local: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
+      const to = this.leaderUrl;
+      if (this.leading || !req.url?.startsWith('/api/') || !to || to === this.ownUrl) return local(req, res);
+      const out = httpRequest(new URL(req.url, to), { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      out.on('error', (err) => {
+        if (!res.headersSent) res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '2' });
+        res.end(`the coordinator owning the jobs is not reachable (${err.message}); retry\n`);
+      });
+      req.pipe(out);
+    };
   }
 
   /** Graceful stop: hand the lease over at once (followers take over within their poll time). */
