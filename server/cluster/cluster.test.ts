@@ -38,6 +38,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
       await probe.reload();
       const m = probe.metrics('mnist-mlp');
       if (m.length > 0 && probe.ledger('mnist-mlp', 0).size >= 469 && m.at(-1)!.version === probe.lastVersion('mnist-mlp')) break;
+      if (Date.now() - t0 >= 120_000) for (const p of procs) console.log(p.logs.slice(-15).join('\n'));
       assert.ok(Date.now() - t0 < 120_000, `one epoch within 120 s (shards done ${probe.ledger('mnist-mlp', 0).size}, v${probe.lastVersion('mnist-mlp')}, metrics at ${m.map((x) => x.version).join(',')})`);
       await sleep(500);
     }

@@ -18,9 +18,13 @@ local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 return {token, ARGV[1] .. '|' .. token}
 `;
-// KEYS[1] owner key; ARGV[1] 'process|token', ARGV[2] ttl ms. 1 renewed, 0 lost.
+// KEYS[1] owner key, KEYS[2] fence counter; ARGV[1] 'process|token', ARGV[2] ttl ms, ARGV[3] token.
+// 1 renewed, 0 lost. A lease that ran out while no one else took it (the counter still holds our
+// token: no newer owner ever existed) is taken again: a long event-loop stall costs nothing then.
 const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not cur and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 `;
 const RELEASE = `
@@ -30,7 +34,7 @@ return 0
 
 type Scripted = Redis & {
   flockAcquire(k1: string, k2: string, me: string, ttl: string): Promise<[number, string]>;
-  flockRenew(k1: string, holder: string, ttl: string): Promise<number>;
+  flockRenew(k1: string, k2: string, holder: string, ttl: string, token: string): Promise<number>;
   flockRelease(k1: string, holder: string): Promise<number>;
 };
 
@@ -74,7 +78,7 @@ export class Leadership {
   constructor(private readonly opts: LeadershipOptions) {
     this.r = opts.redis as Scripted;
     this.r.defineCommand('flockAcquire', { numberOfKeys: 2, lua: ACQUIRE });
-    this.r.defineCommand('flockRenew', { numberOfKeys: 1, lua: RENEW });
+    this.r.defineCommand('flockRenew', { numberOfKeys: 2, lua: RENEW });
     this.r.defineCommand('flockRelease', { numberOfKeys: 1, lua: RELEASE });
     this.ttlMs = opts.ttlMs ?? 3000;
     this.pollMs = opts.pollMs ?? 500;
@@ -114,7 +118,7 @@ export class Leadership {
     if (this.held) {
       const held = this.held;
       try {
-        const ok = await this.r.flockRenew(this.ownerKey, held.holder, String(this.ttlMs));
+        const ok = await this.r.flockRenew(this.ownerKey, this.fenceKey, held.holder, String(this.ttlMs), String(held.token));
         if (ok === 1) {
           held.renewedAt = Date.now();
           return;
