@@ -62,6 +62,9 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   assert.equal(audit.doubledShards, 0);
   assert.ok(audit.contiguous);
   assert.ok(owners >= 1, 'a process owned the job');
+  // The owner's job:update broadcasts (the final evaluation, 'finished') reach workers on every
+  // process through socket.io's Redis adapter.
+  for (let p = 0; p < 3; p++) assert.ok(workers.updates[p]! + workers.updates[p + 3]! > 0, `workers on process ${p + 1} received job:update`);
   assert.ok(workers.acked.size > 300, `workers on all processes were acknowledged (${workers.acked.size})`);
   assert.ok((final.testAccuracy ?? 0) >= 0.9, `accuracy ${final.testAccuracy} after one epoch`);
   await redis.stop();

@@ -152,7 +152,13 @@ export class Cluster {
   httpFront(local: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
     return (req, res) => {
       const to = this.leaderUrl;
-      if (this.leading || !req.url?.startsWith('/api/') || !to || to === this.ownUrl) return local(req, res);
+      if (this.leading || !req.url?.startsWith('/api/') || req.url === '/api/health' || to === this.ownUrl) return local(req, res);
+      if (!to) {
+        // Before an owner is known this process has no jobs: "no job" would be a wrong answer.
+        res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '1' });
+        res.end('no coordinator owns the jobs yet (election in progress); retry\n');
+        return;
+      }
       const out = httpRequest(new URL(req.url, to), { method: req.method, headers: req.headers }, (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);

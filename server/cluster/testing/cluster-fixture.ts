@@ -38,6 +38,8 @@ export async function startProcess(env: Record<string, string>, port = 0): Promi
 
 export interface Workers {
   readonly acked: Map<string, number>;
+  /** job:update broadcasts each worker received (index = worker; its process is urls[i % n]). */
+  readonly updates: number[];
   maxAcked(): number;
   stop(): Promise<void>;
 }
@@ -45,12 +47,14 @@ export interface Workers {
 /** Starts `n` workers, worker i connected to urls[i % urls.length]. */
 export function startWorkers(urls: string[], n: number): Workers {
   const acked = new Map<string, number>();
+  const updates: number[] = Array.from({ length: n }, () => 0);
   let max = 0;
   const sockets: FlockSocket[] = [];
   const loops: WorkerLoop[] = [];
   for (let i = 0; i < n; i++) {
     const socket: FlockSocket = io(urls[i % urls.length]!, { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 500 });
     const link = new SocketLink(socket, 8000);
+    socket.on('job:update', () => updates[i]!++);
     const push = link.pushGradient.bind(link);
     link.pushGradient = async (req) => {
       const ack = await push(req);
@@ -68,6 +72,7 @@ export function startWorkers(urls: string[], n: number): Workers {
   const running = loops.map((l) => l.run().catch(() => undefined));
   return {
     acked,
+    updates,
     maxAcked: () => max,
     async stop() {
       for (const l of loops) void l.stop();
