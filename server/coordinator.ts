@@ -20,7 +20,7 @@ import { acquireDataLock, type DataLock } from './storage/data-lock.ts';
 import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
-import { AdminFeed } from './transport/admin-socket.ts';
+import { AdminFeed, adminAuth } from './transport/admin-socket.ts';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
@@ -183,8 +183,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     perMessageDeflate: false,
   });
   // The dashboard's feed (namespace /admin, token-checked) and the worker statistics it shows.
-  const adminFeed = new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
-  const observers: TransportObserver[] = [workerStats, adminFeed];
+  // With Redis the owner builds the feed on election (below) and every process checks the token.
+  let adminFeed: AdminFeed | null = cluster ? null : new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
+  if (cluster) io.of('/admin').use(adminAuth(adminToken));
+  const observers: TransportObserver[] = adminFeed ? [workerStats, adminFeed] : [workerStats];
   const observer: TransportObserver = {
     hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
     joined: (w, j) => observers.forEach((o) => o.joined?.(w, j)),
@@ -198,6 +200,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     await cluster.start(io, {
       loadJobs,
       attachHandlers: (facade) => {
+        adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
+        observers.push(adminFeed);
         workersFn = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}).workers;
       },
     });
@@ -223,7 +227,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   async function close(): Promise<void> {
     clearInterval(sweep);
     clearInterval(sampler);
-    adminFeed.close();
+    adminFeed?.close();
     io.close();
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {

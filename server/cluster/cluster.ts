@@ -33,7 +33,7 @@ export interface ClusterOptions {
 export interface ClusterHooks {
   /** Load the jobs from durable state and create the demo if the cluster has none. */
   readonly loadJobs: () => Promise<void>;
-  /** Attach the worker handlers to the relay's facade (called once, after the first loadJobs). */
+  /** Attach the worker handlers and the dashboard feed to the relay's facade (once, after the first loadJobs). */
   readonly attachHandlers: (io: FlockServer) => void;
 }
 
@@ -116,10 +116,22 @@ export class Cluster {
         await this.state.reload();
         await hooks.loadJobs();
         if (!attached) {
+          // What the handlers and the dashboard feed see of socket.io on the owner: connections are
+          // the relay's sessions from every process; broadcasts go out through the Redis adapter.
+          // Watchers live on other processes too, so the feed always sends (rooms/sockets never 0).
+          const admin = io.of('/admin');
+          const adminFacade = {
+            use: () => undefined,
+            on: (_ev: 'connection', fn: (s: unknown) => void) => relay.setConnectionHandler('/admin', fn as never),
+            to: (room: string) => admin.to(room),
+            emit: (ev: string, ...args: unknown[]) => (admin.emit as (ev: string, ...a: unknown[]) => boolean)(ev, ...args),
+            adapter: { rooms: { get: () => ({ size: 1 }) } },
+            sockets: { size: 1 },
+          };
           const facade = {
-            on: (_ev: 'connection', fn: (s: unknown) => void) => relay.setConnectionHandler(fn as never),
+            on: (_ev: 'connection', fn: (s: unknown) => void) => relay.setConnectionHandler('/', fn as never),
             to: (room: string) => io.to(room),
-            of: (_nsp: string) => ({ sockets: new Map(relay.virtual) }),
+            of: (nsp: string) => (nsp === '/admin' ? adminFacade : { sockets: new Map(relay.virtual) }),
           };
           hooks.attachHandlers(facade as unknown as FlockServer);
           attached = true;

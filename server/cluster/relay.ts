@@ -2,7 +2,8 @@
 // connections (gateway side) and forwards each worker event, payload and ack, to the process that
 // owns the jobs (leader side), where the unchanged worker handlers (transport/socket-handlers.ts)
 // run against a "virtual socket" standing for the real one. Room joins travel back, so the
-// leader's job:update broadcasts reach the real sockets through socket.io's Redis adapter.
+// leader's job:update broadcasts reach the real sockets through socket.io's Redis adapter. The
+// dashboard's /admin feed is relayed the same way (its snapshots and overviews come back as emits).
 //
 // Requests go over Redis pub/sub to P:rpc:<leader>, answers to P:reply:<gateway>, room changes to
 // P:ctl:<gateway> (v8-serialized: binary gradients travel as bytes). When this process leads, its
@@ -13,22 +14,27 @@
 // State owned: gateway side the real sockets' sessions and pending requests; leader side the
 // virtual sockets by (gateway, socket id).
 
-import { EventEmitter } from 'node:events';
 import { serialize, deserialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import type { Server as IoServer, Socket } from 'socket.io';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { SocketData } from '../transport/socket-handlers.ts';
 
-/** The worker events a gateway forwards (ClientToServerEvents). */
-export const RELAYED = ['worker:hello', 'job:get', 'lease:request', 'gradient:push', 'lease:release', 'job:refuse'] as const;
-type Relayed = (typeof RELAYED)[number];
+/** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
+export type Nsp = '/' | '/admin';
+/** The client events a gateway forwards, per namespace; '$connect' opens a session on the owner. */
+export const RELAYED: Record<Nsp, readonly string[]> = {
+  '/': ['worker:hello', 'job:get', 'lease:request', 'gradient:push', 'lease:release', 'job:refuse'],
+  '/admin': ['job:watch', 'job:unwatch'],
+};
+/** The event that opens a session on the owner (a worker's hello; a dashboard's connection). */
+const OPENS: Record<Nsp, string> = { '/': 'worker:hello', '/admin': '$connect' };
 
 type Rpc =
-  | { kind: 'req'; gw: string; sid: string; seq: number; ev: Relayed; raw: unknown }
-  | { kind: 'bye'; gw: string; sid: string };
+  | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown }
+  | { kind: 'bye'; gw: string; nsp: Nsp; sid: string };
 type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
-type Ctl = { kind: 'join' | 'leave'; sid: string; room: string };
+type Ctl = { kind: 'join' | 'leave'; nsp: Nsp; sid: string; room: string } | { kind: 'emit'; nsp: Nsp; sid: string; ev: string; args: unknown[] };
 
 export interface RelayOptions {
   readonly processId: string;
@@ -46,20 +52,34 @@ export interface RelayOptions {
 
 const transient = (message: string) => ({ ok: false, code: ErrorCode.Internal, message, retryAfterMs: 500 });
 
-/** What the worker handlers see of a socket. */
-export class VirtualSocket extends EventEmitter {
-  readonly data: Partial<SocketData> = {};
+/** What the handlers on the owner see of a socket: client events dispatched in, emits and room changes sent back. */
+export class VirtualSocket {
+  readonly data: Record<string, unknown> = {};
+  private readonly handlers = new Map<string, ((...args: unknown[]) => void)[]>();
   constructor(
     readonly id: string,
+    private readonly nsp: Nsp,
+    private readonly sid: string,
     private readonly ctl: (c: Ctl) => void,
-  ) {
-    super();
+  ) {}
+  on(ev: string, fn: (...args: unknown[]) => void): this {
+    this.handlers.set(ev, [...(this.handlers.get(ev) ?? []), fn]);
+    return this;
+  }
+  /** A client event (or 'disconnect') reaching the handlers. */
+  dispatch(ev: string, ...args: unknown[]): void {
+    for (const fn of this.handlers.get(ev) ?? []) fn(...args);
+  }
+  /** Server -> this client. */
+  emit(ev: string, ...args: unknown[]): boolean {
+    this.ctl({ kind: 'emit', nsp: this.nsp, sid: this.sid, ev, args });
+    return true;
   }
   join(room: string): void {
-    this.ctl({ kind: 'join', sid: this.id.split('/')[1]!, room });
+    this.ctl({ kind: 'join', nsp: this.nsp, sid: this.sid, room });
   }
   leave(room: string): void {
-    this.ctl({ kind: 'leave', sid: this.id.split('/')[1]!, room });
+    this.ctl({ kind: 'leave', nsp: this.nsp, sid: this.sid, room });
   }
 }
 
@@ -69,10 +89,10 @@ export class Relay {
   /** Gateway side: requests awaiting the leader's answer. */
   private readonly pending = new Map<number, { leader: string; done: (res: unknown, noSession?: boolean) => void; timer: NodeJS.Timeout }>();
   /** Gateway side: real sockets, with what re-creates their session on a new leader. */
-  private readonly real = new Map<string, { socket: Socket; hello?: unknown; jobGet?: unknown }>();
-  /** Leader side: virtual sockets by `${gateway}/${socket id}`. */
-  readonly virtual = new Map<string, VirtualSocket>();
-  private onConnection: ((s: VirtualSocket) => void) | null = null;
+  private readonly real = new Map<string, { socket: Socket; nsp: Nsp; hello?: unknown; jobGet?: unknown }>();
+  /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
+  private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
+  private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
 
   constructor(private readonly o: RelayOptions) {
     this.timeoutMs = o.timeoutMs ?? 10_000;
@@ -92,17 +112,18 @@ export class Relay {
       else if (ch === this.chan('reply', me)) this.answered(msg as Reply);
       else this.control(msg as Ctl);
     });
-    io.on('connection', (socket) => this.accept(socket));
+    io.on('connection', (socket) => this.accept(socket, '/'));
+    io.of('/admin').on('connection', (socket) => this.accept(socket, '/admin'));
   }
 
-  /** Leader side: the worker handlers attach here (as they would to io.on('connection')). */
-  setConnectionHandler(fn: (s: VirtualSocket) => void): void {
-    this.onConnection = fn;
+  /** Leader side: the handlers attach here (as they would to io.of(nsp).on('connection')). */
+  setConnectionHandler(nsp: Nsp, fn: (s: VirtualSocket) => void): void {
+    this.onConnection[nsp] = fn;
   }
 
-  /** Leader side: the sessions it serves (the /api/workers list). */
-  sessions(): VirtualSocket[] {
-    return [...this.virtual.values()];
+  /** Leader side: the worker sessions it serves (the /api/workers list). */
+  get virtual(): Map<string, VirtualSocket> {
+    return this.virtualByNsp['/'];
   }
 
   /** A new leader elsewhere: fail what waits on the old one, so the workers retry there. */
@@ -118,36 +139,42 @@ export class Relay {
 
   // ---- gateway side -------------------------------------------------------------------------------
 
-  private accept(socket: Socket): void {
-    const entry: { socket: Socket; hello?: unknown; jobGet?: unknown } = { socket };
-    this.real.set(socket.id, entry);
-    for (const ev of RELAYED) {
+  private accept(socket: Socket, nsp: Nsp): void {
+    const key = `${nsp}${socket.id}`;
+    const entry: { socket: Socket; nsp: Nsp; hello?: unknown; jobGet?: unknown } = { socket, nsp };
+    this.real.set(key, entry);
+    for (const ev of RELAYED[nsp]) {
       socket.on(ev, (raw: unknown, ack: unknown) => {
         if (ev === 'worker:hello') entry.hello = raw;
         if (ev === 'job:get') entry.jobGet = raw;
-        void this.forward(socket.id, ev, raw).then((res) => {
+        void this.forward(nsp, socket.id, ev, raw).then((res) => {
           if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
         });
       });
     }
+    // A dashboard's session starts at once (the owner sends it the jobs overview).
+    if (nsp === '/admin') void this.forward(nsp, socket.id, '$connect', null);
     socket.on('disconnect', () => {
-      this.real.delete(socket.id);
+      this.real.delete(key);
       const leader = this.o.leader();
-      if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, sid: socket.id });
+      if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, nsp, sid: socket.id });
     });
   }
 
-  private async forward(sid: string, ev: Relayed, raw: unknown, replayed = false): Promise<unknown> {
-    const r = await this.call(sid, ev, raw);
+  private async forward(nsp: Nsp, sid: string, ev: string, raw: unknown, replayed = false): Promise<unknown> {
+    const r = await this.call(nsp, sid, ev, raw);
     if (!r.noSession || replayed) return r.res;
-    // The leader does not know this worker (it took over since): replay the session, then retry.
-    const entry = this.real.get(sid);
-    if (entry?.hello !== undefined && ev !== 'worker:hello') await this.call(sid, 'worker:hello', entry.hello);
-    if (entry?.jobGet !== undefined && ev !== 'job:get' && ev !== 'worker:hello') await this.call(sid, 'job:get', entry.jobGet);
-    return this.forward(sid, ev, raw, true);
+    // The owner does not know this session (it took over since): replay its opening, then retry.
+    const entry = this.real.get(`${nsp}${sid}`);
+    if (nsp === '/admin') await this.call(nsp, sid, '$connect', null);
+    else {
+      if (entry?.hello !== undefined && ev !== 'worker:hello') await this.call(nsp, sid, 'worker:hello', entry.hello);
+      if (entry?.jobGet !== undefined && ev !== 'job:get' && ev !== 'worker:hello') await this.call(nsp, sid, 'job:get', entry.jobGet);
+    }
+    return this.forward(nsp, sid, ev, raw, true);
   }
 
-  private call(sid: string, ev: Relayed, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
+  private call(nsp: Nsp, sid: string, ev: string, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
     const leader = this.o.leader();
     if (!leader) return Promise.resolve({ res: transient('no coordinator owns the jobs yet (election in progress); retry') });
     const seq = ++this.seq;
@@ -157,7 +184,7 @@ export class Relay {
         resolve({ res: transient('the coordinator owning this job did not answer; retry') });
       }, this.timeoutMs);
       this.pending.set(seq, { leader, timer, done: (res, noSession) => resolve({ res, noSession }) });
-      this.send(leader, { kind: 'req', gw: this.o.processId, sid, seq, ev, raw });
+      this.send(leader, { kind: 'req', gw: this.o.processId, nsp, sid, seq, ev, raw });
     });
   }
 
@@ -170,9 +197,10 @@ export class Relay {
   }
 
   private control(c: Ctl): void {
-    const s = this.real.get(c.sid)?.socket;
+    const s = this.real.get(`${c.nsp}${c.sid}`)?.socket;
     if (!s) return;
-    if (c.kind === 'join') void s.join(c.room);
+    if (c.kind === 'emit') (s.emit as (ev: string, ...args: unknown[]) => boolean)(c.ev, ...c.args);
+    else if (c.kind === 'join') void s.join(c.room);
     else void s.leave(c.room);
   }
 
@@ -188,23 +216,26 @@ export class Relay {
   // ---- leader side --------------------------------------------------------------------------------
 
   private serve(m: Rpc): void {
-    const key = `${m.gw}/${m.sid}`;
+    const key = `${m.gw}${m.nsp}${m.sid}`;
+    const sockets = this.virtualByNsp[m.nsp];
     if (m.kind === 'bye') {
-      const v = this.virtual.get(key);
-      this.virtual.delete(key);
-      v?.emit('disconnect', 'transport close');
+      const v = sockets.get(key);
+      sockets.delete(key);
+      v?.dispatch('disconnect', 'transport close');
       return;
     }
     const reply = (res: unknown, noSession = false): void => this.reply(m.gw, { kind: 'res', seq: m.seq, res, noSession });
-    if (!this.onConnection || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
-    let v = this.virtual.get(key);
+    const onConnection = this.onConnection[m.nsp];
+    if (!onConnection || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
+    let v = sockets.get(key);
     if (!v) {
-      if (m.ev !== 'worker:hello') return reply(null, true);
-      v = new VirtualSocket(key, (c) => this.ctlTo(m.gw, c));
-      this.virtual.set(key, v);
-      this.onConnection(v);
+      if (m.ev !== OPENS[m.nsp]) return reply(null, true);
+      v = new VirtualSocket(key, m.nsp, m.sid, (c) => this.ctlTo(m.gw, c));
+      sockets.set(key, v);
+      onConnection(v);
     }
-    v.emit(m.ev, m.raw, (res: unknown) => reply(res));
+    if (m.ev === '$connect') return reply({ ok: true });
+    v.dispatch(m.ev, m.raw, (res: unknown) => reply(res));
   }
 
   private reply(gw: string, r: Reply): void {
