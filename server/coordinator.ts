@@ -159,7 +159,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   let createdDemo = false;
   const loadJobs = async (): Promise<void> => {
     await registry.loadAll();
-    if (registry.all().length === 0 && opts.demo !== null) {
+    // Shared state: a job recorded but not opened here (an error, logged by loadAll) is not "no job";
+    // making the demo again would collide with its update log.
+    const recorded = cluster ? state.listJobs().length : 0;
+    if (registry.all().length === 0 && recorded === 0 && opts.demo !== null) {
       createdDemo = true;
       await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
       log.info(`created demo job ${opts.demo}`);

@@ -81,7 +81,12 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   try {
     for (let k = 0; k < 3; k++) {
       const before = workers.maxAcked();
-      while (workers.maxAcked() < before + 30) await sleep(50);
+      const since = Date.now();
+      while (workers.maxAcked() < before + 30) {
+        if (Date.now() - since >= 30_000) for (const p of procs) console.log(`--- ${p.port}\n${p.logs.slice(-25).join('\n')}`);
+        assert.ok(Date.now() - since < 30_000, `before kill ${k + 1}: 30 acknowledged updates within 30 s (at v${workers.maxAcked()})`);
+        await sleep(50);
+      }
       const owner = parseHolder(await r.get('flock:leader'))!;
       const i = procs.findIndex((p) => p.logs.some((l) => l.includes(`process ${owner.processId} serves the jobs`)));
       assert.ok(i >= 0, 'the owner is one of ours');
