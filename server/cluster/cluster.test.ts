@@ -73,7 +73,8 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
 
 test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost or applied twice', { skip, timeout: 150_000 }, async () => {
   redis = await startRedis();
-  const env = clusterEnv(redis);
+  // FLOCK_TEST_LEADER_TTL_MS=3000 measures the default lease (1500 here keeps the test short).
+  const env = clusterEnv(redis, { FLOCK_LEADER_TTL_MS: process.env.FLOCK_TEST_LEADER_TTL_MS ?? '1500' });
   const procs: CoordinatorProcess[] = await Promise.all([startProcess(env), startProcess(env), startProcess(env)]);
   const workers = startWorkers(procs.map((p) => p.url), 3);
   const r = new Redis(redis.url);
@@ -91,12 +92,15 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
       const i = procs.findIndex((p) => p.logs.some((l) => l.includes(`process ${owner.processId} serves the jobs`)));
       assert.ok(i >= 0, 'the owner is one of ours');
       const port = procs[i]!.port;
-      const ackedAtKill = workers.maxAcked();
       await procs[i]!.stop('SIGKILL');
       const killedAt = Date.now();
       // The killed one comes back on its port (a load balancer would send its workers elsewhere).
       const restarted = startProcess(env, port);
-      while (workers.maxAcked() <= ackedAtKill + 1) {
+      // Everything the dead owner logged (acks it sent just before dying still arrive): the takeover
+      // ends with the first acknowledged update past that, which only the new owner can apply.
+      await sleep(50);
+      const loggedAtKill = await r.hlen('flock:job:mnist-mlp:upd');
+      while (workers.maxAcked() <= loggedAtKill) {
         if (Date.now() - killedAt >= 30_000) for (const p of procs) console.log(`--- ${p.port}\n${p.logs.slice(-25).join('\n')}`);
         assert.ok(Date.now() - killedAt < 30_000, `kill ${k + 1}: training resumes within 30 s`);
         await sleep(20);
@@ -112,7 +116,7 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   }
   const audit = await auditLog(redis.url, 'mnist-mlp', workers.acked);
   for (const p of procs) await p.stop('SIGTERM');
-  console.log(`owner kills: takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}`);
+  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}`);
   assert.equal(audit.lost, 0, 'no acknowledged update lost');
   assert.equal(audit.wrongVersion, 0);
   assert.equal(audit.doubledLeases, 0, 'none applied twice');

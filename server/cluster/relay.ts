@@ -18,6 +18,7 @@ import { serialize, deserialize } from 'node:v8';
 import type { Redis } from 'ioredis';
 import type { Server as IoServer, Socket } from 'socket.io';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { LeaseAck, LeaseRequest, WeightsPayload } from '../../shared/protocol/messages.ts';
 import type { SocketData } from '../transport/socket-handlers.ts';
 
 /** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
@@ -33,6 +34,14 @@ const OPENS: Record<Nsp, string> = { '/': 'worker:hello', '/admin': '$connect' }
 type Rpc =
   | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown }
   | { kind: 'bye'; gw: string; nsp: Nsp; sid: string };
+interface Session {
+  readonly socket: Socket;
+  readonly nsp: Nsp;
+  hello?: unknown;
+  jobGet?: unknown;
+  /** The job of this worker's last lease (whose cached weights may serve its next one). */
+  jobId?: string;
+}
 type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
 type Ctl = { kind: 'join' | 'leave'; nsp: Nsp; sid: string; room: string } | { kind: 'emit'; nsp: Nsp; sid: string; ev: string; args: unknown[] };
 
@@ -89,7 +98,11 @@ export class Relay {
   /** Gateway side: requests awaiting the leader's answer. */
   private readonly pending = new Map<number, { leader: string; done: (res: unknown, noSession?: boolean) => void; timer: NodeJS.Timeout }>();
   /** Gateway side: real sockets, with what re-creates their session on a new leader. */
-  private readonly real = new Map<string, { socket: Socket; nsp: Nsp; hello?: unknown; jobGet?: unknown }>();
+  private readonly real = new Map<string, Session>();
+  /** Gateway side: the newest weights seen per job; a worker's lease at that version is served from here. */
+  private readonly weights = new Map<string, WeightsPayload>();
+  /** Leases whose weights came from this process's cache / crossed Redis from the owner. */
+  readonly stats = { weightsFromCache: 0, weightsRelayed: 0 };
   /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
   private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
   private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
@@ -141,13 +154,14 @@ export class Relay {
 
   private accept(socket: Socket, nsp: Nsp): void {
     const key = `${nsp}${socket.id}`;
-    const entry: { socket: Socket; nsp: Nsp; hello?: unknown; jobGet?: unknown } = { socket, nsp };
+    const entry: Session = { socket, nsp };
     this.real.set(key, entry);
     for (const ev of RELAYED[nsp]) {
       socket.on(ev, (raw: unknown, ack: unknown) => {
         if (ev === 'worker:hello') entry.hello = raw;
         if (ev === 'job:get') entry.jobGet = raw;
-        void this.forward(nsp, socket.id, ev, raw).then((res) => {
+        const answer = ev === 'lease:request' ? this.leaseViaCache(entry, socket.id, raw) : this.forward(nsp, socket.id, ev, raw);
+        void answer.then((res) => {
           if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
         });
       });
@@ -159,6 +173,35 @@ export class Relay {
       const leader = this.o.leader();
       if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, nsp, sid: socket.id });
     });
+  }
+
+  /**
+   * A lease request, answered with this process's cached weights where they are current: the owner
+   * is told the worker holds the cached version, so it sends weights only when a newer version
+   * exists (each version crosses Redis about once per process, not once per lease).
+   */
+  private async leaseViaCache(entry: Session, sid: string, raw: unknown): Promise<unknown> {
+    const req = raw as Partial<LeaseRequest> | null;
+    const jobId = (typeof req?.jobId === 'string' ? req.jobId : undefined) ?? entry.jobId;
+    const cached = jobId ? this.weights.get(jobId) : undefined;
+    const substitute = cached !== undefined && req !== null && typeof req === 'object' && req.cachedVersion !== cached.version;
+    const res = (await this.forward('/', sid, 'lease:request', substitute ? { ...req, cachedVersion: cached.version } : raw)) as LeaseAck;
+    if (!res || typeof res !== 'object' || !res.ok) return res;
+    entry.jobId = res.lease.jobId;
+    if (res.weights) {
+      this.stats.weightsRelayed++;
+      const prev = this.weights.get(res.lease.jobId);
+      if (!prev || prev.version <= res.weights.version) this.weights.set(res.lease.jobId, res.weights);
+      return res;
+    }
+    if (!substitute) return res; // the worker holds this version itself
+    if (res.lease.jobId === jobId && res.lease.baseVersion === cached.version) {
+      this.stats.weightsFromCache++;
+      return { ...res, weights: cached };
+    }
+    // Granted on another job than the cache was for: hand the lease back, let the worker ask again.
+    void this.forward('/', sid, 'lease:release', { leaseId: res.lease.leaseId });
+    return transient('the job changed while leasing; retry');
   }
 
   private async forward(nsp: Nsp, sid: string, ev: string, raw: unknown, replayed = false): Promise<unknown> {
