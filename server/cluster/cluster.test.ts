@@ -53,6 +53,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   // over mid-run (correctly, with a newer token). Counted, not forbidden.
   const owners = procs.map((p) => p.logs.filter((l) => l.includes('serves the jobs')).length).reduce((a, b) => a + b, 0);
   for (const p of procs) await p.stop('SIGTERM');
+  for (const p of procs) console.log(`process :${p.port} ${p.logs.filter((l) => l.includes('relay: ')).at(-1) ?? '(no relay figures yet)'}`);
   console.log(`3 processes: one epoch in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${audit.logged} updates, test accuracy ${final.testAccuracy}, audit ${JSON.stringify(audit)}, ownership terms ${owners}`);
   assert.equal(ledger.size, 469, 'all 469 shards of epoch 1 (60000 / 128) completed');
   assert.ok([...ledger.values()].every((n) => n === 1), 'every shard exactly once');

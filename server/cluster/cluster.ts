@@ -45,6 +45,7 @@ export class Cluster {
   private ownUrl: string | null = null;
   private leaderConn: Redis | null = null;
   private poll: NodeJS.Timeout | null = null;
+  private statsTimer: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
   private leadership: Leadership | null = null;
   /** When this process last became leader, and how long loading took (ms). */
@@ -103,6 +104,13 @@ export class Cluster {
     };
     this.poll = setInterval(() => void refresh().catch(() => undefined), 200);
     this.poll.unref();
+    let shown = '';
+    this.statsTimer = setInterval(() => {
+      const line = `relay: ${relay.stats.weightsFromCache} lease(s) served weights from this process's cache, ${relay.stats.weightsRelayed} got them from the owner`;
+      if (line !== shown) this.o.log.info(line);
+      shown = line;
+    }, 30_000);
+    this.statsTimer.unref();
     this.leadership = new Leadership({
       redis: leaderConn,
       prefix: this.o.prefix,
@@ -186,6 +194,7 @@ export class Cluster {
   /** Graceful stop: hand the lease over at once (followers take over within their poll time). */
   async close(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
+    if (this.statsTimer) clearInterval(this.statsTimer);
     await this.leadership?.stop(true);
     await this.state.flush().catch(() => undefined);
     this.state.close();
