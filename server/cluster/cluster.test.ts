@@ -12,7 +12,7 @@ import { parseHolder } from './leadership.ts';
 import { Redis } from 'ioredis';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
-import { auditLog, clusterEnv, sleep, startProcess, startWorkers } from './testing/cluster-fixture.ts';
+import { auditLog, clusterEnv, sleep, startProcess, startWorkers, supervise } from './testing/cluster-fixture.ts';
 import type { CoordinatorProcess } from '../../e2e/coordinator-process.ts';
 
 const skip = redisMissing();
@@ -29,6 +29,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   redis = await startRedis();
   const env = clusterEnv(redis, { FLOCK_MAX_EPOCHS: '1', FLOCK_BATCH_SIZE: '128', FLOCK_EVAL_EVERY: '1000', FLOCK_LEADER_TTL_MS: '3000' });
   const procs = await Promise.all([startProcess(env), startProcess(env), startProcess(env)]);
+  const supervisor = supervise(procs, env);
   const workers = startWorkers(procs.map((p) => p.url), 6);
   const t0 = Date.now();
   const probe = await RedisStateStore.open(redis.url);
@@ -43,6 +44,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
       await sleep(500);
     }
   } finally {
+    supervisor.stop();
     await workers.stop();
   }
   const ledger = probe.ledger('mnist-mlp', 0);
@@ -54,7 +56,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   const owners = procs.map((p) => p.logs.filter((l) => l.includes('serves the jobs')).length).reduce((a, b) => a + b, 0);
   for (const p of procs) await p.stop('SIGTERM');
   for (const p of procs) console.log(`process :${p.port} ${p.logs.filter((l) => l.includes('relay: ')).at(-1) ?? '(no relay figures yet)'}`);
-  console.log(`3 processes: one epoch in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${audit.logged} updates, test accuracy ${final.testAccuracy}, audit ${JSON.stringify(audit)}, ownership terms ${owners}`);
+  console.log(`3 processes: one epoch in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${audit.logged} updates, test accuracy ${final.testAccuracy}, audit ${JSON.stringify(audit)}, ownership terms ${owners}, deposed owners restarted ${supervisor.restarts()}`);
   assert.equal(ledger.size, 469, 'all 469 shards of epoch 1 (60000 / 128) completed');
   assert.ok([...ledger.values()].every((n) => n === 1), 'every shard exactly once');
   assert.equal(audit.lost, 0);
@@ -80,21 +82,7 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   const workers = startWorkers(procs.map((p) => p.url), 3);
   const r = new Redis(redis.url);
   const takeovers: number[] = [];
-  // A supervisor, as the README asks for (systemd Restart=always): a process that exits by itself
-  // (an owner deposed after an event-loop stall longer than its lease exits with 75) is restarted.
-  let deposed = 0;
-  let restarting = new Set<number>();
-  const supervisor = setInterval(() => {
-    procs.forEach((p, j) => {
-      if (p.proc.exitCode === null || p.proc.exitCode === 137 || p.proc.signalCode === 'SIGKILL' || restarting.has(j)) return;
-      deposed++;
-      restarting.add(j);
-      void startProcess(env, p.port).then((q) => {
-        procs[j] = q;
-        restarting.delete(j);
-      });
-    });
-  }, 200);
+  const supervisor = supervise(procs, env);
   try {
     for (let k = 0; k < 3; k++) {
       const before = workers.maxAcked();
@@ -127,14 +115,13 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
       assert.ok(next.token > owner.token, 'a newer fencing token');
     }
   } finally {
-    clearInterval(supervisor);
-    restarting = new Set();
+    supervisor.stop();
     await workers.stop();
     r.disconnect();
   }
   const audit = await auditLog(redis.url, 'mnist-mlp', workers.acked);
   for (const p of procs) await p.stop('SIGTERM');
-  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, owners deposed by a stall and restarted ${deposed}`);
+  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, owners deposed by a stall and restarted ${supervisor.restarts()}`);
   assert.equal(audit.lost, 0, 'no acknowledged update lost');
   assert.equal(audit.wrongVersion, 0);
   assert.equal(audit.doubledLeases, 0, 'none applied twice');

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { io } from 'socket.io-client';
 import { startCoordinatorProcess, type CoordinatorProcess } from '../../../e2e/coordinator-process.ts';
+export type { CoordinatorProcess };
 import { SocketLink, type FlockSocket } from '../../../shared/training/link.ts';
 import { WorkerLoop } from '../../../shared/training/worker-loop.ts';
 import { systemClock } from '../../../shared/clock.ts';
@@ -34,6 +35,28 @@ export function clusterEnv(redis: RedisFixture, extra: Record<string, string> = 
 
 export async function startProcess(env: Record<string, string>, port = 0): Promise<CoordinatorProcess> {
   return startCoordinatorProcess({ ...env, FLOCK_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'flock-node-')), PORT: String(port) });
+}
+
+/**
+ * A supervisor, as the README asks for (systemd Restart=always): a process in `procs` that exits by
+ * itself (an owner deposed after an event-loop stall longer than its lease exits with 75) is started
+ * again on its port, in place. Processes the test SIGKILLs itself are left to the test.
+ */
+export function supervise(procs: CoordinatorProcess[], env: Record<string, string>): { readonly restarts: () => number; stop(): void } {
+  let restarts = 0;
+  const restarting = new Set<number>();
+  const timer = setInterval(() => {
+    procs.forEach((p, j) => {
+      if (p.proc.exitCode === null || p.proc.signalCode === 'SIGKILL' || restarting.has(j)) return;
+      restarts++;
+      restarting.add(j);
+      void startProcess(env, p.port).then((q) => {
+        procs[j] = q;
+        restarting.delete(j);
+      });
+    });
+  }, 200);
+  return { restarts: () => restarts, stop: () => clearInterval(timer) };
 }
 
 export interface Workers {
