@@ -20,7 +20,7 @@ import { acquireDataLock, type DataLock } from './storage/data-lock.ts';
 import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
-import { AdminFeed } from './transport/admin-socket.ts';
+import { AdminFeed, adminAuth } from './transport/admin-socket.ts';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
@@ -33,6 +33,7 @@ import { WorkerGuard } from './security/worker-guard.ts';
 import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
 import { SpotChecker } from './validation/spot-checker.ts';
+import { Cluster } from './cluster/cluster.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -47,8 +48,13 @@ export interface CoordinatorOptions {
   readonly log?: Logger | undefined;
   readonly dataset?: Dataset | undefined;
   readonly sweepIntervalMs?: number | undefined;
-  /** Durable state: 'sqlite' (default, <dataDir>/flock.db) or 'memory' (nothing survives). */
-  readonly store?: 'sqlite' | 'memory' | undefined;
+  /**
+   * Durable state: 'sqlite' (default, <dataDir>/flock.db), 'memory' (nothing survives), or 'redis'
+   * (shared by several coordinator processes: server/cluster/cluster.ts; needs `redis`).
+   */
+  readonly store?: 'sqlite' | 'memory' | 'redis' | undefined;
+  /** FLOCK_STORE=redis: where, key prefix, ownership lease, whether a deposed owner exits. */
+  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; exitOnLost?: boolean | undefined; advertiseUrl?: string | undefined } | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
@@ -105,6 +111,8 @@ export interface Coordinator {
   readonly registry: JobRegistry;
   readonly io: FlockServer;
   readonly state: StateStore;
+  /** FLOCK_STORE=redis: this process's place in the cluster; null otherwise. */
+  readonly cluster: Cluster | null;
   /** True when this start created the demo job (the data dir held no job). */
   readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
@@ -153,14 +161,31 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const doorPolicy: DoorPolicy = { ...DEFAULT_DOOR_POLICY, ...opts.door };
   // Filled once the door exists: poison shards count distinct addresses, not ids.
   let guardRef: WorkerGuard | null = null;
-  const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
-  await registry.loadAll();
-  const createdDemo = registry.all().length === 0 && opts.demo !== null;
-  if (createdDemo && opts.demo) {
-    await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
-    log.info(`created demo job ${opts.demo}`);
+  if (opts.store === 'redis' && !opts.redis) throw new StartupError('FLOCK_STORE=redis needs FLOCK_REDIS_URL');
+  let cluster: Cluster | null = null;
+  if (opts.store === 'redis' && opts.redis) {
+    try {
+      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, log, exitOnLost: opts.redis.exitOnLost });
+    } catch (err) {
+      throw new StartupError(`cannot reach Redis at FLOCK_REDIS_URL=${opts.redis.url}: ${(err as Error).message}`);
+    }
   }
+  const state: StateStore = cluster ? cluster.state : opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
+  // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
+  let createdDemo = false;
+  const loadJobs = async (): Promise<void> => {
+    await registry.loadAll();
+    // Shared state: a job recorded but not opened here (an error, logged by loadAll) is not "no job";
+    // making the demo again would collide with its update log.
+    const recorded = cluster ? state.listJobs().length : 0;
+    if (registry.all().length === 0 && recorded === 0 && opts.demo !== null) {
+      createdDemo = true;
+      await registry.create(opts.demo, demoConfig(opts.demo, opts.demoOverrides));
+      log.info(`created demo job ${opts.demo}`);
+    }
+  };
+  if (!cluster) await loadJobs();
   const adminToken = opts.ownDataDir ? adminTokenFor(opts.dataDir, opts.adminToken || undefined).token : opts.adminToken || randomBytes(18).toString('base64url');
 
   let workersFn: () => unknown[] = () => [];
@@ -171,7 +196,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   http.removeAllListeners('request');
   let credit: (workerId: string) => unknown = () => null;
   let security: () => unknown = () => null;
-  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security() }));
+  const httpHandler = createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security() });
+  http.on('request', cluster ? cluster.httpFront(httpHandler) : httpHandler);
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -179,10 +205,12 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     perMessageDeflate: false,
   });
   // The dashboard's feed (namespace /admin, token-checked) and the worker statistics it shows.
-  const adminFeed = new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
+  // With Redis the owner builds the feed on election (below) and every process checks the token.
+  let adminFeed: AdminFeed | null = cluster ? null : new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
+  if (cluster) io.of('/admin').use(adminAuth(adminToken));
   // Spot checks hear every lease and applied push; the guard hands out their replicas.
   const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w);
-  const observers: TransportObserver[] = [workerStats, adminFeed, spotChecker];
+  const observers: TransportObserver[] = adminFeed ? [workerStats, adminFeed, spotChecker] : [workerStats, spotChecker];
   const observer: TransportObserver = {
     hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
     joined: (w, j) => observers.forEach((o) => o.joined?.(w, j)),
@@ -200,7 +228,20 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
   guardRef = guard;
   guard.quarantine = guard.spotChecks = spotChecker;
-  const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+  let handlersWorkers: () => ReturnType<ReturnType<typeof attachWorkerHandlers>['workers']> = () => [];
+  if (cluster) {
+    // Every process relays its workers to the owner; the owner runs the handlers (cluster/relay.ts).
+    await cluster.start(io, {
+      loadJobs,
+      attachHandlers: (facade) => {
+        adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
+        observers.push(adminFeed);
+        handlersWorkers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard).workers;
+      },
+    });
+  } else {
+    handlersWorkers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard).workers;
+  }
   credit = (w) => creditOf(spotChecker, w);
   security = () => ({
     refusals: door.refusals.snapshot(50),
@@ -209,7 +250,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     connectionsByAddress: [...door.connections()].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([address, open]) => ({ address, open })),
     limits: doorPolicy,
   });
-  workersFn = () => handlers.workers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), ...creditOf(spotChecker, w.workerId) }));
+  workersFn = () => handlersWorkers().map((w) => ({ ...w, refusals: door.refusals.of(w.workerId), ...creditOf(spotChecker, w.workerId) }));
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
@@ -223,18 +264,20 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
 
   const port = (http.address() as AddressInfo).port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  cluster?.setAdvertisedUrl(opts.redis?.advertiseUrl ?? url);
 
   async function close(): Promise<void> {
     clearInterval(sweep);
     clearInterval(sampler);
-    adminFeed.close();
+    adminFeed?.close();
     io.close();
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {
       await job.settle();
       job.dispose();
     }
-    state.close();
+    if (cluster) await cluster.close();
+    else state.close();
     lock?.release();
   }
 
@@ -245,11 +288,14 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     registry,
     io,
     state,
+    cluster,
     workerStats,
     door,
     guard,
     spotChecker,
-    createdDemo,
+    get createdDemo() {
+      return createdDemo;
+    },
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
       for (const job of registry.all()) {

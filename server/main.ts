@@ -38,6 +38,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       demo: s.demo,
       demoOverrides: s.demoOverrides,
       store: s.store,
+      redis: s.redisUrl ? { url: s.redisUrl, prefix: s.redisPrefix, leaderTtlMs: s.leaderTtlMs, advertiseUrl: s.advertiseUrl } : undefined,
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
       limits: s.limits,
@@ -49,7 +50,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
     die(EXIT_START, `cannot start: ${(err as Error).message}`);
   }
 
-  if (Object.keys(s.demoOverrides).length > 0 && !coordinator.createdDemo) {
+  if (Object.keys(s.demoOverrides).length > 0 && !coordinator.createdDemo && !coordinator.cluster) {
     consoleLogger.warn(
       `demo settings from the environment (FLOCK_MAX_EPOCHS, FLOCK_BATCH_SIZE, ...) apply only to a new demo job; ` +
         `${s.dataDir} already holds jobs, which keep their own settings (delete it to start over)`,

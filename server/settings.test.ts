@@ -17,8 +17,21 @@ test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, dra
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
     store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, door: DEFAULT_DOOR_POLICY,
     limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
+    redisUrl: undefined, redisPrefix: 'flock', advertiseUrl: undefined, leaderTtlMs: 3000,
   });
   assert.deepEqual([...DEMO_NAMES], [...DEMOS]);
+});
+
+test('FLOCK_STORE=redis needs a redis:// FLOCK_REDIS_URL', () => {
+  const missing = settingsFromEnv({ FLOCK_STORE: 'redis' }, '/srv');
+  assert.ok(!missing.ok && missing.error.includes('FLOCK_REDIS_URL'));
+  const bad = settingsFromEnv({ FLOCK_STORE: 'redis', FLOCK_REDIS_URL: 'http://x' }, '/srv');
+  assert.ok(!bad.ok && bad.error.includes('redis://'));
+  const ok = settingsFromEnv({ FLOCK_STORE: 'redis', FLOCK_REDIS_URL: 'redis://10.0.0.5:6379', FLOCK_LEADER_TTL_MS: '2000' }, '/srv');
+  assert.ok(ok.ok);
+  assert.equal(ok.settings.store, 'redis');
+  assert.equal(ok.settings.redisUrl, 'redis://10.0.0.5:6379');
+  assert.equal(ok.settings.leaderTtlMs, 2000);
 });
 
 test('FLOCK_TARGET_ACCURACY: a fraction as is, a percent in (1, 100] divided by 100, others refused', () => {
@@ -44,7 +57,9 @@ test('every refused setting is one line naming the variable, the value and the a
     [{ FLOCK_BATCH_SIZE: '12.5' }, /^FLOCK_BATCH_SIZE="12.5" is not accepted: use a whole number from 1 to 65,536$/],
     [{ FLOCK_EVAL_EVERY: '-1' }, /^FLOCK_EVAL_EVERY="-1" .* from 1 to 1,000,000 \(versions\)$/],
     [{ FLOCK_LEASE_TIMEOUT_MS: '5' }, /^FLOCK_LEASE_TIMEOUT_MS="5" .* from 100 to 3,600,000 \(ms\)$/],
-    [{ FLOCK_STORE: 'redis' }, /^FLOCK_STORE="redis" is not accepted: use one of sqlite, memory$/],
+    [{ FLOCK_STORE: 'redis2' }, /^FLOCK_STORE="redis2" is not accepted: use one of sqlite, memory, redis$/],
+    [{ FLOCK_STORE: 'redis' }, /^FLOCK_STORE=redis needs FLOCK_REDIS_URL/],
+    [{ FLOCK_LEADER_TTL_MS: '10' }, /^FLOCK_LEADER_TTL_MS="10" .* from 500 to 600,000 \(ms\)$/],
     [{ FLOCK_SQLITE_SYNC: 'full' }, /^FLOCK_SQLITE_SYNC="full" is not accepted: use one of NORMAL, FULL$/],
     [{ FLOCK_DRAIN_MS: 'soon' }, /^FLOCK_DRAIN_MS="soon"/],
     [{ FLOCK_ADMIN_TOKEN: 'two words' }, /^FLOCK_ADMIN_TOKEN is not accepted/],

@@ -23,7 +23,15 @@ export interface Settings {
   readonly demo: DemoChoice | null;
   /** Demo settings from the environment (they shape a new demo job only). */
   readonly demoOverrides: Partial<JobConfig>;
-  readonly store: 'sqlite' | 'memory';
+  readonly store: 'sqlite' | 'memory' | 'redis';
+  /** FLOCK_REDIS_URL (FLOCK_STORE=redis only); e.g. redis://10.0.0.5:6379. */
+  readonly redisUrl: string | undefined;
+  /** FLOCK_REDIS_PREFIX: key prefix, so several clusters can share one Redis. */
+  readonly redisPrefix: string;
+  /** FLOCK_ADVERTISE_URL: how the other coordinators reach this one's HTTP API (default: its own URL). */
+  readonly advertiseUrl: string | undefined;
+  /** FLOCK_LEADER_TTL_MS: the ownership lease; a dead owner is replaced within about this long. */
+  readonly leaderTtlMs: number;
   readonly sqliteSync: 'NORMAL' | 'FULL';
   readonly drainMs: number;
   readonly checkpointPauseMs: number;
@@ -130,6 +138,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
       }
       demoOverrides.aggregation = aggregationFor({ mode: mode as AggregationMode, ...(rule ? { rule } : {}) });
     }
+    const store = oneOf(env, 'FLOCK_STORE', ['sqlite', 'memory', 'redis'] as const);
+    const redisUrl = env.FLOCK_REDIS_URL?.trim() || undefined;
+    if (store === 'redis' && !redisUrl) throw new SettingError('FLOCK_STORE=redis needs FLOCK_REDIS_URL, e.g. FLOCK_REDIS_URL=redis://127.0.0.1:6379');
+    if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new SettingError(`FLOCK_REDIS_URL=${shown(redisUrl)} is not accepted: use redis://host:port (or rediss:// for TLS)`);
     return {
       ok: true,
       settings: {
@@ -139,7 +151,11 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         adminToken: token === '' ? undefined : token,
         demo: demoRaw === 'none' ? null : (demoRaw as DemoChoice),
         demoOverrides,
-        store: oneOf(env, 'FLOCK_STORE', ['sqlite', 'memory'] as const),
+        store,
+        redisUrl,
+        advertiseUrl: env.FLOCK_ADVERTISE_URL?.trim() || undefined,
+        redisPrefix: env.FLOCK_REDIS_PREFIX?.trim() || 'flock',
+        leaderTtlMs: intIn(env, 'FLOCK_LEADER_TTL_MS', 500, 600_000, ' (ms)') ?? 3000,
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
         drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
         checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,

@@ -196,7 +196,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       // The best checkpoint lives apart from the rotation; its weights file says so in its name.
       const b = (await bestStore.infos())[0];
       if (!b) return error(res, 404, 'NOT_FOUND', 'no best checkpoint yet (the job has not been evaluated)');
-      const model = JSON.parse(await readFile(path.join(b.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+      const model = JSON.parse((await bestStore.file(b.dir, 'model.json')).toString('utf8')) as { weightsManifest: { paths: string[] }[] };
       for (const group of model.weightsManifest) group.paths = [`weights-best-v${b.version}.bin`];
       return send(res, 200, model, PUBLIC_MODEL);
     }
@@ -204,7 +204,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     if (bm) {
       const entry = (await bestStore.infos()).find((c) => c.version === Number(bm[1]));
       if (!entry) return error(res, 404, 'NOT_FOUND', 'a better checkpoint has replaced that one; fetch model.json?which=best again');
-      const data = await readFile(path.join(entry.dir, 'weights.bin'));
+      const data = await bestStore.file(entry.dir, 'weights.bin');
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION, ...PUBLIC_MODEL });
       res.end(data);
       return;
@@ -213,7 +213,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
       const infos = await store.infos();
       const latest = version === null ? infos[0] : infos.find((i) => String(i.version) === version);
       if (!latest) return error(res, 404, 'NOT_FOUND', version === null ? 'no checkpoint yet' : `checkpoint v${version} is not kept (any more)`);
-      const model = JSON.parse(await readFile(path.join(latest.dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
+      const model = JSON.parse((await store.file(latest.dir, 'model.json')).toString('utf8')) as { weightsManifest: { paths: string[] }[] };
       for (const group of model.weightsManifest) group.paths = [`weights-v${latest.version}.bin`];
       return send(res, 200, model, PUBLIC_MODEL);
     }
@@ -221,7 +221,7 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
     if (!m) return error(res, 404, 'NOT_FOUND', 'no such model file');
     const entry = (await store.infos()).find((c) => c.version === Number(m[1]));
     if (!entry) return error(res, 404, 'NOT_FOUND', 'that checkpoint is gone; fetch model.json again');
-    const data = await readFile(path.join(entry.dir, 'weights.bin'));
+    const data = await store.file(entry.dir, 'weights.bin');
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': data.byteLength, 'Cache-Control': 'no-store', ...ISOLATION, ...PUBLIC_MODEL });
     res.end(data);
   }

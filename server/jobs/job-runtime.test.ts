@@ -626,7 +626,7 @@ test('a job whose update log has records but no surviving checkpoint refuses to 
   await rm(deps.root, { recursive: true, force: true });
   await assert.rejects(
     JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') }),
-    /update log holds 1 gradient\(s\) but no checkpoint .* survives; refusing to start/,
+    /update log holds 1 gradient\(s\) but none of its checkpoints survives; refusing to start/,
   );
   w.dispose();
 });

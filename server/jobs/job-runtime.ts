@@ -21,7 +21,7 @@ import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
 import { EvalScheduler } from '../evaluation/eval-scheduler.ts';
 import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
-import type { CheckpointStore } from '../storage/checkpoint-store.ts';
+import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import { CheckpointPolicy } from '../storage/checkpoint-policy.ts';
 import type { StateStore, UpdateRecord } from '../storage/state-store.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
@@ -41,12 +41,12 @@ export interface JobRuntimeDeps {
   readonly data: JobData;
   /** Starting weights (a fine-tuned model's own), used instead of the initializers for a new job. */
   readonly initialWeights?: Float32Array | undefined;
-  readonly store: CheckpointStore;
+  readonly store: Checkpoints;
   readonly state: StateStore;
   readonly log: Logger;
   readonly newId: () => string;
   /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
-  readonly bestStore?: CheckpointStore | undefined;
+  readonly bestStore?: Checkpoints | undefined;
   /** Distinct failing workers of a poison shard are counted by this (their address): server/security. */
   readonly failureIdentity?: ((workerId: WorkerId) => string) | undefined;
 }
@@ -219,8 +219,8 @@ export class JobRuntime {
       const logged = deps.state.lastVersion(id);
       if (logged !== null) {
         throw new Error(
-          `its update log holds ${logged} gradient(s) but no checkpoint in ${deps.store.root} survives; refusing to start it from fresh weights. ` +
-            `Restore a checkpoint folder there, or delete the job to start over`,
+          `its update log holds ${logged} gradient(s) but none of its checkpoints survives; refusing to start it from fresh weights. ` +
+            `Restore its checkpoints (the job's checkpoints folder, or the shared store), or delete the job to start over`,
         );
       }
       return JobRuntime.create(id, config, deps);

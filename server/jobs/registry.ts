@@ -5,7 +5,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { JobConfigSchema, type JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
-import { CheckpointStore } from '../storage/checkpoint-store.ts';
+import { CheckpointStore, type Checkpoints } from '../storage/checkpoint-store.ts';
 import { loadMnist, type Dataset } from '../data/dataset.ts';
 import { memoryJobData, type JobData } from '../data/job-data.ts';
 import { ShardStore } from '../data/store/shard-store.ts';
@@ -17,6 +17,8 @@ export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeigh
   readonly keepCheckpoints: number;
   /** Fault injection only: pause inside every checkpoint write. */
   readonly checkpointPauseMs?: number | undefined;
+  /** Where checkpoints live when not in files under dataDir (FLOCK_STORE=redis: in Redis). */
+  readonly checkpoints?: ((jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints) | undefined;
 };
 
 export class JobRegistry {
@@ -34,13 +36,13 @@ export class JobRegistry {
     return path.join(this.deps.dataDir, 'jobs', id);
   }
 
-  private readonly stores = new Map<string, CheckpointStore>();
+  private readonly stores = new Map<string, Checkpoints>();
 
   /** The job's checkpoint store (one per job, so its verification cache is shared). */
-  storeFor(id: string): CheckpointStore {
+  storeFor(id: string): Checkpoints {
     let store = this.stores.get(id);
     if (!store) {
-      store = new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m), this.deps.checkpointPauseMs ?? 0);
+      store = this.deps.checkpoints?.(id, 'rotation', this.deps.keepCheckpoints) ?? new CheckpointStore(path.join(this.jobDir(id), 'checkpoints'), this.deps.keepCheckpoints, (m) => this.deps.log.warn(m), this.deps.checkpointPauseMs ?? 0);
       this.stores.set(id, store);
     }
     return store;
@@ -55,13 +57,13 @@ export class JobRegistry {
     return memoryJobData(await this.mnist);
   }
 
-  private readonly bestStores = new Map<string, CheckpointStore>();
+  private readonly bestStores = new Map<string, Checkpoints>();
 
   /** The job's best checkpoint (one, by the job's metric), outside the keep-last-N rotation. */
-  bestStoreFor(id: string): CheckpointStore {
+  bestStoreFor(id: string): Checkpoints {
     let store = this.bestStores.get(id);
     if (!store) {
-      store = new CheckpointStore(path.join(this.jobDir(id), 'best'), 1, (m) => this.deps.log.warn(m));
+      store = this.deps.checkpoints?.(id, 'best', 1) ?? new CheckpointStore(path.join(this.jobDir(id), 'best'), 1, (m) => this.deps.log.warn(m));
       this.bestStores.set(id, store);
     }
     return store;

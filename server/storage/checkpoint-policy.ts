@@ -7,7 +7,7 @@ import { encodeTensors, type TensorSpec } from '../../shared/codec/tensor-codec.
 import type { OptimizerState } from '../aggregation/optimizers.ts';
 import type { EvalResult } from '../evaluation/evaluator.ts';
 import type { LossName } from '../../shared/protocol/messages.ts';
-import type { CheckpointStore } from './checkpoint-store.ts';
+import type { Checkpoints } from './checkpoint-store.ts';
 import type { StateStore } from './state-store.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from './best-checkpoint.ts';
 
@@ -22,8 +22,8 @@ export interface CheckpointSnapshot {
 
 export interface CheckpointPolicyDeps {
   readonly jobId: string;
-  readonly store: CheckpointStore;
-  readonly bestStore?: CheckpointStore | undefined;
+  readonly store: Checkpoints;
+  readonly bestStore?: Checkpoints | undefined;
   readonly state: StateStore;
   readonly now: () => number;
   readonly warn: (msg: string) => void;

@@ -46,7 +46,24 @@ const dirName = (v: number): string => `v${String(v).padStart(10, '0')}`;
 
 export type Warn = (msg: string) => void;
 
-export class CheckpointStore {
+/**
+ * Where a job's checkpoints live: files (CheckpointStore, the default) or Redis
+ * (RedisCheckpointStore, FLOCK_STORE=redis). `dir` names a checkpoint within its store.
+ */
+export interface Checkpoints {
+  /** Writes a checkpoint atomically and prunes all but the newest `keep`. */
+  save(cp: CheckpointData): Promise<string>;
+  /** Checkpoints, newest first (not verified). */
+  list(): Promise<{ version: number; dir: string }[]>;
+  /** Checkpoints whose checksums verify, newest first. */
+  infos(): Promise<CheckpointInfo[]>;
+  /** The newest checkpoint whose checksums verify, or null. */
+  loadLatest(): Promise<StoredCheckpoint | null>;
+  /** One file of a listed checkpoint, as a TensorFlow.js model folder holds it (HTTP downloads). */
+  file(dir: string, name: 'model.json' | 'weights.bin'): Promise<Buffer>;
+}
+
+export class CheckpointStore implements Checkpoints {
   constructor(
     readonly root: string,
     private readonly keep = 3,
@@ -134,6 +151,10 @@ export class CheckpointStore {
     this.verifiedCache.set(dir, { key, ok });
     if (this.verifiedCache.size > 64) this.verifiedCache.delete(this.verifiedCache.keys().next().value!);
     return ok;
+  }
+
+  file(dir: string, name: 'model.json' | 'weights.bin'): Promise<Buffer> {
+    return readFile(path.join(dir, name));
   }
 
   /** The newest checkpoint whose checksums verify, or null. Corrupt ones are reported and skipped. */

@@ -77,6 +77,13 @@ export class MemoryStateStore implements StateStore {
     return [...this.workers.values()].map((w) => structuredClone(w));
   }
 
+  /** Forgets one job's update log, leases and metrics (the Redis mirror reloads a job with it). */
+  dropJob(jobId: string): void {
+    this.updates.delete(jobId);
+    this.leases.delete(jobId);
+    this.metricRows.delete(jobId);
+  }
+
   durable(): Promise<void> {
     return Promise.resolve();
   }

@@ -1,7 +1,7 @@
 // The StateStore contract: one suite, run against every implementation (state-store.test.ts).
 // `reopen` (when given) closes the store and opens the same durable state again.
 
-import { test } from 'node:test';
+import { test as baseTest } from 'node:test';
 import assert from 'node:assert/strict';
 import type { StateStore, UpdateRecord } from './state-store.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
@@ -13,9 +13,15 @@ const upd = (version: number, over: Partial<UpdateRecord> = {}): UpdateRecord =>
   lr: 0.001, staleness: 0, samples: 8, loss: 1.5, at: 1000 + version, gradient: new Uint8Array([version, 2, 3, 4]), ...over,
 });
 
-export function runStateStoreContract(name: string, open: () => StateStore, reopen?: (s: StateStore) => StateStore): void {
-  test(`${name}: jobs round trip in creation order`, () => {
-    const s = open();
+type Maybe<T> = T | Promise<T>;
+
+/** `open` gives a fresh, empty store; `reopen` (when given) closes one and opens its durable state again. */
+export function runStateStoreContract(name: string, open: () => Maybe<StateStore>, reopen?: (s: StateStore) => Maybe<StateStore>, opts: { skip?: string | false } = {}): void {
+  const test = (title: string, fn: () => Promise<void>): void => {
+    baseTest(title, { skip: opts.skip ?? false }, fn);
+  };
+  test(`${name}: jobs round trip in creation order`, async () => {
+    const s = await open();
     s.putJob({ id: 'b', config, createdAt: 2 });
     s.putJob({ id: 'a', config, createdAt: 1 });
     assert.deepEqual(s.listJobs().map((j) => j.id), ['a', 'b']);
@@ -23,8 +29,8 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     s.close();
   });
 
-  test(`${name}: update log is ordered, idempotency lookups by lease, duplicates refused`, () => {
-    const s = open();
+  test(`${name}: update log is ordered, idempotency lookups by lease, duplicates refused`, async () => {
+    const s = await open();
     for (const v of [1, 2, 3]) s.appendUpdate(upd(v));
     assert.throws(() => s.appendUpdate(upd(2, { leaseId: 'other' })), 'same version twice');
     assert.throws(() => s.appendUpdate(upd(4, { leaseId: 'l1' })), 'same lease twice');
@@ -39,8 +45,8 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     s.close();
   });
 
-  test(`${name}: compaction drops gradients but keeps the ledger`, () => {
-    const s = open();
+  test(`${name}: compaction drops gradients but keeps the ledger`, async () => {
+    const s = await open();
     for (const v of [1, 2, 3]) s.appendUpdate(upd(v, { shard: v === 3 ? 0 : v - 1 }));
     s.compactUpdates('a', 2);
     const all = s.updatesAfter('a', 0);
@@ -49,11 +55,12 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     assert.equal(ledger.get(0), 2);
     assert.equal(ledger.get(1), 1);
     assert.equal(s.ledger('a', 1).size, 0);
+    await s.durable();
     s.close();
   });
 
-  test(`${name}: leases put, replace, delete, list`, () => {
-    const s = open();
+  test(`${name}: leases put, replace, delete, list`, async () => {
+    const s = await open();
     const l = { jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 };
     s.putLease(l);
     s.putLease({ ...l, leaseId: 'y', grantedAt: 11 });
@@ -65,8 +72,8 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     s.close();
   });
 
-  test(`${name}: metrics and workers`, () => {
-    const s = open();
+  test(`${name}: metrics and workers`, async () => {
+    const s = await open();
     s.appendMetric({ jobId: 'a', version: 10, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
     s.appendMetric({ jobId: 'a', version: 20, testLoss: 0.4, testAccuracy: 0.92, testMae: null, testRmse: null, at: 6, ms: 12 });
     assert.deepEqual(s.metrics('a').map((m) => m.version), [10, 20]);
@@ -79,19 +86,34 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
     s.close();
   });
 
+  test(`${name}: flush resolves once the writes are durable`, async () => {
+    const s = await open();
+    s.appendUpdate(upd(1));
+    await s.durable();
+    await s.durable();
+    assert.equal(s.lastVersion('a'), 1);
+    s.close();
+  });
+
   if (reopen) {
-    test(`${name}: everything survives close and reopen`, () => {
-      let s = open();
+    test(`${name}: everything survives close and reopen`, async () => {
+      let s = await open();
       s.putJob({ id: 'a', config, createdAt: 1 });
       s.appendUpdate(upd(1));
       s.putLease({ jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 });
+      s.putLease({ jobId: 'a', leaseId: 'gone', workerId: 'w', epoch: 0, shard: 4, baseVersion: 5, grantedAt: 11, deadlineAt: 20 });
+      s.deleteLease('a', 'gone');
       s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
-      s = reopen(s);
+      s.putWorker({ workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: null });
+      await s.durable();
+      s = await reopen(s);
       assert.equal(s.listJobs().length, 1);
       assert.equal(s.lastVersion('a'), 1);
       assert.deepEqual([...s.updateByLease('a', 'l1')!.gradient!], [1, 2, 3, 4]);
       assert.equal(s.listLeases('a').length, 1);
       assert.equal(s.metrics('a').length, 1);
+      assert.deepEqual(s.ledger('a', 0), new Map([[0, 1]]));
+      assert.deepEqual(s.getWorker('w1')?.capabilities, { backend: 'wasm' });
       s.close();
     });
   }
@@ -99,7 +121,7 @@ export function runStateStoreContract(name: string, open: () => StateStore, reop
 
 /** The log's step and discount columns round trip; durable() resolves once written (every store). */
 export function runStepColumnsContract(name: string, open: () => StateStore, reopen?: (s: StateStore) => StateStore): void {
-  test(`${name}: an update's step and discount round trip; old records read back as null`, async () => {
+  baseTest(`${name}: an update's step and discount round trip; old records read back as null`, async () => {
     let s = open();
     s.appendUpdate(upd(1));
     s.appendUpdate(upd(2, { step: 1, scale: 0.5 }));

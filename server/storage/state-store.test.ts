@@ -1,4 +1,6 @@
-// Runs the StateStore contract against every implementation.
+// Runs the StateStore contract against every implementation: memory, SQLite, and Redis (a private
+// redis-server per file; skipped, saying why, where redis-server is not installed).
+import { after, before } from 'node:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +10,8 @@ import Database from 'better-sqlite3';
 import { runStateStoreContract, runStepColumnsContract } from './state-store.contract.ts';
 import { MemoryStateStore } from './memory-state-store.ts';
 import { SqliteStateStore } from './sqlite-state-store.ts';
+import { RedisStateStore } from './redis-state-store.ts';
+import { redisMissing, startRedis, type RedisFixture } from './testing/redis-server.ts';
 
 runStateStoreContract('memory', () => new MemoryStateStore());
 
@@ -56,3 +60,27 @@ test('sqlite group commit: the writes of one event-loop turn are one transaction
   other.close();
   s.close();
 });
+const skip = redisMissing();
+let redis: RedisFixture | null = null;
+let n = 0;
+let prefix = '';
+before(async () => {
+  if (!skip) redis = await startRedis();
+});
+after(async () => {
+  await redis?.stop();
+});
+runStateStoreContract(
+  'redis',
+  () => {
+    prefix = `t${++n}`;
+    return RedisStateStore.open(redis!.url, { prefix });
+  },
+  async (s) => {
+    s.close();
+    // A killed and restarted redis-server: what was answered must come back from the AOF.
+    await redis!.restart();
+    return RedisStateStore.open(redis!.url, { prefix });
+  },
+  { skip },
+);

@@ -1,6 +1,6 @@
 // Durable coordinator state behind one small interface, so the training logic never knows which
 // store it runs on: an embedded SQLite file by default (sqlite-state-store.ts), memory for tests,
-// and later a shared store (e.g. Redis) for several coordinators. One contract test suite
+// and a shared Redis store for several coordinators (redis-state-store.ts). One contract test suite
 // (state-store.contract.ts) runs against every implementation.
 //
 // What lives here: jobs, the update log (every acknowledged gradient, durable BEFORE its ack, with
@@ -113,8 +113,10 @@ export interface StateStore {
   listWorkers(): StoredWorker[];
 
   /**
-   * Resolves once every write made so far is committed (group commit: writes of one event-loop turn
-   * share a transaction, so FULL sync costs one fsync per batch). Acknowledge only after it resolves.
+   * Resolves once every write made so far is durable (group commit in SQLite: writes of one
+   * event-loop turn share a transaction, so FULL sync costs one fsync per batch; the Redis store
+   * writes behind and resolves once Redis answered). Rejects when a write was refused (a stale
+   * fencing token, a lost connection). Acknowledge a push only after it resolves.
    */
   durable(): Promise<void>;
 

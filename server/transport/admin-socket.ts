@@ -76,6 +76,15 @@ function lossSince(points: readonly LossPoint[], afterVersion: number): LossPoin
   return points.slice(i);
 }
 
+/** The /admin namespace's middleware: no event before the admin token is checked. */
+export function adminAuth(adminToken: string): (socket: { handshake: { auth: unknown } }, next: (err?: Error) => void) => void {
+  return (socket, next) => {
+    const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+    if (typeof token === 'string' && tokenMatches(adminToken, token)) return next();
+    next(Object.assign(new Error(ErrorCode.Unauthorized), { data: { code: ErrorCode.Unauthorized, message: 'admin token required' } }));
+  };
+}
+
 export class AdminFeed implements TransportObserver {
   private readonly nsp: AdminNamespace;
   private readonly feeds = new Map<string, FeedState>();
@@ -90,11 +99,7 @@ export class AdminFeed implements TransportObserver {
     this.nsp = opts.io.of(ADMIN_NAMESPACE) as unknown as AdminNamespace;
     this.overview = new Throttle(opts.clock, opts.overviewIntervalMs ?? 500, (eventAt) => this.emitOverview(eventAt));
 
-    this.nsp.use((socket, next) => {
-      const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
-      if (typeof token === 'string' && tokenMatches(opts.adminToken, token)) return next();
-      next(Object.assign(new Error(ErrorCode.Unauthorized), { data: { code: ErrorCode.Unauthorized, message: 'admin token required' } }));
-    });
+    this.nsp.use(adminAuth(opts.adminToken));
     this.nsp.on('connection', (socket) => this.onConnection(socket));
 
     for (const job of opts.registry.all()) this.follow(job);

@@ -1,0 +1,203 @@
+// A coordinator's membership in a cluster on Redis (FLOCK_STORE=redis): opens the shared state and
+// checkpoint stores, plugs socket.io's Redis adapter in (job updates and dashboard broadcasts reach
+// every process's sockets), relays its workers to the leader (relay.ts) and runs for leadership
+// (leadership.ts). On election it loads the jobs from durable state only (Redis: update log,
+// leases, checkpoints), creates the demo job if the cluster has none (so it is made once), and only
+// then serves the workers of every process.
+//
+// State owned: the Redis connections, the cached leader id, whether the handlers are attached.
+
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { Server as IoServer } from 'socket.io';
+import { RedisStateStore } from '../storage/redis-state-store.ts';
+import { RedisCheckpointStore } from '../storage/redis-checkpoint-store.ts';
+import type { Checkpoints } from '../storage/checkpoint-store.ts';
+import { Leadership, parseHolder } from './leadership.ts';
+import { Relay } from './relay.ts';
+import type { FlockServer } from '../transport/socket-handlers.ts';
+import type { Logger } from '../jobs/job-runtime.ts';
+
+export interface ClusterOptions {
+  readonly url: string;
+  readonly prefix: string;
+  readonly leaderTtlMs: number;
+  readonly log: Logger;
+  /** A process that lost ownership exits (a supervisor restarts it as a follower); tests say false. */
+  readonly exitOnLost?: boolean | undefined;
+}
+
+export interface ClusterHooks {
+  /** Load the jobs from durable state and create the demo if the cluster has none. */
+  readonly loadJobs: () => Promise<void>;
+  /** Attach the worker handlers and the dashboard feed to the relay's facade (once, after the first loadJobs). */
+  readonly attachHandlers: (io: FlockServer) => void;
+}
+
+export class Cluster {
+  readonly processId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  private readonly conns: Redis[] = [];
+  private leaderId: string | null = null;
+  private leaderUrl: string | null = null;
+  private ownUrl: string | null = null;
+  private leaderConn: Redis | null = null;
+  private poll: NodeJS.Timeout | null = null;
+  private statsTimer: NodeJS.Timeout | null = null;
+  private relay: Relay | null = null;
+  private leadership: Leadership | null = null;
+  /** When this process last became leader, and how long loading took (ms). */
+  electedAt: number | null = null;
+  takeoverMs: number | null = null;
+
+  private constructor(
+    readonly state: RedisStateStore,
+    private readonly o: ClusterOptions,
+  ) {}
+
+  static async open(o: ClusterOptions): Promise<Cluster> {
+    const state = await RedisStateStore.open(o.url, { prefix: o.prefix });
+    return new Cluster(state, o);
+  }
+
+  private conn(): Redis {
+    const r = new Redis(this.o.url, { maxRetriesPerRequest: null });
+    r.on('error', (err: Error) => this.o.log.warn(`redis: ${err.message}`));
+    this.conns.push(r);
+    return r;
+  }
+
+  /** Checkpoint stores in Redis, fenced by this process's leadership token. */
+  checkpoints(): (jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints {
+    const redis = this.state.redis;
+    return (jobId, kind, keep) =>
+      new RedisCheckpointStore({ redis, prefix: this.o.prefix, jobId, kind, keep, fence: () => ({ key: this.state.fenceKey, token: this.leadership?.token ?? null }), warn: (m) => this.o.log.warn(m) });
+  }
+
+  get leading(): boolean {
+    return this.leadership?.leading ?? false;
+  }
+  get leader(): string | null {
+    return this.leaderId;
+  }
+
+  async start(io: IoServer, hooks: ClusterHooks): Promise<void> {
+    io.adapter(createAdapter(this.conn(), this.conn(), { key: `${this.o.prefix}:sio` }));
+    const leaderConn = this.conn();
+    const relay = new Relay({ processId: this.processId, prefix: this.o.prefix, pub: this.conn(), sub: this.conn(), leader: () => this.leaderId, log: (m) => this.o.log.warn(m) });
+    this.relay = relay;
+    await relay.start(io);
+    let attached = false;
+    this.leaderConn = leaderConn;
+    const refresh = async (): Promise<void> => {
+      const [holder, url] = await leaderConn.mget(`${this.o.prefix}:leader`, `${this.o.prefix}:leader:url`);
+      this.leaderUrl = url ?? null;
+      const now = parseHolder(holder ?? null)?.processId ?? null;
+      // Only the leader itself says it leads once it has loaded the jobs (see onElected).
+      const effective = now === this.processId && !attached ? null : now;
+      if (effective !== this.leaderId) {
+        this.leaderId = effective;
+        relay.leaderChanged();
+      }
+    };
+    this.poll = setInterval(() => void refresh().catch(() => undefined), 200);
+    this.poll.unref();
+    let shown = '';
+    this.statsTimer = setInterval(() => {
+      const line = `relay: ${relay.stats.weightsFromCache} lease(s) served weights from this process's cache, ${relay.stats.weightsRelayed} got them from the owner`;
+      if (line !== shown) this.o.log.info(line);
+      shown = line;
+    }, 30_000);
+    this.statsTimer.unref();
+    this.leadership = new Leadership({
+      redis: leaderConn,
+      prefix: this.o.prefix,
+      processId: this.processId,
+      ttlMs: this.o.leaderTtlMs,
+      pollMs: Math.max(100, Math.floor(this.o.leaderTtlMs / 6)),
+      log: (m) => this.o.log.info(m),
+      onElected: async (token) => {
+        const t0 = Date.now();
+        this.state.setFence(token);
+        await this.state.reload();
+        await hooks.loadJobs();
+        if (!attached) {
+          // What the handlers and the dashboard feed see of socket.io on the owner: connections are
+          // the relay's sessions from every process; broadcasts go out through the Redis adapter.
+          // Watchers live on other processes too, so the feed always sends (rooms/sockets never 0).
+          const admin = io.of('/admin');
+          const adminFacade = {
+            use: () => undefined,
+            on: (_ev: 'connection', fn: (s: unknown) => void) => relay.setConnectionHandler('/admin', fn as never),
+            to: (room: string) => admin.to(room),
+            emit: (ev: string, ...args: unknown[]) => (admin.emit as (ev: string, ...a: unknown[]) => boolean)(ev, ...args),
+            adapter: { rooms: { get: () => ({ size: 1 }) } },
+            sockets: { size: 1 },
+          };
+          const facade = {
+            on: (_ev: 'connection', fn: (s: unknown) => void) => relay.setConnectionHandler('/', fn as never),
+            to: (room: string) => io.to(room),
+            of: (nsp: string) => (nsp === '/admin' ? adminFacade : { sockets: new Map(relay.virtual) }),
+          };
+          hooks.attachHandlers(facade as unknown as FlockServer);
+          attached = true;
+        }
+        if (this.ownUrl) await leaderConn.set(`${this.o.prefix}:leader:url`, this.ownUrl);
+        this.electedAt = Date.now();
+        this.takeoverMs = this.electedAt - t0;
+        this.leaderId = this.processId;
+        relay.leaderChanged();
+        this.o.log.info(`cluster: process ${this.processId} serves the jobs (loaded from Redis in ${this.takeoverMs} ms, fencing token ${token})`);
+      },
+      onLost: (token) => {
+        this.o.log.warn(`cluster: process ${this.processId} lost ownership (token ${token}); its writes are refused from now on`);
+        if (this.o.exitOnLost !== false) process.exit(75);
+      },
+    });
+    this.leadership.start();
+  }
+
+  /** Where other processes reach this one's HTTP API (FLOCK_ADVERTISE_URL, else its own URL). */
+  setAdvertisedUrl(url: string): void {
+    this.ownUrl = url;
+    if (this.leading) void this.leaderConn?.set(`${this.o.prefix}:leader:url`, url).catch(() => undefined);
+  }
+
+  /**
+   * The HTTP API of the cluster: a process that does not own the jobs passes /api/* requests to the
+   * owner (they read and change the jobs it holds); pages and assets are served locally.
+   */
+  httpFront(local: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
+      const to = this.leaderUrl;
+      if (this.leading || !req.url?.startsWith('/api/') || req.url === '/api/health' || to === this.ownUrl) return local(req, res);
+      if (!to) {
+        // Before an owner is known this process has no jobs: "no job" would be a wrong answer.
+        res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '1' });
+        res.end('no coordinator owns the jobs yet (election in progress); retry\n');
+        return;
+      }
+      const out = httpRequest(new URL(req.url, to), { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      out.on('error', (err) => {
+        if (!res.headersSent) res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '2' });
+        res.end(`the coordinator owning the jobs is not reachable (${err.message}); retry\n`);
+      });
+      req.pipe(out);
+    };
+  }
+
+  /** Graceful stop: hand the lease over at once (followers take over within their poll time). */
+  async close(): Promise<void> {
+    if (this.poll) clearInterval(this.poll);
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    await this.leadership?.stop(true);
+    await this.state.durable().catch(() => undefined);
+    this.state.close();
+    for (const c of this.conns) c.disconnect();
+  }
+}

@@ -1,0 +1,85 @@
+// The relay between two processes' socket.io servers on one Redis: a worker connected to A is served
+// by handlers on the owner B; when ownership moves to A its session is replayed (hello, job choice)
+// before the request; a lease's weights come from A's cache when the owner says they are current.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from 'socket.io';
+import { io as connect } from 'socket.io-client';
+import { Redis } from 'ioredis';
+import { Relay, type VirtualSocket } from './relay.ts';
+import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
+
+const skip = redisMissing();
+let redis: RedisFixture | null = null;
+before(async () => {
+  if (!skip) redis = await startRedis();
+});
+after(async () => {
+  await redis?.stop();
+});
+
+test('relay: forwarding, session replay after an owner change, weights from the gateway cache', { skip, timeout: 20_000 }, async () => {
+  const conns: Redis[] = [];
+  const conn = (): Redis => {
+    const r = new Redis(redis!.url);
+    conns.push(r);
+    return r;
+  };
+  let leader = 'B';
+  const servers: Server[] = [];
+  const relays: Relay[] = [];
+  for (const id of ['A', 'B']) {
+    const http = createServer();
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+    const io = new Server(http);
+    servers.push(io);
+    const relay = new Relay({ processId: id, prefix: 'rt', pub: conn(), sub: conn(), leader: () => leader, timeoutMs: 2000 });
+    await relay.start(io);
+    relays.push(relay);
+  }
+  const seen: string[] = [];
+  const weights = { version: 7, specs: [], data: new Uint8Array([1, 2, 3]) };
+  const handlers = (who: string) => (s: VirtualSocket) => {
+    s.on('worker:hello', (_raw: unknown, ack: unknown) => {
+      seen.push(`${who}:hello`);
+      (ack as (r: unknown) => void)({ ok: true, workerId: 'w1', serverTime: 0 });
+    });
+    s.on('job:get', (_raw: unknown, ack: unknown) => {
+      seen.push(`${who}:job`);
+      (ack as (r: unknown) => void)({ ok: true, job: { id: 'j' } });
+    });
+    s.on('lease:request', (raw: unknown, ack: unknown) => {
+      const cached = (raw as { cachedVersion: number | null }).cachedVersion;
+      seen.push(`${who}:lease(${cached})`);
+      (ack as (r: unknown) => void)({ ok: true, lease: { leaseId: `l${seen.length}`, jobId: 'j', baseVersion: 7 }, weights: cached === 7 ? null : weights });
+    });
+  };
+  relays[1]!.setConnectionHandler('/', handlers('B'));
+  const port = ((servers[0]!.httpServer as unknown as { address(): AddressInfo }).address()).port;
+  const client = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
+  const ask = (ev: string, body: unknown): Promise<{ ok: boolean; weights?: { version: number; data: Uint8Array } | null }> =>
+    client.timeout(3000).emitWithAck(ev as never, body as never) as never;
+
+  assert.equal((await ask('worker:hello', { protocol: 1 })).ok, true);
+  assert.equal((await ask('job:get', {})).ok, true);
+  const first = await ask('lease:request', { cachedVersion: null });
+  assert.equal(first.weights?.version, 7, 'weights from the owner');
+  // A second worker-held-nothing request: the gateway says "v7" (its cache) and serves the weights itself.
+  const second = await ask('lease:request', { cachedVersion: null });
+  assert.equal(second.weights?.version, 7);
+  assert.deepEqual([...new Uint8Array(second.weights!.data)], [1, 2, 3]);
+  assert.equal(relays[0]!.stats.weightsFromCache, 1);
+
+  // Ownership moves to A (B is gone): the session is replayed there before the request.
+  leader = 'A';
+  relays[0]!.setConnectionHandler('/', handlers('A'));
+  relays[0]!.leaderChanged();
+  assert.equal((await ask('lease:request', { cachedVersion: 7 })).ok, true);
+  assert.deepEqual(seen, ['B:hello', 'B:job', 'B:lease(null)', 'B:lease(7)', 'A:hello', 'A:job', 'A:lease(7)']);
+
+  client.close();
+  for (const s of servers) s.close();
+  for (const c of conns) c.disconnect();
+});

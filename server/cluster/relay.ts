@@ -1,0 +1,296 @@
+// The worker relay of a coordinator cluster (FLOCK_STORE=redis). Every process accepts volunteer
+// connections (gateway side) and forwards each worker event, payload and ack, to the process that
+// owns the jobs (leader side), where the unchanged worker handlers (transport/socket-handlers.ts)
+// run against a "virtual socket" standing for the real one. Room joins travel back, so the
+// leader's job:update broadcasts reach the real sockets through socket.io's Redis adapter. The
+// dashboard's /admin feed is relayed the same way (its snapshots and overviews come back as emits).
+//
+// Requests go over Redis pub/sub to P:rpc:<leader>, answers to P:reply:<gateway>, room changes to
+// P:ctl:<gateway> (v8-serialized: binary gradients travel as bytes). When this process leads, its
+// own sockets skip Redis. A request in flight when the leader changes is answered with a transient
+// error (the worker retries); the update log decides what was applied, so nothing is doubled. A new
+// leader knows no session: the gateway replays the worker's hello and job choice, then the request.
+//
+// State owned: gateway side the real sockets' sessions and pending requests; leader side the
+// virtual sockets by (gateway, socket id).
+
+import { serialize, deserialize } from 'node:v8';
+import type { Redis } from 'ioredis';
+import type { Server as IoServer, Socket } from 'socket.io';
+import { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { LeaseAck, LeaseRequest, WeightsPayload } from '../../shared/protocol/messages.ts';
+import type { SocketData } from '../transport/socket-handlers.ts';
+
+/** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
+export type Nsp = '/' | '/admin';
+/** The client events a gateway forwards, per namespace; '$connect' opens a session on the owner. */
+export const RELAYED: Record<Nsp, readonly string[]> = {
+  '/': ['worker:hello', 'job:get', 'lease:request', 'gradient:push', 'lease:release', 'job:refuse'],
+  '/admin': ['job:watch', 'job:unwatch'],
+};
+/** The event that opens a session on the owner (a worker's hello; a dashboard's connection). */
+const OPENS: Record<Nsp, string> = { '/': 'worker:hello', '/admin': '$connect' };
+
+type Rpc =
+  | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown }
+  | { kind: 'bye'; gw: string; nsp: Nsp; sid: string };
+interface Session {
+  readonly socket: Socket;
+  readonly nsp: Nsp;
+  hello?: unknown;
+  jobGet?: unknown;
+  /** The job of this worker's last lease (whose cached weights may serve its next one). */
+  jobId?: string;
+}
+type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
+type Ctl = { kind: 'join' | 'leave'; nsp: Nsp; sid: string; room: string } | { kind: 'emit'; nsp: Nsp; sid: string; ev: string; args: unknown[] };
+
+export interface RelayOptions {
+  readonly processId: string;
+  readonly prefix: string;
+  /** Publishing connection. */
+  readonly pub: Redis;
+  /** A dedicated connection (it enters subscriber mode). */
+  readonly sub: Redis;
+  /** The leader's process id now (cached by the caller), or null when none is elected. */
+  readonly leader: () => string | null;
+  /** Forwarded requests unanswered after this long get a transient error. */
+  readonly timeoutMs?: number | undefined;
+  readonly log?: ((m: string) => void) | undefined;
+}
+
+const transient = (message: string) => ({ ok: false, code: ErrorCode.Internal, message, retryAfterMs: 500 });
+
+/** What the handlers on the owner see of a socket: client events dispatched in, emits and room changes sent back. */
+export class VirtualSocket {
+  readonly data: Record<string, unknown> = {};
+  private readonly handlers = new Map<string, ((...args: unknown[]) => void)[]>();
+  constructor(
+    readonly id: string,
+    private readonly nsp: Nsp,
+    private readonly sid: string,
+    private readonly ctl: (c: Ctl) => void,
+  ) {}
+  on(ev: string, fn: (...args: unknown[]) => void): this {
+    this.handlers.set(ev, [...(this.handlers.get(ev) ?? []), fn]);
+    return this;
+  }
+  /** A client event (or 'disconnect') reaching the handlers. */
+  dispatch(ev: string, ...args: unknown[]): void {
+    for (const fn of this.handlers.get(ev) ?? []) fn(...args);
+  }
+  /** Server -> this client. */
+  emit(ev: string, ...args: unknown[]): boolean {
+    this.ctl({ kind: 'emit', nsp: this.nsp, sid: this.sid, ev, args });
+    return true;
+  }
+  join(room: string): void {
+    this.ctl({ kind: 'join', nsp: this.nsp, sid: this.sid, room });
+  }
+  leave(room: string): void {
+    this.ctl({ kind: 'leave', nsp: this.nsp, sid: this.sid, room });
+  }
+}
+
+export class Relay {
+  private readonly timeoutMs: number;
+  private seq = 0;
+  /** Gateway side: requests awaiting the leader's answer. */
+  private readonly pending = new Map<number, { leader: string; done: (res: unknown, noSession?: boolean) => void; timer: NodeJS.Timeout }>();
+  /** Gateway side: real sockets, with what re-creates their session on a new leader. */
+  private readonly real = new Map<string, Session>();
+  /** Gateway side: the newest weights seen per job; a worker's lease at that version is served from here. */
+  private readonly weights = new Map<string, WeightsPayload>();
+  /** Leases whose weights came from this process's cache / crossed Redis from the owner. */
+  readonly stats = { weightsFromCache: 0, weightsRelayed: 0 };
+  /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
+  private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
+  private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
+
+  constructor(private readonly o: RelayOptions) {
+    this.timeoutMs = o.timeoutMs ?? 10_000;
+  }
+
+  private chan(kind: 'rpc' | 'reply' | 'ctl', pid: string): string {
+    return `${this.o.prefix}:relay:${kind}:${pid}`;
+  }
+
+  async start(io: IoServer): Promise<void> {
+    const me = this.o.processId;
+    await this.o.sub.subscribe(this.chan('rpc', me), this.chan('reply', me), this.chan('ctl', me));
+    this.o.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      const ch = channel.toString();
+      const msg = deserialize(message) as Rpc | Reply | Ctl;
+      if (ch === this.chan('rpc', me)) this.serve(msg as Rpc);
+      else if (ch === this.chan('reply', me)) this.answered(msg as Reply);
+      else this.control(msg as Ctl);
+    });
+    io.on('connection', (socket) => this.accept(socket, '/'));
+    io.of('/admin').on('connection', (socket) => this.accept(socket, '/admin'));
+  }
+
+  /** Leader side: the handlers attach here (as they would to io.of(nsp).on('connection')). */
+  setConnectionHandler(nsp: Nsp, fn: (s: VirtualSocket) => void): void {
+    this.onConnection[nsp] = fn;
+  }
+
+  /** Leader side: the worker sessions it serves (the /api/workers list). */
+  get virtual(): Map<string, VirtualSocket> {
+    return this.virtualByNsp['/'];
+  }
+
+  /** A new leader elsewhere: fail what waits on the old one, so the workers retry there. */
+  leaderChanged(): void {
+    const now = this.o.leader();
+    for (const [seq, p] of this.pending) {
+      if (p.leader === now) continue;
+      clearTimeout(p.timer);
+      this.pending.delete(seq);
+      p.done(transient('the coordinator owning this job changed; retry'));
+    }
+  }
+
+  // ---- gateway side -------------------------------------------------------------------------------
+
+  private accept(socket: Socket, nsp: Nsp): void {
+    const key = `${nsp}${socket.id}`;
+    const entry: Session = { socket, nsp };
+    this.real.set(key, entry);
+    for (const ev of RELAYED[nsp]) {
+      socket.on(ev, (raw: unknown, ack: unknown) => {
+        if (ev === 'worker:hello') entry.hello = raw;
+        if (ev === 'job:get') entry.jobGet = raw;
+        const answer = ev === 'lease:request' ? this.leaseViaCache(entry, socket.id, raw) : this.forward(nsp, socket.id, ev, raw);
+        void answer.then((res) => {
+          if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
+        });
+      });
+    }
+    // A dashboard's session starts at once (the owner sends it the jobs overview).
+    if (nsp === '/admin') void this.forward(nsp, socket.id, '$connect', null);
+    socket.on('disconnect', () => {
+      this.real.delete(key);
+      const leader = this.o.leader();
+      if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, nsp, sid: socket.id });
+    });
+  }
+
+  /**
+   * A lease request, answered with this process's cached weights where they are current: the owner
+   * is told the worker holds the cached version, so it sends weights only when a newer version
+   * exists (each version crosses Redis about once per process, not once per lease).
+   */
+  private async leaseViaCache(entry: Session, sid: string, raw: unknown): Promise<unknown> {
+    const req = raw as Partial<LeaseRequest> | null;
+    const jobId = (typeof req?.jobId === 'string' ? req.jobId : undefined) ?? entry.jobId;
+    const cached = jobId ? this.weights.get(jobId) : undefined;
+    const substitute = cached !== undefined && req !== null && typeof req === 'object' && req.cachedVersion !== cached.version;
+    const res = (await this.forward('/', sid, 'lease:request', substitute ? { ...req, cachedVersion: cached.version } : raw)) as LeaseAck;
+    if (!res || typeof res !== 'object' || !res.ok) return res;
+    entry.jobId = res.lease.jobId;
+    if (res.weights) {
+      this.stats.weightsRelayed++;
+      const prev = this.weights.get(res.lease.jobId);
+      if (!prev || prev.version <= res.weights.version) this.weights.set(res.lease.jobId, res.weights);
+      return res;
+    }
+    if (!substitute) return res; // the worker holds this version itself
+    if (res.lease.jobId === jobId && res.lease.baseVersion === cached.version) {
+      this.stats.weightsFromCache++;
+      return { ...res, weights: cached };
+    }
+    // Granted on another job than the cache was for: hand the lease back, let the worker ask again.
+    void this.forward('/', sid, 'lease:release', { leaseId: res.lease.leaseId });
+    return transient('the job changed while leasing; retry');
+  }
+
+  private async forward(nsp: Nsp, sid: string, ev: string, raw: unknown, replayed = false): Promise<unknown> {
+    const r = await this.call(nsp, sid, ev, raw);
+    if (!r.noSession || replayed) return r.res;
+    // The owner does not know this session (it took over since): replay its opening, then retry.
+    const entry = this.real.get(`${nsp}${sid}`);
+    if (nsp === '/admin') await this.call(nsp, sid, '$connect', null);
+    else {
+      if (entry?.hello !== undefined && ev !== 'worker:hello') await this.call(nsp, sid, 'worker:hello', entry.hello);
+      if (entry?.jobGet !== undefined && ev !== 'job:get' && ev !== 'worker:hello') await this.call(nsp, sid, 'job:get', entry.jobGet);
+    }
+    return this.forward(nsp, sid, ev, raw, true);
+  }
+
+  private call(nsp: Nsp, sid: string, ev: string, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
+    const leader = this.o.leader();
+    if (!leader) return Promise.resolve({ res: transient('no coordinator owns the jobs yet (election in progress); retry') });
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        resolve({ res: transient('the coordinator owning this job did not answer; retry') });
+      }, this.timeoutMs);
+      this.pending.set(seq, { leader, timer, done: (res, noSession) => resolve({ res, noSession }) });
+      this.send(leader, { kind: 'req', gw: this.o.processId, nsp, sid, seq, ev, raw });
+    });
+  }
+
+  private answered(r: Reply): void {
+    const p = this.pending.get(r.seq);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(r.seq);
+    p.done(r.res, r.noSession);
+  }
+
+  private control(c: Ctl): void {
+    const s = this.real.get(`${c.nsp}${c.sid}`)?.socket;
+    if (!s) return;
+    if (c.kind === 'emit') (s.emit as (ev: string, ...args: unknown[]) => boolean)(c.ev, ...c.args);
+    else if (c.kind === 'join') void s.join(c.room);
+    else void s.leave(c.room);
+  }
+
+  private send(pid: string, msg: Rpc): void {
+    if (pid === this.o.processId) {
+      // This process leads: no Redis round trip (still asynchronous, like the remote path).
+      queueMicrotask(() => this.serve(msg));
+      return;
+    }
+    void this.o.pub.publish(this.chan('rpc', pid), serialize(msg)).catch((err: Error) => this.o.log?.(`relay: ${err.message}`));
+  }
+
+  // ---- leader side --------------------------------------------------------------------------------
+
+  private serve(m: Rpc): void {
+    const key = `${m.gw}${m.nsp}${m.sid}`;
+    const sockets = this.virtualByNsp[m.nsp];
+    if (m.kind === 'bye') {
+      const v = sockets.get(key);
+      sockets.delete(key);
+      v?.dispatch('disconnect', 'transport close');
+      return;
+    }
+    const reply = (res: unknown, noSession = false): void => this.reply(m.gw, { kind: 'res', seq: m.seq, res, noSession });
+    const onConnection = this.onConnection[m.nsp];
+    if (!onConnection || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
+    let v = sockets.get(key);
+    if (!v) {
+      if (m.ev !== OPENS[m.nsp]) return reply(null, true);
+      v = new VirtualSocket(key, m.nsp, m.sid, (c) => this.ctlTo(m.gw, c));
+      sockets.set(key, v);
+      onConnection(v);
+    }
+    if (m.ev === '$connect') return reply({ ok: true });
+    v.dispatch(m.ev, m.raw, (res: unknown) => reply(res));
+  }
+
+  private reply(gw: string, r: Reply): void {
+    if (gw === this.o.processId) {
+      queueMicrotask(() => this.answered(r));
+      return;
+    }
+    void this.o.pub.publish(this.chan('reply', gw), serialize(r)).catch((err: Error) => this.o.log?.(`relay: ${err.message}`));
+  }
+
+  private ctlTo(gw: string, c: Ctl): void {
+    if (gw === this.o.processId) return this.control(c);
+    void this.o.pub.publish(this.chan('ctl', gw), serialize(c)).catch(() => undefined);
+  }
+}
