@@ -16,17 +16,17 @@ import { buildModel, packWeights, trainableSpecs, weightSpecs } from '../../shar
 import { LeaseManager, type LedgerSnapshot, type WorkerId } from '../leases/lease-manager.ts';
 import { judgeStaleness } from '../aggregation/staleness.ts';
 import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
-import { checkGradient } from '../aggregation/gradient-check.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
 import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
 import type { CheckpointStore } from '../storage/checkpoint-store.ts';
 import type { StateStore } from '../storage/state-store.ts';
-import { toBytes } from '../../shared/codec/tensor-codec.ts';
 import { leaseDeadlineMs, policyFor, updateSpeed } from '../leases/deadlines.ts';
 import type { Lease } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from '../storage/best-checkpoint.ts';
+import { acceptGradient, WeightsSnapshots } from '../aggregation/wire.ts';
+import { negotiate, tensorSizes, type Encoding } from '../../shared/codec/compression.ts';
 
 export interface Logger {
   info(msg: string): void;
@@ -121,7 +121,8 @@ export class JobRuntime {
   private readonly trainSpecs: TensorSpec[];
   private readonly allSpecs: TensorSpec[];
   private readonly evaluator: Evaluator;
-  private weightsCache: { version: number; data: Uint8Array } | null = null;
+  /** One weights snapshot per version (and its encodings), shared by every lease, evaluation and checkpoint. */
+  private readonly snapshots: WeightsSnapshots;
   private lastEvalVersion = -1;
   private lastEvalEndedAt = 0;
   private lastEvalMs = 0;
@@ -174,6 +175,7 @@ export class JobRuntime {
     this.allSpecs = shape.allSpecs;
     this.params = shape.params;
     this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
+    this.snapshots = new WeightsSnapshots(tensorSizes(shape.allSpecs));
     this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
     this.version = version;
     this.createdAt = snapshot?.createdAt ?? deps.clock.now();
@@ -311,7 +313,7 @@ export class JobRuntime {
 
   // ---- leases ---------------------------------------------------------------------------------
 
-  requestLease(workerId: WorkerId, cachedVersion: number | null): LeaseAck {
+  requestLease(workerId: WorkerId, cachedVersion: number | null, codecs?: readonly Encoding[]): LeaseAck {
     const unavailable = this.unavailable();
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
@@ -326,7 +328,10 @@ export class JobRuntime {
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
     const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
-    const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
+    const wire = negotiate(this.config.compression, codecs);
+    const weights = cachedVersion === this.version
+      ? null
+      : { version: this.version, specs: this.allSpecs, data: this.snapshots.bytes(this.version, this.params, wire.weights), ...(wire.weights !== 'f32' ? { encoding: wire.weights } : {}) };
     this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
     return {
       ok: true,
@@ -340,6 +345,7 @@ export class JobRuntime {
         numSamples: rows.count,
         x: rows.x,
         y: rows.y,
+        ...(wire.gradients !== 'f32' ? { gradientEncoding: wire.gradients, topkRatio: wire.topkRatio } : {}),
       },
       weights,
     };
@@ -466,12 +472,12 @@ export class JobRuntime {
       this.deps.state.deleteLease(this.id, lease.id);
       return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
     }
-    const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
-    if (!check.ok) {
+    const decoded = acceptGradient(this.trainSpecs, msg.specs, msg.data, msg.encoding, this.config.maxGradNorm);
+    if (!decoded.ok) {
       this.leases.release(lease.id);
       this.deps.state.deleteLease(this.id, lease.id);
       this.noteShardFailure(lease);
-      return this.refuse(fail(check.code, check.message));
+      return this.refuse(fail(decoded.code, decoded.message));
     }
 
     const lr = this.config.optimizer.learningRate * verdict.scale;
@@ -480,10 +486,10 @@ export class JobRuntime {
     this.deps.state.appendUpdate({
       jobId: this.id, version: this.version + 1, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
       baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss: msg.loss !== null && Number.isFinite(msg.loss) ? msg.loss : null, at: now,
-      gradient: toBytes(msg.data),
+      gradient: decoded.bytes,
     });
     this.deps.state.deleteLease(this.id, lease.id);
-    this.optimizer.apply(this.trainParams, flatFloats(toBytes(msg.data)), lr);
+    this.optimizer.apply(this.trainParams, decoded.floats, lr);
     this.version++;
     this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
     const completedEpochs = this.leases.complete(lease);
@@ -493,7 +499,7 @@ export class JobRuntime {
     if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
     this.counters.applied++;
     this.counters.samplesApplied += samples;
-    this.counters.bytesUp += check.arrays.reduce((s, a) => s + a.data.byteLength, 0);
+    this.counters.bytesUp += decoded.wireBytes;
     this.counters.staleness[Math.min(STALENESS_BUCKETS - 1, verdict.tau)]!++;
     if (msg.loss !== null && Number.isFinite(msg.loss)) {
       this.trainLoss.push({ version: this.version, loss: msg.loss });
@@ -548,12 +554,7 @@ export class JobRuntime {
 
   /** All weights packed (cached per version). */
   private packedWeights(): Uint8Array {
-    // A copy per version: the vector changes in place, while a payload may still be queued on a socket.
-    if (this.weightsCache?.version !== this.version) {
-      const data = this.params.slice();
-      this.weightsCache = { version: this.version, data: new Uint8Array(data.buffer) };
-    }
-    return this.weightsCache.data;
+    return this.snapshots.bytes(this.version, this.params, 'f32');
   }
 
   // ---- evaluation, stop condition, checkpoints --------------------------------------------------

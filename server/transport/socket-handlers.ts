@@ -155,7 +155,7 @@ export function attachWorkerHandlers(
       const refused = refusals.reason(wid, job.id);
       if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
       join(job);
-      const res = job.requestLease(wid, msg.value.cachedVersion);
+      const res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs);
       ack(res);
       observer.leased?.(wid, job.id, res);
     });

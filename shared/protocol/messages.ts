@@ -4,6 +4,7 @@
 import type { BinaryLike, TensorSpec } from '../codec/tensor-codec.ts';
 import type { Failure } from './errors.ts';
 import type { DataSpec } from '../data/data-spec.ts';
+import type { Encoding, WeightEncoding } from '../codec/compression.ts';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -37,6 +38,8 @@ export interface WorkerCapabilities {
   readonly probes?: readonly ProbeResult[] | undefined;
   /** 'browser' tab / Web Worker, or 'node' contributor. */
   readonly runtime: 'browser' | 'node';
+  /** Wire encodings this worker can decode (weights) and encode (gradients); absent: f32 only. */
+  readonly codecs?: readonly Encoding[] | undefined;
 }
 
 export interface HelloRequest {
@@ -88,8 +91,11 @@ export interface LeaseRequest {
 
 export interface WeightsPayload {
   readonly version: number;
+  /** The float32 tensors the data stands for. */
   readonly specs: readonly TensorSpec[];
   readonly data: BinaryLike;
+  /** How `data` is encoded (shared/codec/compression.ts); absent: f32. */
+  readonly encoding?: WeightEncoding | undefined;
 }
 
 export interface LeasePayload {
@@ -105,6 +111,10 @@ export interface LeasePayload {
   readonly x: BinaryLike;
   /** Target rows, numSamples, as JobDescriptor.data.target says. */
   readonly y: BinaryLike;
+  /** The encoding the gradient for this lease should travel in (negotiated); absent: f32. */
+  readonly gradientEncoding?: Encoding | undefined;
+  /** For 'topk': the fraction of coordinates to send. */
+  readonly topkRatio?: number | undefined;
 }
 
 export type LeaseAck =
@@ -120,6 +130,8 @@ export interface GradientPush {
   readonly computeMs: number;
   readonly specs: readonly TensorSpec[];
   readonly data: BinaryLike;
+  /** How `data` is encoded; absent: f32. Decoded to float32 before anything else looks at it. */
+  readonly encoding?: Encoding | undefined;
 }
 
 export type PushStatus = 'applied' | 'duplicate';

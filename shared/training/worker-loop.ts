@@ -19,6 +19,7 @@ import {
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
 import { toBytes } from '../codec/tensor-codec.ts';
+import { ENCODINGS, ErrorFeedback, decodeVector, tensorSizes, type Encoding } from '../codec/compression.ts';
 import { buildModel, setWeightsFromPacked, trainableSpecs } from './model.ts';
 import { computeGradients } from './gradient-step.ts';
 import type { CoordinatorLink } from './link.ts';
@@ -95,6 +96,18 @@ export interface LoopOptions {
    * the target; so off by default (`?prefetch=1` on the page). Never on under a usage cap.
    */
   readonly prefetch?: boolean | undefined;
+  /**
+   * Pipelined: a gradient is pushed without waiting for its ack (acks are matched by lease id when
+   * they come; at most `maxInFlight` unanswered), and the next lease is asked for right behind the
+   * push on the same connection, so the coordinator applies the push first and the next weights
+   * include it (no added staleness). With `prefetch` too, the next lease is asked for while
+   * computing (hides the whole round trip, one version of own staleness). Exactly-once as before:
+   * a push whose answer was lost is sent again (same lease id) and answered 'duplicate'.
+   */
+  readonly pipeline?: boolean | undefined;
+  readonly maxInFlight?: number | undefined;
+  /** Wire encodings announced to the coordinator (default: all this code knows; ['f32']: none). */
+  readonly codecs?: readonly Encoding[] | undefined;
   /** Test hook: runs after the gradient is computed, before the push. */
   readonly beforePush?: ((lease: LeasePayload) => Promise<void> | void) | undefined;
 }
@@ -124,6 +137,10 @@ export class WorkerLoop {
   private nextLease: Promise<LeaseAck> | null = null;
   /** A computed gradient whose push got no answer (connection lost): sent again after reconnecting. */
   private pendingPush: GradientPush | null = null;
+  /** Pipelined pushes not answered yet, by lease id; `failed`: no answer came (sent again later). */
+  private readonly inFlight = new Map<string, { push: GradientPush; failed: boolean; done: Promise<void> }>();
+  /** Error feedback of a lossy gradient encoding, kept for the job in hand (reset on a new job). */
+  private feedback: { key: string; ef: ErrorFeedback } | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
   readonly identity: string;
   private dutyCycle: number;
@@ -242,6 +259,7 @@ export class WorkerLoop {
     const job = this.job!;
     const model = this.model!;
 
+    await this.resendFailed();
     if (this.pendingPush) {
       // Idempotent by lease id: if the first attempt landed, the answer is 'duplicate'.
       this.setState('uploading', 'retrying the last gradient');
@@ -262,7 +280,13 @@ export class WorkerLoop {
     this.stats.bytesDown += toBytes(lease.x).byteLength + toBytes(lease.y).byteLength;
     if (weights) {
       this.setState('downloading', `weights v${weights.version}`);
-      setWeightsFromPacked(model, weights.specs, weights.data);
+      if (weights.encoding && weights.encoding !== 'f32') {
+        const dec = decodeVector(weights.encoding, toBytes(weights.data), tensorSizes(weights.specs));
+        if (!dec.ok) throw new Error(`weights v${weights.version}: ${dec.message}`);
+        setWeightsFromPacked(model, weights.specs, dec.values);
+      } else {
+        setWeightsFromPacked(model, weights.specs, weights.data);
+      }
       this.cachedVersion = weights.version;
       this.stats.bytesDown += toBytes(weights.data).byteLength;
     }
@@ -296,6 +320,8 @@ export class WorkerLoop {
     if (this.stopped) return true;
 
     this.setState('uploading');
+    const encoding = lease.gradientEncoding ?? 'f32';
+    const data = encoding === 'f32' ? (grad.gradients.buffer as ArrayBuffer) : this.feedbackFor(job, encoding, lease.topkRatio).encode(grad.gradients);
     const push: GradientPush = {
       leaseId: lease.leaseId,
       baseVersion: lease.baseVersion,
@@ -303,17 +329,31 @@ export class WorkerLoop {
       loss: grad.loss,
       computeMs,
       specs: job.trainableSpecs,
-      data: grad.gradients.buffer as ArrayBuffer,
+      data,
+      ...(encoding !== 'f32' ? { encoding } : {}),
     };
-    this.pendingPush = push;
     this.currentLease = null;
+    this.stats.bytesUp += data.byteLength;
+    this.stats.lastLoss = grad.loss;
+    this.leases++;
+    const last = opts.maxLeases !== undefined && this.leases >= opts.maxLeases;
+    if (opts.pipeline === true && !last && this.dutyCycle >= 1 && !this.paused) {
+      this.sendPipelined(push);
+      // Behind the push on the same connection: the coordinator answers it with weights that include the push.
+      if (!this.nextLease) {
+        const ask = link.requestLease(this.leaseRequest(job));
+        ask.catch(() => undefined);
+        this.nextLease = ask;
+      }
+      await this.inFlightBelow(Math.max(1, opts.maxInFlight ?? 2));
+      return false;
+    }
+    await this.drainInFlight();
+    this.pendingPush = push;
     const ack = await link.pushGradient(push);
     this.pendingPush = null;
-    this.stats.bytesUp += grad.gradients.byteLength;
-    this.stats.lastLoss = grad.loss;
     this.countAck(ack, lease.numSamples);
-    this.leases++;
-    if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) {
+    if (last) {
       await this.dropPrefetched();
       return true;
     }
@@ -377,6 +417,53 @@ export class WorkerLoop {
     return (await this.takeJob(res.job)) ?? false;
   }
 
+  /** The job's error feedback for this encoding (a new one when the encoding or ratio changes). */
+  private feedbackFor(job: JobDescriptor, encoding: Encoding, topkRatio: number | undefined): ErrorFeedback {
+    const key = `${job.id}/${encoding}/${topkRatio ?? ''}`;
+    if (this.feedback?.key !== key) this.feedback = { key, ef: new ErrorFeedback(encoding, tensorSizes(job.trainableSpecs), topkRatio) };
+    return this.feedback.ef;
+  }
+
+  private sendPipelined(push: GradientPush): void {
+    const entry = { push, failed: false, done: Promise.resolve() };
+    entry.done = this.link.pushGradient(push).then(
+      (ack) => {
+        this.inFlight.delete(push.leaseId);
+        this.countAck(ack, push.numSamples);
+      },
+      () => {
+        entry.failed = true;
+      },
+    );
+    this.inFlight.set(push.leaseId, entry);
+  }
+
+  private unanswered(): { done: Promise<void> }[] {
+    return [...this.inFlight.values()].filter((e) => !e.failed);
+  }
+
+  /** Backpressure: waits until fewer than `max` pipelined pushes are unanswered. */
+  private async inFlightBelow(max: number): Promise<void> {
+    for (let open = this.unanswered(); open.length >= max; open = this.unanswered()) await Promise.race(open.map((e) => e.done));
+  }
+
+  /** Waits for every pipelined push's answer, sending again those whose answer was lost. */
+  private async drainInFlight(): Promise<void> {
+    await Promise.all(this.unanswered().map((e) => e.done));
+    await this.resendFailed();
+  }
+
+  /** Pipelined pushes that got no answer (timeout, disconnect): sent again, same lease id (idempotent). */
+  private async resendFailed(): Promise<void> {
+    for (const [leaseId, e] of [...this.inFlight]) {
+      if (!e.failed) continue;
+      this.setState('uploading', 'retrying a gradient');
+      const ack = await this.link.pushGradient(e.push);
+      this.inFlight.delete(leaseId);
+      this.countAck(ack, e.push.numSamples);
+    }
+  }
+
   private countAck(ack: PushAck, samples: number): void {
     this.stats.shardsDone++;
     this.stats.samplesDone += samples;
@@ -394,7 +481,8 @@ export class WorkerLoop {
 
   private async hello(): Promise<void> {
     this.setState('connecting');
-    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities: this.capabilities });
+    const capabilities = { ...this.capabilities, codecs: this.opts.codecs ?? ENCODINGS };
+    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, capabilities });
     if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
     this.workerId = hello.workerId;
     this.registered = true;
@@ -421,6 +509,7 @@ export class WorkerLoop {
     this.model?.dispose();
     this.model = await buildModel(job.modelTopology);
     this.cachedVersion = null;
+    this.feedback = null;
     const own = trainableSpecs(this.model);
     if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
     this.job = job;
