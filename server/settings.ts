@@ -2,10 +2,11 @@
 // checked (type and accepted range) before anything starts, and a bad one comes back as a single
 // line that names the variable, what it got and what it accepts. Owns no state.
 
+import { parseCompression } from '../shared/codec/compression.ts';
 import path from 'node:path';
 import type { JobConfig } from './jobs/job-config.ts';
 
-export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
+export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn', 'mnist-mlp-large'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
 
 export interface Settings {
@@ -96,6 +97,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
     if (timeout !== undefined) demoOverrides.leaseTimeoutMs = timeout;
     const batch = intIn(env, 'FLOCK_BATCH_SIZE', 1, 65_536);
     if (batch !== undefined) demoOverrides.batchSize = batch;
+    const compressionRaw = env.FLOCK_COMPRESSION;
+    if (compressionRaw !== undefined && compressionRaw.trim() !== '') {
+      const c = parseCompression(compressionRaw);
+      if (!c.ok) throw new SettingError(`FLOCK_COMPRESSION=${shown(compressionRaw)} is not accepted: ${c.error}`);
+      demoOverrides.compression = c.value;
+    }
     return {
       ok: true,
       settings: {

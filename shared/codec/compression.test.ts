@@ -112,3 +112,13 @@ test('negotiation: the job choice where the worker can, else f32', () => {
   assert.deepEqual(negotiate(job, ['f32', 'int8']), { weights: 'int8', gradients: 'f32', topkRatio: 0.005 });
   assert.deepEqual(negotiate(undefined, ['int8']), { weights: 'f32', gradients: 'f32', topkRatio: 0.01 });
 });
+
+test('parseCompression reads the setting and names what it refuses', async () => {
+  const { parseCompression } = await import('./compression.ts');
+  assert.deepEqual(parseCompression('weights=int8,gradients=topk:0.005'), { ok: true, value: { weights: 'int8', gradients: 'topk', topkRatio: 0.005 } });
+  assert.deepEqual(parseCompression('gradients=f16'), { ok: true, value: { weights: 'f32', gradients: 'f16' } });
+  assert.deepEqual(parseCompression('f32'), { ok: true, value: { weights: 'f32', gradients: 'f32' } });
+  assert.equal(parseCompression('weights=topk').ok, false);
+  assert.equal(parseCompression('gradients=int8:0.1').ok, false);
+  assert.equal(parseCompression('gradients=topk:2').ok, false);
+});

@@ -311,3 +311,28 @@ export function negotiate(job: CompressionConfig | undefined, workerCodecs: read
     topkRatio: want.topkRatio ?? DEFAULT_TOPK_RATIO,
   };
 }
+
+/**
+ * Reads `weights=int8,gradients=topk:0.01` (either part may be left out: f32) as a job's
+ * compression; 'f32' or '' is none. The error names the part that is not understood.
+ */
+export function parseCompression(text: string): { ok: true; value: CompressionConfig } | { ok: false; error: string } {
+  let weights: WeightEncoding = 'f32';
+  let gradients: Encoding = 'f32';
+  let topkRatio: number | undefined;
+  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '' && p !== 'f32')) {
+    const [key, value = ''] = part.split('=').map((p) => p.trim());
+    if (key === 'weights' && (WEIGHT_ENCODINGS as readonly string[]).includes(value)) weights = value as WeightEncoding;
+    else if (key === 'gradients') {
+      const [enc = '', ratio] = value.split(':');
+      if (!(ENCODINGS as readonly string[]).includes(enc)) return { ok: false, error: `gradients=${value}: use one of ${ENCODINGS.join(', ')} (topk:RATIO, e.g. topk:0.01)` };
+      gradients = enc as Encoding;
+      if (ratio !== undefined) {
+        const r = Number(ratio);
+        if (enc !== 'topk' || !(r > 0 && r <= 1)) return { ok: false, error: `gradients=${value}: a ratio in (0, 1] goes with topk only, e.g. topk:0.01` };
+        topkRatio = r;
+      }
+    } else return { ok: false, error: `"${part}": use weights=${WEIGHT_ENCODINGS.join('|')} and/or gradients=${ENCODINGS.join('|')}[:ratio]` };
+  }
+  return { ok: true, value: topkRatio === undefined ? { weights, gradients } : { weights, gradients, topkRatio } };
+}
