@@ -13,7 +13,7 @@ import { DEFAULT_LIMITS, type SubmitLimits } from './jobs/submission.ts';
 import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
-import { attachWorkerHandlers, type FlockServer, type TransportObserver } from './transport/socket-handlers.ts';
+import { attachWorkerHandlers, type FlockServer, type TransportObserver, type WorkerInfo } from './transport/socket-handlers.ts';
 import { createHttpHandler } from './http/http-server.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { acquireDataLock, type DataLock } from './storage/data-lock.ts';
@@ -21,6 +21,7 @@ import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
 import { AdminFeed } from './transport/admin-socket.ts';
+import { FlockMetrics } from './http/metrics.ts';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
@@ -54,6 +55,8 @@ export interface CoordinatorOptions {
   readonly scheduling?: Partial<SchedulerPolicy> | undefined;
   /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
   readonly ownDataDir?: boolean | undefined;
+  /** Serve /metrics (no token) on this port of `host` as well; 0 picks one. Absent: only the token-checked /metrics. */
+  readonly metricsPort?: number | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -101,6 +104,9 @@ export interface Coordinator {
   readonly createdDemo: boolean;
   /** Per-worker statistics (dashboard workers table). */
   readonly workerStats: WorkerStatsBook;
+  readonly metrics: FlockMetrics;
+  /** The port of the metrics-only server (metricsPort), or null. */
+  readonly metricsPort: number | null;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -146,13 +152,15 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   }
   const adminToken = opts.ownDataDir ? adminTokenFor(opts.dataDir, opts.adminToken || undefined).token : opts.adminToken || randomBytes(18).toString('base64url');
 
-  let workersFn: () => unknown[] = () => [];
+  let workersFn: () => WorkerInfo[] = () => [];
   const workerStats = new WorkerStatsBook(clock);
   const telemetry = new TelemetryBook(clock);
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
+  let connections = (): number => 0;
+  const metrics = new FlockMetrics({ registry, workers: () => workersFn(), connections: () => connections() });
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
-  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload }));
+  http.on('request', createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, metrics }));
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
     pingInterval: 10_000,
@@ -169,7 +177,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     pushed: (w, j, p, a) => observers.forEach((o) => o.pushed?.(w, j, p, a)),
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
+    answered: (e, ms, outcome) => metrics.observe(e, ms, outcome),
   };
+  connections = () => io.of('/').sockets.size;
   const handlers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {});
   workersFn = handlers.workers;
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
@@ -184,6 +194,15 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   sweep.unref();
 
   const port = (http.address() as AddressInfo).port;
+  let metricsServer: Server | null = null;
+  if (opts.metricsPort !== undefined) {
+    const ms = metrics.ownServer();
+    await new Promise<void>((resolve, reject) => {
+      ms.once('error', (err: NodeJS.ErrnoException) => reject(new StartupError(listenFailure(err, opts.host, opts.metricsPort!).replace('set PORT', 'set FLOCK_METRICS_PORT'))));
+      ms.listen(opts.metricsPort, opts.host, () => resolve());
+    });
+    metricsServer = ms;
+  }
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
 
   async function close(): Promise<void> {
@@ -191,6 +210,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     clearInterval(sampler);
     adminFeed.close();
     io.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {
       await job.settle();
@@ -208,6 +228,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     io,
     state,
     workerStats,
+    metrics,
+    metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : null,
     createdDemo,
     async shutdown(drainMs: number) {
       await Promise.all(registry.all().map((job) => job.drain(drainMs)));
