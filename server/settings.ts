@@ -23,6 +23,10 @@ export interface Settings {
   readonly sqliteSync: 'NORMAL' | 'FULL';
   readonly drainMs: number;
   readonly checkpointPauseMs: number;
+  /** FLOCK_METRICS_PORT: /metrics without a token on this port too (absent: only behind the admin token). */
+  readonly metricsPort: number | undefined;
+  /** FLOCK_LOG_FORMAT: 'json' or 'pretty'; absent: pretty on a terminal, JSON otherwise. */
+  readonly logFormat: 'json' | 'pretty' | undefined;
 }
 
 export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
@@ -116,6 +120,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
         drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
         checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,
+        metricsPort: intIn(env, 'FLOCK_METRICS_PORT', 0, 65_535),
+        logFormat: env.FLOCK_LOG_FORMAT ? oneOf(env, 'FLOCK_LOG_FORMAT', ['json', 'pretty'] as const) : undefined,
       },
     };
   } catch (err) {
