@@ -318,7 +318,7 @@ function start(): void {
     view.fatal = e.message;
     setNotice('fatal', 'bad', `The training worker failed: ${e.message}`);
   };
-  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}) });
+  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', pipeline: params.get('pipeline') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}) });
   if (pauses.size) send({ type: 'pause' });
   view.state = 'connecting';
   renderState();

@@ -54,6 +54,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           jobId: m.jobId ?? undefined,
           dutyCycle: m.dutyCycle,
           prefetch: m.prefetch,
+          pipeline: m.pipeline === true,
           capabilities,
           prepareJob: async (job) => {
             const choice = await chooseBackendForJob(job, m.backend, undefined, m.wasmThreads);
