@@ -123,3 +123,26 @@ test('/metrics: refused without the admin token, Prometheus text with it, and on
   assert.match(await own.text(), /^flock_model_version\{job="mnist-mlp"\} \d+$/m);
   assert.equal((await fetch(`http://127.0.0.1:${c.metricsPort}/api/jobs`)).status, 404);
 });
+
+test('row cache: after the first epoch a worker downloads no rows, and its gradients are still applied', async () => {
+  const c = await coordinator();
+  const job = c.registry.all()[0]!;
+  const travelled = new Map<number, number>();
+  const lease = job.requestLease.bind(job);
+  job.requestLease = (wid, cached, codecs, rowCache) => {
+    const ack = lease(wid, cached, codecs, rowCache);
+    if (ack.ok) {
+      assert.ok(ack.lease.fresh !== undefined, 'the worker announced a row cache');
+      const fresh = (ack.lease.fresh as Uint32Array).length;
+      travelled.set(ack.lease.epoch, (travelled.get(ack.lease.epoch) ?? 0) + fresh);
+    }
+    return ack;
+  };
+  const w = await startNodeWorker(c.url, { jobId: job.id, maxLeases: 110, pipeline: true });
+  workers.push(w);
+  await w.done;
+  assert.equal(travelled.get(0), 3200, 'every row once in epoch 1');
+  assert.equal(travelled.get(1), 0, 'no row in epoch 2');
+  assert.equal(job.summary().updates.applied, 110);
+  assert.equal(w.loop.stats.accepted, 110);
+});

@@ -27,6 +27,8 @@ import type { JobConfig } from './job-config.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from '../storage/best-checkpoint.ts';
 import { acceptGradient, WeightsSnapshots } from '../aggregation/wire.ts';
 import { negotiate, tensorSizes, type Encoding } from '../../shared/codec/compression.ts';
+import { RowCacheBook } from '../data/row-cache-book.ts';
+import type { RowCacheClaim } from '../../shared/protocol/messages.ts';
 
 export interface Logger {
   info(msg: string): void;
@@ -123,6 +125,8 @@ export class JobRuntime {
   private readonly evaluator: Evaluator;
   /** One weights snapshot per version (and its encodings), shared by every lease, evaluation and checkpoint. */
   private readonly snapshots: WeightsSnapshots;
+  /** Which training rows each worker's row cache holds (only the others travel). */
+  private readonly rowCaches: RowCacheBook;
   private lastEvalVersion = -1;
   private lastEvalEndedAt = 0;
   private lastEvalMs = 0;
@@ -176,6 +180,7 @@ export class JobRuntime {
     this.params = shape.params;
     this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
     this.snapshots = new WeightsSnapshots(tensorSizes(shape.allSpecs));
+    this.rowCaches = new RowCacheBook(deps.data.count('train'));
     this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
     this.version = version;
     this.createdAt = snapshot?.createdAt ?? deps.clock.now();
@@ -313,7 +318,7 @@ export class JobRuntime {
 
   // ---- leases ---------------------------------------------------------------------------------
 
-  requestLease(workerId: WorkerId, cachedVersion: number | null, codecs?: readonly Encoding[]): LeaseAck {
+  requestLease(workerId: WorkerId, cachedVersion: number | null, codecs?: readonly Encoding[], rowCache?: RowCacheClaim): LeaseAck {
     const unavailable = this.unavailable();
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
@@ -327,7 +332,9 @@ export class JobRuntime {
     const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
-    const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
+    const indices = this.sharder.indices(lease.epoch, lease.shard);
+    const fresh = rowCache ? this.rowCaches.plan(lease.id, workerId, rowCache, indices) : null;
+    const rows = this.deps.data.gather('train', fresh ? fresh.map((i) => indices[i]!) : indices);
     const wire = negotiate(this.config.compression, codecs);
     const weights = cachedVersion === this.version
       ? null
@@ -342,9 +349,10 @@ export class JobRuntime {
         shardIndex: lease.shard,
         baseVersion: lease.baseVersion,
         deadlineAt: lease.deadlineAt,
-        numSamples: rows.count,
+        numSamples: indices.length,
         x: rows.x,
         y: rows.y,
+        ...(fresh ? { rowIds: Uint32Array.from(indices), fresh: Uint32Array.from(fresh) } : {}),
         ...(wire.gradients !== 'f32' ? { gradientEncoding: wire.gradients, topkRatio: wire.topkRatio } : {}),
       },
       weights,
@@ -355,6 +363,7 @@ export class JobRuntime {
     const claim = this.leases.claim(leaseId, workerId);
     if (!claim.ok) return false;
     const released = this.leases.release(leaseId) !== null;
+    this.rowCaches.forget(leaseId);
     if (released) this.deps.state.deleteLease(this.id, leaseId);
     return released;
   }
@@ -455,6 +464,8 @@ export class JobRuntime {
       return this.refuse(fail(claim.code, claim.message));
     }
     const lease = claim.lease;
+    // The push proves the worker received the lease's rows: they count as cached from now on.
+    this.rowCaches.confirm(lease.id);
     if (this.finalizing) {
       this.leases.release(lease.id);
       return this.refuse(fail(ErrorCode.Finalizing, 'evaluating the final model; the shard will be reissued', 500));

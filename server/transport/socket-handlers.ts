@@ -168,7 +168,7 @@ export function attachWorkerHandlers(
       const refused = refusals.reason(wid, job.id);
       if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
       join(job);
-      const res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs);
+      const res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
       ack(res);
       observer.leased?.(wid, job.id, res);
     });

@@ -87,6 +87,14 @@ export interface LeaseRequest {
   readonly cachedVersion: number | null;
   /** True: the worker did not pin a job and may be answered JOB_REASSIGNED (absent: pinned, as before). */
   readonly movable?: boolean | undefined;
+  /** The worker keeps rows across epochs: send only rows this cache does not hold. */
+  readonly rowCache?: RowCacheClaim | undefined;
+}
+
+/** A worker's row cache (shared/training/row-cache.ts): its id and the rows it promises to keep. */
+export interface RowCacheClaim {
+  readonly id: string;
+  readonly capacity: number;
 }
 
 export interface WeightsPayload {
@@ -111,6 +119,13 @@ export interface LeasePayload {
   readonly x: BinaryLike;
   /** Target rows, numSamples, as JobDescriptor.data.target says. */
   readonly y: BinaryLike;
+  /**
+   * With a row cache: the lease's row ids (uint32, in batch order) and the positions (uint32, into
+   * rowIds) of the rows that travel in x/y; the others are in the worker's cache. Absent: x/y hold
+   * every row, as before.
+   */
+  readonly rowIds?: BinaryLike | undefined;
+  readonly fresh?: BinaryLike | undefined;
   /** The encoding the gradient for this lease should travel in (negotiated); absent: f32. */
   readonly gradientEncoding?: Encoding | undefined;
   /** For 'topk': the fraction of coordinates to send. */

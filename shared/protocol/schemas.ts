@@ -55,6 +55,7 @@ export const LeaseRequestSchema = z.object({
   jobId: id.optional(),
   cachedVersion: count.nullable(),
   movable: z.boolean().optional(),
+  rowCache: z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/), capacity: z.number().int().min(0).max(1 << 30) }).optional(),
 });
 
 export const GradientPushSchema = z.object({

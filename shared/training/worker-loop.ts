@@ -23,6 +23,8 @@ import { ENCODINGS, ErrorFeedback, decodeVector, tensorSizes, type Encoding } fr
 import { buildModel, setWeightsFromPacked, trainableSpecs } from './model.ts';
 import { computeGradients } from './gradient-step.ts';
 import type { CoordinatorLink } from './link.ts';
+import { RowCache } from './row-cache.ts';
+import { featureRowBytes, targetRowBytes } from '../data/data-spec.ts';
 import type { tf } from './tf.ts';
 
 export type WorkerState =
@@ -106,6 +108,11 @@ export interface LoopOptions {
    */
   readonly pipeline?: boolean | undefined;
   readonly maxInFlight?: number | undefined;
+  /**
+   * Keep received training rows (up to this many bytes) so that later epochs bring only rows not
+   * seen yet (default 64 MiB; 0: no cache, every lease brings its rows).
+   */
+  readonly rowCacheBytes?: number | undefined;
   /** Wire encodings announced to the coordinator (default: all this code knows; ['f32']: none). */
   readonly codecs?: readonly Encoding[] | undefined;
   /** Test hook: runs after the gradient is computed, before the push. */
@@ -141,6 +148,8 @@ export class WorkerLoop {
   private readonly inFlight = new Map<string, { push: GradientPush; failed: boolean; done: Promise<void> }>();
   /** Error feedback of a lossy gradient encoding, kept for the job in hand (reset on a new job). */
   private feedback: { key: string; ef: ErrorFeedback } | null = null;
+  /** Rows kept across epochs for the job in hand (null: off). */
+  private rowCache: RowCache | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
   readonly identity: string;
   private dutyCycle: number;
@@ -291,6 +300,20 @@ export class WorkerLoop {
       this.stats.bytesDown += toBytes(weights.data).byteLength;
     }
     if (this.stopped) return true;
+    let x = toBytes(lease.x);
+    let y = toBytes(lease.y);
+    if (lease.rowIds !== undefined && lease.fresh !== undefined) {
+      const full = this.rowCache?.assemble(lease.rowIds, lease.fresh, lease.x, lease.y) ?? null;
+      if (!full) {
+        // Out of step with the coordinator's idea of this cache: start a new one, hand the lease back.
+        this.rowCache?.reset();
+        this.currentLease = null;
+        await this.release(lease.leaseId);
+        return false;
+      }
+      x = full.x;
+      y = full.y;
+    }
 
     if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
       const ask = link.requestLease(this.leaseRequest(job));
@@ -301,11 +324,7 @@ export class WorkerLoop {
     const t0 = opts.clock.now();
     let grad: Awaited<ReturnType<typeof computeGradients>>;
     try {
-      grad = await computeGradients(model, job, {
-        x: toBytes(lease.x),
-        y: toBytes(lease.y),
-        numSamples: lease.numSamples,
-      });
+      grad = await computeGradients(model, job, { x, y, numSamples: lease.numSamples });
     } catch (err) {
       // A local failure (a kernel this backend lacks, a lost GPU device), not a transport one:
       // retrying would fail the same way, so hand the shard back and refuse the job.
@@ -370,7 +389,7 @@ export class WorkerLoop {
 
   /** Pinned loops send what they always did; unpinned ones accept being moved (JOB_REASSIGNED). */
   private leaseRequest(job: JobDescriptor): LeaseRequest {
-    const req = { jobId: job.id, cachedVersion: this.cachedVersion };
+    const req = { jobId: job.id, cachedVersion: this.cachedVersion, ...(this.rowCache && this.rowCache.capacity > 0 ? { rowCache: this.rowCache.claim } : {}) };
     return this.opts.jobId === undefined ? { ...req, movable: true } : req;
   }
 
@@ -510,6 +529,8 @@ export class WorkerLoop {
     this.model = await buildModel(job.modelTopology);
     this.cachedVersion = null;
     this.feedback = null;
+    const cacheBytes = this.opts.rowCacheBytes ?? 64 * 1024 * 1024;
+    this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
     const own = trainableSpecs(this.model);
     if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
     this.job = job;
