@@ -22,15 +22,49 @@ export function decodeGradient(specs: readonly TensorSpec[], data: BinaryLike, e
   return { ok: true, floats: r.values, bytes: new Uint8Array(r.values.buffer, r.values.byteOffset, r.values.byteLength), wireBytes: wire.byteLength };
 }
 
-/** One snapshot per version: the raw copy (evaluation, checkpoints, f32 leases) and each encoding asked for. */
+/**
+ * One snapshot per version: the raw copy (evaluation, checkpoints, f32 leases) and each encoding
+ * asked for; the last few versions' raw copies are kept (bounded in bytes) so that a worker holding
+ * one of them can be sent an int8 delta instead of the whole model.
+ */
 export class WeightsSnapshots {
   private version = -1;
   private raw: Float32Array | null = null;
   private readonly encoded = new Map<WeightEncoding, Uint8Array>();
+  private readonly recent = new Map<number, Float32Array>();
+  private readonly deltas = new Map<number, Uint8Array>();
   /** Snapshots taken and encodings made (tests and metrics: one per version, not per lease). */
-  readonly made = { snapshots: 0, encodings: 0 };
+  readonly made = { snapshots: 0, encodings: 0, deltas: 0 };
+  private readonly keep: number;
 
-  constructor(private readonly sizes: readonly number[]) {}
+  constructor(
+    private readonly sizes: readonly number[],
+    keepBytes = 64 * 1024 * 1024,
+  ) {
+    const n = sizes.reduce((a, b) => a + b, 0);
+    this.keep = Math.max(0, Math.min(16, Math.floor(keepBytes / Math.max(1, n * 4))));
+  }
+
+  /**
+   * The weights of `version` as an int8 delta (per-tensor scale) against the kept snapshot of
+   * `from`, when that is kept and the delta is smaller than `fullBytes`; else null.
+   */
+  delta(from: number, version: number, params: Float32Array, fullBytes: number): Uint8Array | null {
+    const raw = this.snapshot(version, params);
+    const base = this.recent.get(from);
+    if (!base || from === version) return null;
+    const n = raw.length;
+    if (this.sizes.length * 4 + ((n + 3) & ~3) >= fullBytes) return null;
+    let d = this.deltas.get(from);
+    if (!d) {
+      const diff = new Float32Array(n);
+      for (let i = 0; i < n; i++) diff[i] = raw[i]! - base[i]!;
+      d = encodeVector('int8', diff, this.sizes);
+      this.deltas.set(from, d);
+      this.made.deltas++;
+    }
+    return d;
+  }
 
   /**
    * The weights of `version` as float32 (a copy of `params` taken once per version: the live vector
@@ -41,7 +75,12 @@ export class WeightsSnapshots {
       this.version = version;
       this.raw = params.slice();
       this.encoded.clear();
+      this.deltas.clear();
       this.made.snapshots++;
+      if (this.keep > 0) {
+        this.recent.set(version, this.raw);
+        while (this.recent.size > this.keep) this.recent.delete(this.recent.keys().next().value!);
+      }
     }
     return this.raw;
   }

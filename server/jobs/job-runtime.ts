@@ -26,9 +26,9 @@ import type { Lease } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from '../storage/best-checkpoint.ts';
 import { acceptGradient, WeightsSnapshots } from '../aggregation/wire.ts';
-import { negotiate, tensorSizes, type Encoding } from '../../shared/codec/compression.ts';
+import { negotiate, tensorSizes, type Encoding, type WeightEncoding } from '../../shared/codec/compression.ts';
 import { RowCacheBook } from '../data/row-cache-book.ts';
-import type { RowCacheClaim } from '../../shared/protocol/messages.ts';
+import type { RowCacheClaim, WeightsPayload } from '../../shared/protocol/messages.ts';
 
 export interface Logger {
   info(msg: string): void;
@@ -336,9 +336,7 @@ export class JobRuntime {
     const fresh = rowCache ? this.rowCaches.plan(lease.id, workerId, rowCache, indices) : null;
     const rows = this.deps.data.gather('train', fresh ? fresh.map((i) => indices[i]!) : indices);
     const wire = negotiate(this.config.compression, codecs);
-    const weights = cachedVersion === this.version
-      ? null
-      : { version: this.version, specs: this.allSpecs, data: this.snapshots.bytes(this.version, this.params, wire.weights), ...(wire.weights !== 'f32' ? { encoding: wire.weights } : {}) };
+    const weights = cachedVersion === this.version ? null : this.weightsFor(cachedVersion, wire.weights, codecs);
     this.counters.bytesDown += rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0);
     return {
       ok: true,
@@ -357,6 +355,14 @@ export class JobRuntime {
       },
       weights,
     };
+  }
+
+  /** The newest weights for a worker holding `cachedVersion`: an int8 delta when smaller, else the whole in its encoding. */
+  private weightsFor(cachedVersion: number | null, encoding: WeightEncoding, codecs: readonly Encoding[] | undefined): WeightsPayload {
+    const full = this.snapshots.bytes(this.version, this.params, encoding);
+    const delta = cachedVersion !== null && codecs?.includes('int8') ? this.snapshots.delta(cachedVersion, this.version, this.params, full.byteLength) : null;
+    if (delta) return { version: this.version, specs: this.allSpecs, data: delta, encoding: 'int8', deltaFrom: cachedVersion! };
+    return { version: this.version, specs: this.allSpecs, data: full, ...(encoding !== 'f32' ? { encoding } : {}) };
   }
 
   release(workerId: WorkerId, leaseId: string): boolean {

@@ -37,7 +37,11 @@ const HALF_MAX_BITS = 0x7bff;
 /** The IEEE binary16 bits of v, rounded to nearest even; finite overflow clamps to +-65504, NaN stays NaN. */
 export function toHalf(v: number): number {
   f32Scratch[0] = v;
-  const x = u32Scratch[0]!;
+  return halfFromBits(u32Scratch[0]!);
+}
+
+/** toHalf of the float32 whose bits are x (the bulk encoders read the bits straight from the array). */
+export function halfFromBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -116,7 +120,8 @@ export function encodeVector(encoding: Encoding, x: Float32Array, sizes: readonl
     case 'f16': {
       const out = new Uint8Array(encodedBytes('f16', n, sizes.length));
       const h = new Uint16Array(out.buffer, 0, n);
-      for (let i = 0; i < n; i++) h[i] = toHalf(x[i]!);
+      const bits = new Uint32Array(x.buffer, x.byteOffset, n);
+      for (let i = 0; i < n; i++) h[i] = halfFromBits(bits[i]!);
       return out;
     }
     case 'int8': {

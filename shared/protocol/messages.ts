@@ -104,6 +104,11 @@ export interface WeightsPayload {
   readonly data: BinaryLike;
   /** How `data` is encoded (shared/codec/compression.ts); absent: f32. */
   readonly encoding?: WeightEncoding | undefined;
+  /**
+   * Present: `data` is the change since this version (the worker's cached one), int8 with a
+   * per-tensor scale; the worker adds it to the weights it holds.
+   */
+  readonly deltaFrom?: number | undefined;
 }
 
 export interface LeasePayload {

@@ -148,6 +148,9 @@ export class WorkerLoop {
   private readonly inFlight = new Map<string, { push: GradientPush; failed: boolean; done: Promise<void> }>();
   /** Error feedback of a lossy gradient encoding, kept for the job in hand (reset on a new job). */
   private feedback: { key: string; ef: ErrorFeedback } | null = null;
+  /** The weights held (float32, all tensors), which a delta is added to; and deltas applied since a whole model. */
+  private weightsVec: Float32Array | null = null;
+  private deltaChain = 0;
   /** Rows kept across epochs for the job in hand (null: off). */
   private rowCache: RowCache | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
@@ -289,13 +292,27 @@ export class WorkerLoop {
     this.stats.bytesDown += toBytes(lease.x).byteLength + toBytes(lease.y).byteLength;
     if (weights) {
       this.setState('downloading', `weights v${weights.version}`);
-      if (weights.encoding && weights.encoding !== 'f32') {
-        const dec = decodeVector(weights.encoding, toBytes(weights.data), tensorSizes(weights.specs));
-        if (!dec.ok) throw new Error(`weights v${weights.version}: ${dec.message}`);
-        setWeightsFromPacked(model, weights.specs, dec.values);
+      const dec = decodeVector(weights.encoding ?? 'f32', toBytes(weights.data), tensorSizes(weights.specs));
+      if (!dec.ok) throw new Error(`weights v${weights.version}: ${dec.message}`);
+      let vec = dec.values;
+      if (weights.deltaFrom !== undefined) {
+        const held = this.weightsVec;
+        if (weights.deltaFrom !== this.cachedVersion || !held || held.length !== vec.length) {
+          // A delta against weights this worker no longer holds: ask again for the whole model.
+          this.cachedVersion = null;
+          this.weightsVec = null;
+          this.currentLease = null;
+          await this.release(lease.leaseId);
+          return false;
+        }
+        for (let i = 0; i < held.length; i++) held[i]! += vec[i]!;
+        vec = held;
+        this.deltaChain++;
       } else {
-        setWeightsFromPacked(model, weights.specs, weights.data);
+        this.deltaChain = 0;
       }
+      setWeightsFromPacked(model, weights.specs, vec);
+      this.weightsVec = vec;
       this.cachedVersion = weights.version;
       this.stats.bytesDown += toBytes(weights.data).byteLength;
     }
@@ -389,7 +406,9 @@ export class WorkerLoop {
 
   /** Pinned loops send what they always did; unpinned ones accept being moved (JOB_REASSIGNED). */
   private leaseRequest(job: JobDescriptor): LeaseRequest {
-    const req = { jobId: job.id, cachedVersion: this.cachedVersion, ...(this.rowCache && this.rowCache.capacity > 0 ? { rowCache: this.rowCache.claim } : {}) };
+    // Int8 deltas round: after MAX_DELTA_CHAIN of them in a row, the whole model again (bounded drift).
+    const cachedVersion = this.deltaChain >= MAX_DELTA_CHAIN ? null : this.cachedVersion;
+    const req = { jobId: job.id, cachedVersion, ...(this.rowCache && this.rowCache.capacity > 0 ? { rowCache: this.rowCache.claim } : {}) };
     return this.opts.jobId === undefined ? { ...req, movable: true } : req;
   }
 
@@ -528,6 +547,8 @@ export class WorkerLoop {
     this.model?.dispose();
     this.model = await buildModel(job.modelTopology);
     this.cachedVersion = null;
+    this.weightsVec = null;
+    this.deltaChain = 0;
     this.feedback = null;
     const cacheBytes = this.opts.rowCacheBytes ?? 64 * 1024 * 1024;
     this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
@@ -609,6 +630,8 @@ export class WorkerLoop {
     return this.opts.clock.sleep(ms, this.wake.signal);
   }
 }
+
+const MAX_DELTA_CHAIN = 16;
 
 function clampDuty(d: number): number {
   return Number.isFinite(d) ? Math.min(1, Math.max(0.05, d)) : 1;
