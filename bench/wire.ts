@@ -23,6 +23,8 @@ interface Variant {
   readonly prefetch: boolean;
   /** FLOCK_COMPRESSION; '' = float32 both ways. */
   readonly compression: string;
+  /** The worker announces every encoding (deltas, compression) and keeps a row cache; false: the loop as it was (f32 only, no cache). */
+  readonly wire: boolean;
 }
 
 const args = process.argv.slice(2);
@@ -36,12 +38,13 @@ const TARGET = Number(arg('target') ?? 0.97);
 const OUT = arg('out') ?? 'wire';
 
 const ALL: Variant[] = [
-  { id: 'base', pipeline: false, prefetch: false, compression: '' },
-  { id: 'pipe', pipeline: true, prefetch: false, compression: '' },
-  { id: 'pipe+prefetch', pipeline: true, prefetch: true, compression: '' },
-  { id: 'pipe-f16', pipeline: true, prefetch: false, compression: 'weights=f16,gradients=f16' },
-  { id: 'pipe-int8', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=int8' },
-  { id: 'pipe-int8-topk1%', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=topk:0.01' },
+  { id: 'base', pipeline: false, prefetch: false, compression: '', wire: false },
+  { id: 'pipe', pipeline: true, prefetch: false, compression: '', wire: false },
+  { id: 'pipe+prefetch', pipeline: true, prefetch: true, compression: '', wire: false },
+  { id: 'pipe+cache+delta', pipeline: true, prefetch: false, compression: '', wire: true },
+  { id: 'pipe-f16', pipeline: true, prefetch: false, compression: 'weights=f16,gradients=f16', wire: true },
+  { id: 'pipe-int8', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=int8', wire: true },
+  { id: 'pipe-int8-topk1%', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=topk:0.01', wire: true },
 ];
 const only = arg('only')?.split(',');
 const variants = only ? ALL.filter((v) => only.includes(v.id)) : ALL;
@@ -83,7 +86,7 @@ async function runOne(v: Variant, isolated: number): Promise<Record<string, unkn
   const workers: NodeWorker[] = [];
   try {
     const t0 = Date.now();
-    for (let i = 0; i < WORKERS; i++) workers.push(await startNodeWorker(coord.url, { jobId: 'mnist-mlp', pipeline: v.pipeline, prefetch: v.prefetch }));
+    for (let i = 0; i < WORKERS; i++) workers.push(await startNodeWorker(coord.url, { jobId: 'mnist-mlp', pipeline: v.pipeline, prefetch: v.prefetch, ...(v.wire ? {} : { codecs: ['f32'], rowCacheBytes: 0 }) }));
     let job: JobJson;
     for (;;) {
       await sleep(500);
@@ -103,6 +106,7 @@ async function runOne(v: Variant, isolated: number): Promise<Record<string, unkn
       pipeline: v.pipeline,
       prefetch: v.prefetch,
       compression: v.compression || 'f32',
+      rowCacheAndDeltas: v.wire,
       workers: WORKERS,
       reachedTarget: Boolean(hit),
       secondsToTarget: hit ? (hit.at - t0) / 1000 : null,

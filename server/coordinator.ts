@@ -57,6 +57,8 @@ export interface CoordinatorOptions {
   readonly ownDataDir?: boolean | undefined;
   /** Serve /metrics (no token) on this port of `host` as well; 0 picks one. Absent: only the token-checked /metrics. */
   readonly metricsPort?: number | undefined;
+  /** Evaluate each job in a worker thread (the CLI does); absent: on the event loop. */
+  readonly evaluationThread?: boolean | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -143,7 +145,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   await initNodeBackend('wasm');
   await mkdir(opts.dataDir, { recursive: true });
   const state: StateStore = opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread });
   await registry.loadAll();
   const createdDemo = registry.all().length === 0 && opts.demo !== null;
   if (createdDemo && opts.demo) {

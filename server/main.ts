@@ -43,6 +43,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
       metricsPort: s.metricsPort,
+      evaluationThread: true,
       log,
     });
   } catch (err) {

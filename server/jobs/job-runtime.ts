@@ -17,6 +17,7 @@ import { LeaseManager, type LedgerSnapshot, type WorkerId } from '../leases/leas
 import { judgeStaleness } from '../aggregation/staleness.ts';
 import { createOptimizer, type OptimizerState, type ServerOptimizer } from '../aggregation/optimizers.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
+import { ThreadedEvaluator } from '../evaluation/threaded-evaluator.ts';
 import type { JobData } from '../data/job-data.ts';
 import { Sharder } from '../data/sharder.ts';
 import type { CheckpointStore } from '../storage/checkpoint-store.ts';
@@ -45,6 +46,8 @@ export interface JobRuntimeDeps {
   readonly state: StateStore;
   readonly log: Logger;
   readonly newId: () => string;
+  /** Evaluate in a worker thread so pushes never wait for a test pass (server/evaluation/threaded-evaluator.ts). */
+  readonly evaluationThread?: boolean | undefined;
   /** Where the best evaluated version's weights are kept (never pruned); none: not kept. */
   readonly bestStore?: CheckpointStore | undefined;
 }
@@ -122,7 +125,7 @@ export class JobRuntime {
   private readonly trainParams: Float32Array;
   private readonly trainSpecs: TensorSpec[];
   private readonly allSpecs: TensorSpec[];
-  private readonly evaluator: Evaluator;
+  private readonly evaluator: Evaluator | ThreadedEvaluator;
   /** One weights snapshot per version (and its encodings), shared by every lease, evaluation and checkpoint. */
   private readonly snapshots: WeightsSnapshots;
   /** Which training rows each worker's row cache holds (only the others travel). */
@@ -181,7 +184,10 @@ export class JobRuntime {
     this.trainParams = shape.params.subarray(0, shape.trainSpecs.reduce((n, t) => n + sizeOf(t.shape), 0));
     this.snapshots = new WeightsSnapshots(tensorSizes(shape.allSpecs));
     this.rowCaches = new RowCacheBook(deps.data.count('train'));
-    this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
+    const stepSpec = { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec };
+    this.evaluator = deps.evaluationThread
+      ? new ThreadedEvaluator(config.modelTopology, stepSpec, deps.data, (why) => deps.log.warn(`job ${id}: evaluating on the event loop (no worker thread: ${why})`))
+      : new Evaluator(config.modelTopology, stepSpec, deps.data);
     this.version = version;
     this.createdAt = snapshot?.createdAt ?? deps.clock.now();
     if (snapshot) {

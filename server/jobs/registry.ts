@@ -17,6 +17,8 @@ export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeigh
   readonly keepCheckpoints: number;
   /** Fault injection only: pause inside every checkpoint write. */
   readonly checkpointPauseMs?: number | undefined;
+  /** Evaluate in a worker thread (the CLI); absent: on the event loop, in chunks (tests). */
+  readonly evaluationThread?: boolean | undefined;
 };
 
 export class JobRegistry {
