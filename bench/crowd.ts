@@ -86,7 +86,7 @@ function work(socket: Socket, until: number, stats: { applied: number; latencies
       stats.latencies.push(performance.now() - t0);
       if (ack.ok) stats.applied++;
     }
-  })();
+  })().catch(() => undefined);
 }
 
 const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-crowd-'));
