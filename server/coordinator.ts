@@ -13,7 +13,7 @@ import { DEFAULT_LIMITS, type SubmitLimits } from './jobs/submission.ts';
 import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
-import { attachWorkerHandlers, type FlockServer, type TransportObserver } from './transport/socket-handlers.ts';
+import { attachWorkerHandlers, type FlockServer, type TransportObserver, type WorkerInfo } from './transport/socket-handlers.ts';
 import { createHttpHandler } from './http/http-server.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { acquireDataLock, type DataLock } from './storage/data-lock.ts';
@@ -21,6 +21,7 @@ import { adminTokenFor } from './http/admin-token-file.ts';
 import { WorkerStatsBook } from './jobs/worker-stats.ts';
 import { TelemetryBook } from './jobs/job-telemetry.ts';
 import { AdminFeed, adminAuth } from './transport/admin-socket.ts';
+import { FlockMetrics } from './http/metrics.ts';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { StateStore } from './storage/state-store.ts';
@@ -68,6 +69,10 @@ export interface CoordinatorOptions {
   readonly door?: Partial<DoorPolicy> | undefined;
   /** The CLI: lock the data folder (one coordinator per folder) and keep the admin token in it. */
   readonly ownDataDir?: boolean | undefined;
+  /** Serve /metrics (no token) on this port of `host` as well; 0 picks one. Absent: only the token-checked /metrics. */
+  readonly metricsPort?: number | undefined;
+  /** Evaluate each job in a worker thread (the CLI does); absent: on the event loop. */
+  readonly evaluationThread?: boolean | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -121,6 +126,9 @@ export interface Coordinator {
   readonly door: Door;
   readonly guard: WorkerGuard;
   readonly spotChecker: SpotChecker;
+  readonly metrics: FlockMetrics;
+  /** The port of the metrics-only server (metricsPort), or null. */
+  readonly metricsPort: number | null;
   /** Graceful stop: no new leases, wait up to drainMs for outstanding ones, checkpoint, close. */
   shutdown(drainMs: number): Promise<void>;
   close(): Promise<void>;
@@ -171,7 +179,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     }
   }
   const state: StateStore = cluster ? cluster.state : opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
   let createdDemo = false;
   const loadJobs = async (): Promise<void> => {
@@ -188,15 +196,17 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   if (!cluster) await loadJobs();
   const adminToken = opts.ownDataDir ? adminTokenFor(opts.dataDir, opts.adminToken || undefined).token : opts.adminToken || randomBytes(18).toString('base64url');
 
-  let workersFn: () => unknown[] = () => [];
+  let workersFn: () => WorkerInfo[] = () => [];
   const workerStats = new WorkerStatsBook(clock);
   const telemetry = new TelemetryBook(clock);
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
+  let connections = (): number => 0;
+  const metrics = new FlockMetrics({ registry, workers: () => workersFn(), connections: () => connections() });
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
   let credit: (workerId: string) => unknown = () => null;
   let security: () => unknown = () => null;
-  const httpHandler = createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security() });
+  const httpHandler = createHttpHandler({ registry, adminToken, clientDir: opts.clientDir, workers: () => workersFn(), workerStats, telemetry, upload, credit: (w) => credit(w), security: () => security(), metrics });
   http.on('request', cluster ? cluster.httpFront(httpHandler) : httpHandler);
   const io: FlockServer = new IoServer(http, {
     maxHttpBufferSize: opts.maxMessageBytes ?? 64 * 1024 * 1024,
@@ -218,7 +228,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     pushed: (w, j, p, a) => observers.forEach((o) => o.pushed?.(w, j, p, a)),
     released: (w, j) => observers.forEach((o) => o.released?.(w, j)),
     left: (w, j) => observers.forEach((o) => o.left?.(w, j)),
+    answered: (e, ms, outcome) => metrics.observe(e, ms, outcome),
   };
+  connections = () => io.of('/').sockets.size;
   // The door first: its middleware runs before every handler; the message cap follows the jobs.
   const door = installDoor(io, doorPolicy, clock);
   // An explicit maxMessageBytes wins; otherwise the cap is sized from the largest job's gradient.
@@ -263,6 +275,15 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   sweep.unref();
 
   const port = (http.address() as AddressInfo).port;
+  let metricsServer: Server | null = null;
+  if (opts.metricsPort !== undefined) {
+    const ms = metrics.ownServer();
+    await new Promise<void>((resolve, reject) => {
+      ms.once('error', (err: NodeJS.ErrnoException) => reject(new StartupError(listenFailure(err, opts.host, opts.metricsPort!).replace('set PORT', 'set FLOCK_METRICS_PORT'))));
+      ms.listen(opts.metricsPort, opts.host, () => resolve());
+    });
+    metricsServer = ms;
+  }
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
   cluster?.setAdvertisedUrl(opts.redis?.advertiseUrl ?? url);
 
@@ -271,6 +292,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     clearInterval(sampler);
     adminFeed?.close();
     io.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {
       await job.settle();
@@ -293,6 +315,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     door,
     guard,
     spotChecker,
+    metrics,
+    metricsPort: metricsServer ? (metricsServer.address() as AddressInfo).port : null,
     get createdDemo() {
       return createdDemo;
     },

@@ -5,7 +5,8 @@
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startCoordinator, consoleLogger, StartupError } from './coordinator.ts';
+import { startCoordinator, StartupError } from './coordinator.ts';
+import { createLogger } from './logging.ts';
 import { settingsFromEnv } from './settings.ts';
 import { ADMIN_TOKEN_FILE } from './http/admin-token-file.ts';
 
@@ -25,6 +26,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
   const parsed = settingsFromEnv(env);
   if (!parsed.ok) die(EXIT_SETTINGS, parsed.error);
   const s = parsed.settings;
+  const log = createLogger({ format: s.logFormat });
 
   let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
   try {
@@ -43,7 +45,9 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       checkpointPauseMs: s.checkpointPauseMs,
       limits: s.limits,
       door: s.door,
-      log: consoleLogger,
+      metricsPort: s.metricsPort,
+      evaluationThread: true,
+      log,
     });
   } catch (err) {
     if (err instanceof StartupError) die(EXIT_START, err.message);
@@ -51,7 +55,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
   }
 
   if (Object.keys(s.demoOverrides).length > 0 && !coordinator.createdDemo && !coordinator.cluster) {
-    consoleLogger.warn(
+    log.warn(
       `demo settings from the environment (FLOCK_MAX_EPOCHS, FLOCK_BATCH_SIZE, ...) apply only to a new demo job; ` +
         `${s.dataDir} already holds jobs, which keep their own settings (delete it to start over)`,
     );
@@ -64,18 +68,20 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
   Dashboard:       ${coordinator.url}/admin/#token=${coordinator.adminToken}
   Admin token:     ${coordinator.adminToken}${tokenNote}
   Jobs API:        ${coordinator.url}/api/jobs
+  Metrics:         ${coordinator.url}/metrics (admin token)${coordinator.metricsPort !== null ? `; http://${s.host}:${coordinator.metricsPort}/metrics (no token)` : ''}
 `);
+  log.info('coordinator started', { url: coordinator.url, jobs: coordinator.registry.all().map((j) => j.id), metricsPort: coordinator.metricsPort });
 
   let stopping = false;
   async function shutdown(signal: string): Promise<void> {
     if (stopping) return;
     stopping = true;
-    consoleLogger.info(`${signal}: checkpointing and stopping`);
+    log.info(`${signal}: checkpointing and stopping`);
     const timer = setTimeout(() => process.exit(1), s.drainMs + 15_000);
     // Stop leasing, give in-flight gradients a moment to land, checkpoint, exit.
     await coordinator.shutdown(s.drainMs);
     clearTimeout(timer);
-    consoleLogger.info('stopped');
+    log.info('stopped');
     process.exit(0);
   }
   process.on('SIGINT', () => void shutdown('SIGINT'));

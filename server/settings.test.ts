@@ -15,7 +15,7 @@ test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, dra
   assert.ok(r.ok);
   assert.deepEqual(r.settings, {
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
-    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, door: DEFAULT_DOOR_POLICY,
+    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, metricsPort: undefined, logFormat: undefined, door: DEFAULT_DOOR_POLICY,
     limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
     redisUrl: undefined, redisPrefix: 'flock', advertiseUrl: undefined, leaderTtlMs: 3000,
   });
@@ -52,9 +52,11 @@ test('every refused setting is one line naming the variable, the value and the a
     [{ PORT: '99999' }, /^PORT="99999" is not accepted: use a whole number from 0 to 65535/],
     [{ PORT: 'http' }, /^PORT="http"/],
     [{ HOST: '' }, /^HOST="" is not accepted/],
-    [{ FLOCK_DEMO: 'mnist' }, /^FLOCK_DEMO="mnist" is not accepted: use one of mnist-mlp, mnist-cnn or none$/],
+    [{ FLOCK_DEMO: 'mnist' }, /^FLOCK_DEMO="mnist" is not accepted: use one of mnist-mlp, mnist-cnn, mnist-mlp-large or none$/],
     [{ FLOCK_MAX_EPOCHS: '0' }, /^FLOCK_MAX_EPOCHS="0" is not accepted: use a whole number from 1 to 100,000$/],
     [{ FLOCK_BATCH_SIZE: '12.5' }, /^FLOCK_BATCH_SIZE="12.5" is not accepted: use a whole number from 1 to 65,536$/],
+    [{ FLOCK_COMPRESSION: 'gradients=topk:5' }, /^FLOCK_COMPRESSION="gradients=topk:5" is not accepted: gradients=topk:5: a ratio in \(0, 1\] goes with topk only, e.g. topk:0.01$/],
+    [{ FLOCK_LOG_FORMAT: 'xml' }, /^FLOCK_LOG_FORMAT="xml" is not accepted: use one of json, pretty$/],
     [{ FLOCK_EVAL_EVERY: '-1' }, /^FLOCK_EVAL_EVERY="-1" .* from 1 to 1,000,000 \(versions\)$/],
     [{ FLOCK_LEASE_TIMEOUT_MS: '5' }, /^FLOCK_LEASE_TIMEOUT_MS="5" .* from 100 to 3,600,000 \(ms\)$/],
     [{ FLOCK_STORE: 'redis2' }, /^FLOCK_STORE="redis2" is not accepted: use one of sqlite, memory, redis$/],

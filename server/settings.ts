@@ -2,6 +2,7 @@
 // checked (type and accepted range) before anything starts, and a bad one comes back as a single
 // line that names the variable, what it got and what it accepts. Owns no state.
 
+import { parseCompression } from '../shared/codec/compression.ts';
 import path from 'node:path';
 import { AGGREGATION_MODES, aggregationFor, type AggregationMode } from './aggregation/aggregation-config.ts';
 import { COMBINE_RULES } from './aggregation/robust.ts';
@@ -10,7 +11,7 @@ import { DEFAULT_LIMITS } from './jobs/limits.ts';
 import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
 import { parseTrustProxy } from './security/client-address.ts';
 
-export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
+export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn', 'mnist-mlp-large'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
 
 export interface Settings {
@@ -39,6 +40,10 @@ export interface Settings {
   readonly limits: { readonly maxModelBytes: number; readonly maxDatasetBytes: number };
   /** Rate, connection and lease limits at the door (server/security/limits.ts). */
   readonly door: DoorPolicy;
+  /** FLOCK_METRICS_PORT: /metrics without a token on this port too (absent: only behind the admin token). */
+  readonly metricsPort: number | undefined;
+  /** FLOCK_LOG_FORMAT: 'json' or 'pretty'; absent: pretty on a terminal, JSON otherwise. */
+  readonly logFormat: 'json' | 'pretty' | undefined;
 }
 
 export type SettingsResult = { readonly ok: true; readonly settings: Settings } | { readonly ok: false; readonly error: string };
@@ -142,6 +147,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
     const redisUrl = env.FLOCK_REDIS_URL?.trim() || undefined;
     if (store === 'redis' && !redisUrl) throw new SettingError('FLOCK_STORE=redis needs FLOCK_REDIS_URL, e.g. FLOCK_REDIS_URL=redis://127.0.0.1:6379');
     if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) throw new SettingError(`FLOCK_REDIS_URL=${shown(redisUrl)} is not accepted: use redis://host:port (or rediss:// for TLS)`);
+    const compressionRaw = env.FLOCK_COMPRESSION;
+    if (compressionRaw !== undefined && compressionRaw.trim() !== '') {
+      const c = parseCompression(compressionRaw);
+      if (!c.ok) throw new SettingError(`FLOCK_COMPRESSION=${shown(compressionRaw)} is not accepted: ${c.error}`);
+      demoOverrides.compression = c.value;
+    }
     return {
       ok: true,
       settings: {
@@ -164,6 +175,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
           maxDatasetBytes: intIn(env, 'FLOCK_MAX_DATASET_BYTES', 1024, 2 ** 44, ' (bytes)') ?? DEFAULT_LIMITS.maxDatasetBytes,
         },
         door: doorFromEnv(env),
+        metricsPort: intIn(env, 'FLOCK_METRICS_PORT', 0, 65_535),
+        logFormat: env.FLOCK_LOG_FORMAT ? oneOf(env, 'FLOCK_LOG_FORMAT', ['json', 'pretty'] as const) : undefined,
       },
     };
   } catch (err) {

@@ -54,6 +54,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           jobId: m.jobId ?? undefined,
           dutyCycle: m.dutyCycle,
           prefetch: m.prefetch,
+          pipeline: m.pipeline === true,
           capabilities,
           workerId: m.identity?.workerId,
           credential: m.identity?.credential,

@@ -56,7 +56,7 @@ export const SettingsPatchSchema = z
   .object({ learningRate: learningRate.optional(), maxStaleness: maxStaleness.optional(), weight: z.number().positive().max(1000).optional() })
   .refine((p) => p.learningRate !== undefined || p.maxStaleness !== undefined || p.weight !== undefined, 'nothing to change') satisfies z.ZodType<SettingsPatch, unknown>;
 
-const DEMO_TITLES: Record<DemoName, string> = { 'mnist-mlp': 'MNIST MLP (784-128-10)', 'mnist-cnn': 'MNIST CNN (conv8-conv16-dense10)' };
+const DEMO_TITLES: Record<DemoName, string> = { 'mnist-mlp': 'MNIST MLP (784-128-10)', 'mnist-cnn': 'MNIST CNN (conv8-conv16-dense10)', 'mnist-mlp-large': 'MNIST MLP large (784-1024-256-10, 1.07M parameters)' };
 
 export function demoInfos(): DemoInfo[] {
   return DEMOS.map((name) => {

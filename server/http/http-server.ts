@@ -19,6 +19,7 @@ import type { TelemetryBook } from '../jobs/job-telemetry.ts';
 import type { WorkerStatsBook } from '../jobs/worker-stats.ts';
 import { controlRefusal, type JobControl } from '../jobs/job-controls.ts';
 import { FAVICON_SVG } from './favicon.ts';
+import type { FlockMetrics } from './metrics.ts';
 
 export interface HttpDeps {
   readonly registry: JobRegistry;
@@ -34,6 +35,8 @@ export interface HttpDeps {
   readonly credit?: ((workerId: string) => unknown) | undefined;
   /** Refusals, spot checks, connections and the message cap (admin). */
   readonly security?: (() => unknown) | undefined;
+  /** Prometheus metrics at GET /metrics (admin token required). */
+  readonly metrics?: FlockMetrics | undefined;
 }
 
 const send = sendJson;
@@ -102,6 +105,13 @@ export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: S
         error(res, 404, 'NOT_FOUND', 'no such wasm file');
       }
       return;
+    }
+
+    if (url.pathname === '/metrics' && deps.metrics) {
+      if (method !== 'GET') return error(res, 405, 'METHOD_NOT_ALLOWED', 'GET /metrics');
+      const refused = adminRefusal(req);
+      if (refused) return error(res, 401, ErrorCode.Unauthorized, refused);
+      return deps.metrics.serve(res);
     }
 
     if (parts[0] !== 'api') {

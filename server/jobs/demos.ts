@@ -5,7 +5,7 @@ import { tf } from '../../shared/training/tf.ts';
 import type { JobConfig } from './job-config.ts';
 import { DEFAULT_AGGREGATION } from '../aggregation/aggregation-config.ts';
 
-export const DEMOS = ['mnist-mlp', 'mnist-cnn'] as const;
+export const DEMOS = ['mnist-mlp', 'mnist-cnn', 'mnist-mlp-large'] as const;
 export type DemoName = (typeof DEMOS)[number];
 
 function mlp(): tf.LayersModel {
@@ -14,6 +14,19 @@ function mlp(): tf.LayersModel {
     layers: [
       tf.layers.flatten({ inputShape: [28, 28, 1], name: 'flatten' }),
       tf.layers.dense({ units: 128, activation: 'relu', name: 'hidden' }),
+      tf.layers.dense({ units: 10, activation: 'softmax', name: 'output' }),
+    ],
+  });
+}
+
+/** About 1.07M parameters (784-1024-256-10): the coordinator's hot path at a realistic size. */
+function mlpLarge(): tf.LayersModel {
+  return tf.sequential({
+    name: 'mnist_mlp_large',
+    layers: [
+      tf.layers.flatten({ inputShape: [28, 28, 1], name: 'flatten' }),
+      tf.layers.dense({ units: 1024, activation: 'relu', name: 'hidden1' }),
+      tf.layers.dense({ units: 256, activation: 'relu', name: 'hidden2' }),
       tf.layers.dense({ units: 10, activation: 'softmax', name: 'output' }),
     ],
   });
@@ -35,7 +48,7 @@ function cnn(): tf.LayersModel {
 
 /** The demo's config; its topology comes from building the model once (then disposed). */
 export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): JobConfig {
-  const model = name === 'mnist-cnn' ? cnn() : mlp();
+  const model = name === 'mnist-cnn' ? cnn() : name === 'mnist-mlp-large' ? mlpLarge() : mlp();
   const modelTopology = model.toJSON(null, false) as unknown as Record<string, unknown>;
   model.dispose();
   // What both demos share; each then sets its own name, learning rate, batch and cadence.
@@ -63,7 +76,17 @@ export function demoConfig(name: DemoName, overrides: Partial<JobConfig> = {}): 
           evalEveryVersions: 100,
           leaseTimeoutMs: 30_000,
         }
-      : {
+      : name === 'mnist-mlp-large'
+        ? {
+            ...common,
+            name: 'MNIST MLP (large)',
+            description: 'A bigger network (784-1024-256-10, about 1.07M parameters) on handwritten digits (MNIST): 4.3 MB of weights per version.',
+            optimizer: { kind: 'adam', learningRate: 0.001 },
+            batchSize: 128,
+            evalEveryVersions: 50,
+            leaseTimeoutMs: 30_000,
+          }
+        : {
           ...common,
           name: 'MNIST MLP',
           description: 'Teach a small neural network (784-128-10) to read handwritten digits (MNIST, 60,000 images).',

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { STALENESS_RULES } from '../aggregation/staleness.ts';
 import { LOSSES } from '../../shared/protocol/messages.ts';
 import { AggregationSchema } from '../aggregation/aggregation-config.ts';
+import { ENCODINGS, WEIGHT_ENCODINGS } from '../../shared/codec/compression.ts';
 
 export const JobConfigSchema = z.object({
   name: z.string().min(1).max(200),
@@ -60,6 +61,13 @@ export const JobConfigSchema = z.object({
    * new jobs and the demos get the robust buffered default.
    */
   aggregation: AggregationSchema.optional(),
+  /**
+   * Wire compression (shared/codec/compression.ts), negotiated per worker: weights down and
+   * gradients up; a worker that cannot use an encoding gets float32. Absent = float32 both ways.
+   */
+  compression: z
+    .object({ weights: z.enum(WEIGHT_ENCODINGS), gradients: z.enum(ENCODINGS), topkRatio: z.number().gt(0).max(1).optional() })
+    .optional(),
 });
 
 export type JobConfig = z.infer<typeof JobConfigSchema>;

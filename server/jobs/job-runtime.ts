@@ -16,7 +16,11 @@ import { buildModel, packWeights, trainableSpecs, weightSpecs } from '../../shar
 import { LeaseManager, type LedgerSnapshot, type Lease, type WorkerId } from '../leases/lease-manager.ts';
 import { Aggregator, type AggregatorSnapshot } from '../aggregation/aggregator.ts';
 import { aggregationOf, describeAggregation, type AggregationConfig } from '../aggregation/aggregation-config.ts';
-import { checkGradient } from '../aggregation/gradient-check.ts';
+import { acceptGradient, WeightsSnapshots } from '../aggregation/wire.ts';
+import { negotiate, tensorSizes, type Encoding, type WeightEncoding } from '../../shared/codec/compression.ts';
+import { RowCacheBook } from '../data/row-cache-book.ts';
+import type { RowCacheClaim, WeightsPayload } from '../../shared/protocol/messages.ts';
+import { ThreadedEvaluator } from '../evaluation/threaded-evaluator.ts';
 import { Evaluator, type EvalResult } from '../evaluation/evaluator.ts';
 import { EvalScheduler } from '../evaluation/eval-scheduler.ts';
 import type { JobData } from '../data/job-data.ts';
@@ -49,6 +53,8 @@ export interface JobRuntimeDeps {
   readonly bestStore?: Checkpoints | undefined;
   /** Distinct failing workers of a poison shard are counted by this (their address): server/security. */
   readonly failureIdentity?: ((workerId: WorkerId) => string) | undefined;
+  /** Evaluate in a worker thread so pushes never wait for a test pass (server/evaluation/threaded-evaluator.ts). */
+  readonly evaluationThread?: boolean | undefined;
 }
 
 export type { Counters } from './job-metrics.ts';
@@ -114,11 +120,14 @@ export class JobRuntime {
   private readonly params: Float32Array;
   private readonly trainSpecs: TensorSpec[];
   private readonly allSpecs: TensorSpec[];
-  private readonly evaluator: Evaluator;
+  private readonly evaluator: Evaluator | ThreadedEvaluator;
+  /** One weights snapshot per version (and its encodings), shared by every lease, evaluation and checkpoint. */
+  private readonly snapshots: WeightsSnapshots;
+  /** Which training rows each worker's row cache holds (only the others travel). */
+  private readonly rowCaches: RowCacheBook;
   private readonly evals: EvalScheduler;
   private readonly checkpoints: CheckpointPolicy;
   private readonly lifecycle: JobLifecycle;
-  private weightsCache: { version: number; data: Uint8Array } | null = null;
   /** The wall-time limit (stop.maxMinutes) was reached: the next evaluation finishes the job. */
   private timeUp = false;
   /** True while the final version is evaluated: no lease is granted and no push applied. */
@@ -150,7 +159,12 @@ export class JobRuntime {
     this.allSpecs = shape.allSpecs;
     this.params = shape.params;
     this.aggregator = new Aggregator(this.aggregation, config.optimizer, shape.params.subarray(0, shape.trainSize), version, snapshot?.aggregator?.seq ?? version);
-    this.evaluator = new Evaluator(config.modelTopology, { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec }, deps.data);
+    this.snapshots = new WeightsSnapshots(tensorSizes(shape.allSpecs));
+    this.rowCaches = new RowCacheBook(deps.data.count('train'));
+    const stepSpec = { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec };
+    this.evaluator = deps.evaluationThread
+      ? new ThreadedEvaluator(config.modelTopology, stepSpec, deps.data, (why) => deps.log.warn(`job ${id}: evaluating on the event loop (no worker thread: ${why})`))
+      : new Evaluator(config.modelTopology, stepSpec, deps.data);
     this.lifecycle = new JobLifecycle(deps.clock, snapshot);
     this.evals = new EvalScheduler(deps.clock, () => this.config.evalEveryVersions, snapshot?.metrics.at(-1)?.version ?? -1);
     this.checkpoints = new CheckpointPolicy(
@@ -314,7 +328,7 @@ export class JobRuntime {
 
   // ---- leases ---------------------------------------------------------------------------------
 
-  requestLease(workerId: WorkerId, cachedVersion: number | null): LeaseAck {
+  requestLease(workerId: WorkerId, cachedVersion: number | null, codecs?: readonly Encoding[], rowCache?: RowCacheClaim): LeaseAck {
     const unavailable = this.unavailable();
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
@@ -328,8 +342,11 @@ export class JobRuntime {
     const lease = this.leases.grant(workerId, this.version, timeoutMs);
     if (!lease) return fail(ErrorCode.NoWork, 'every shard is taken; ask again soon', 500);
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
-    const rows = this.deps.data.gather('train', this.sharder.indices(lease.epoch, lease.shard));
-    const weights = cachedVersion === this.version ? null : { version: this.version, specs: this.allSpecs, data: this.packedWeights() };
+    const indices = this.sharder.indices(lease.epoch, lease.shard);
+    const fresh = rowCache ? this.rowCaches.plan(lease.id, workerId, rowCache, indices) : null;
+    const rows = this.deps.data.gather('train', fresh ? fresh.map((i) => indices[i]!) : indices);
+    const wire = negotiate(this.config.compression, codecs);
+    const weights = cachedVersion === this.version ? null : this.weightsFor(cachedVersion, wire.weights, codecs);
     this.figures.downloaded(rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0));
     const a = this.aggregation;
     return {
@@ -341,19 +358,30 @@ export class JobRuntime {
         shardIndex: lease.shard,
         baseVersion: lease.baseVersion,
         deadlineAt: lease.deadlineAt,
-        numSamples: rows.count,
+        numSamples: indices.length,
         x: rows.x,
         y: rows.y,
         ...(a.mode === 'local' ? { local: { steps: a.localSteps, batchSize: this.config.batchSize, optimizer: { ...this.config.optimizer } } } : {}),
+        ...(fresh ? { rowIds: Uint32Array.from(indices), fresh: Uint32Array.from(fresh) } : {}),
+        ...(wire.gradients !== 'f32' ? { gradientEncoding: wire.gradients, topkRatio: wire.topkRatio } : {}),
       },
       weights,
     };
+  }
+
+  /** The newest weights for a worker holding `cachedVersion`: an int8 delta when smaller, else the whole in its encoding. */
+  private weightsFor(cachedVersion: number | null, encoding: WeightEncoding, codecs: readonly Encoding[] | undefined): WeightsPayload {
+    const full = this.snapshots.bytes(this.version, this.params, encoding);
+    const delta = cachedVersion !== null && codecs?.includes('int8') ? this.snapshots.delta(cachedVersion, this.version, this.params, full.byteLength) : null;
+    if (delta) return { version: this.version, specs: this.allSpecs, data: delta, encoding: 'int8', deltaFrom: cachedVersion! };
+    return { version: this.version, specs: this.allSpecs, data: full, ...(encoding !== 'f32' ? { encoding } : {}) };
   }
 
   release(workerId: WorkerId, leaseId: string): boolean {
     const claim = this.leases.claim(leaseId, workerId);
     if (!claim.ok) return false;
     const released = this.leases.release(leaseId) !== null;
+    this.rowCaches.forget(leaseId);
     if (released) this.deps.state.deleteLease(this.id, leaseId);
     return released;
   }
@@ -447,6 +475,8 @@ export class JobRuntime {
       return this.refuse(fail(claim.code, claim.message));
     }
     const lease = claim.lease;
+    // The push proves the worker received the lease's rows: they count as cached from now on.
+    this.rowCaches.confirm(lease.id);
     if (this.finalizing) {
       this.leases.release(lease.id);
       return this.refuse(fail(ErrorCode.Finalizing, 'evaluating the final model; the shard will be reissued', 500));
@@ -464,12 +494,12 @@ export class JobRuntime {
       this.deps.state.deleteLease(this.id, lease.id);
       return this.refuse(fail(verdict.reason === 'stale' ? ErrorCode.Stale : ErrorCode.FutureVersion, `staleness ${verdict.tau} exceeds the bound ${this.config.staleness.maxStaleness}`));
     }
-    const check = checkGradient(this.trainSpecs, msg.specs, msg.data, this.config.maxGradNorm);
-    if (!check.ok) {
+    const decoded = acceptGradient(this.trainSpecs, msg.specs, msg.data, msg.encoding, this.config.maxGradNorm);
+    if (!decoded.ok) {
       this.leases.release(lease.id);
       this.deps.state.deleteLease(this.id, lease.id);
       this.noteShardFailure(lease);
-      return this.refuse(fail(check.code, check.message));
+      return this.refuse(fail(decoded.code, decoded.message));
     }
 
     // Durable first: the record (which step it joins, its discount, the step's lr) is logged before
@@ -480,7 +510,7 @@ export class JobRuntime {
     const lr = this.aggregator.stepLearningRate(this.config.optimizer.learningRate);
     const now = this.deps.clock.now();
     const loss = msg.loss !== null && Number.isFinite(msg.loss) ? msg.loss : null;
-    const gradient = toBytes(msg.data);
+    const gradient = decoded.bytes;
     this.deps.state.appendUpdate({
       jobId: this.id, version: seq, step, scale: verdict.scale, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard,
       baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss, at: now, gradient,
@@ -488,13 +518,13 @@ export class JobRuntime {
     this.deps.state.deleteLease(this.id, lease.id);
     const completedEpochs = this.leases.complete(lease);
     // The last shard of the last epoch flushes a partial buffer: every gradient ends up in the model.
-    const admitted = this.aggregator.admit({ seq, gradient: flatFloats(gradient), scale: verdict.scale, lr }, this.leases.exhausted);
+    const admitted = this.aggregator.admit({ seq, gradient: decoded.floats, scale: verdict.scale, lr }, this.leases.exhausted);
     this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
 
     const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };
     this.acks.set(lease.id, { workerId, ack });
     if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
-    this.figures.accepted(samples, verdict.tau, check.arrays.reduce((s, a) => s + a.data.byteLength, 0), loss, admitted.step);
+    this.figures.accepted(samples, verdict.tau, decoded.wireBytes, loss, admitted.step);
     this.figures.noteSamples(samples);
 
     if (completedEpochs.length > 0) this.afterEpochs(completedEpochs);
@@ -561,13 +591,9 @@ export class JobRuntime {
 
   /** All weights packed (cached per version). */
   private packedWeights(): Uint8Array {
-    // A copy per version: the vector changes in place, while a payload may still be queued on a socket.
-    if (this.weightsCache?.version !== this.version) {
-      const data = this.params.slice();
-      this.weightsCache = { version: this.version, data: new Uint8Array(data.buffer) };
-    }
-    return this.weightsCache.data;
+    return this.snapshots.bytes(this.version, this.params, 'f32');
   }
+
 
   // ---- evaluation, stop condition, checkpoints --------------------------------------------------
 

@@ -19,6 +19,8 @@ export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeigh
   readonly checkpointPauseMs?: number | undefined;
   /** Where checkpoints live when not in files under dataDir (FLOCK_STORE=redis: in Redis). */
   readonly checkpoints?: ((jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints) | undefined;
+  /** Evaluate in a worker thread (the CLI); absent: on the event loop, in chunks (tests). */
+  readonly evaluationThread?: boolean | undefined;
 };
 
 export class JobRegistry {

@@ -61,12 +61,25 @@ export interface TransportObserver {
   pushed?(workerId: WorkerId, jobId: string, push: GradientPush, ack: PushAck): void;
   released?(workerId: WorkerId, jobId: string): void;
   left?(workerId: WorkerId, jobId: string | undefined): void;
+  /** Every answer: how long from the request's arrival to its ack (ms), and 'ok' or the error code. */
+  answered?(event: keyof ClientToServerEvents, ms: number, outcome: string): void;
 }
 
 export function attachWorkerHandlers(
   io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {}, gate?: WorkerGate,
 ): { workers(): WorkerInfo[]; assigner: JobAssigner } {
   const room = (jobId: string): string => `job:${jobId}`;
+  /** safeAck that also tells the observer how long the answer took and how it went. */
+  const timedAck = <K extends keyof ClientToServerEvents>(event: K, rawAck: unknown): ((res: AckOf<K>) => void) => {
+    const ack = safeAck<AckOf<K>>(rawAck);
+    if (!observer.answered) return ack;
+    const t0 = performance.now();
+    return (res) => {
+      ack(res);
+      const r = res as { ok: boolean; code?: string };
+      observer.answered?.(event, performance.now() - t0, r.ok ? 'ok' : (r.code ?? 'error'));
+    };
+  };
   const refusals = new RefusalBook();
   // Workers that name no job are placed by weighted fair share (server/jobs/scheduler.ts).
   const assigner = new JobAssigner(registry, refusals, clock, scheduling);
@@ -101,7 +114,7 @@ export function attachWorkerHandlers(
     };
 
     socket.on('worker:hello', (raw, rawAck) => {
-      const ack = safeAck<AckOf<'worker:hello'>>(rawAck);
+      const ack = timedAck<'worker:hello'>('worker:hello', rawAck);
       const msg = parse(HelloRequestSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       if (msg.value.protocol !== PROTOCOL_VERSION) {
@@ -137,7 +150,7 @@ export function attachWorkerHandlers(
     });
 
     socket.on('job:get', (raw, rawAck) => {
-      const ack = safeAck<AckOf<'job:get'>>(rawAck);
+      const ack = timedAck<'job:get'>('job:get', rawAck);
       const msg = parse(JobGetRequestSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       if (!socket.data.workerId) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
@@ -148,7 +161,7 @@ export function attachWorkerHandlers(
     });
 
     socket.on('lease:request', (raw, rawAck) => {
-      const ack = safeAck<AckOf<'lease:request'>>(rawAck);
+      const ack = timedAck<'lease:request'>('lease:request', rawAck);
       const msg = parse(LeaseRequestSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
@@ -166,13 +179,13 @@ export function attachWorkerHandlers(
       join(job);
       const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
       if (replica) return ack(replica);
-      const res = job.requestLease(wid, msg.value.cachedVersion);
+      const res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
       ack(res);
       observer.leased?.(wid, job.id, res);
     });
 
     socket.on('gradient:push', async (raw, rawAck) => {
-      const ack = safeAck<AckOf<'gradient:push'>>(rawAck);
+      const ack = timedAck<'gradient:push'>('gradient:push', rawAck);
       const msg = parse(GradientPushSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
@@ -193,7 +206,7 @@ export function attachWorkerHandlers(
     });
 
     socket.on('lease:release', (raw, rawAck) => {
-      const ack = safeAck<AckOf<'lease:release'>>(rawAck);
+      const ack = timedAck<'lease:release'>('lease:release', rawAck);
       const msg = parse(LeaseReleaseSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;
@@ -204,7 +217,7 @@ export function attachWorkerHandlers(
     });
 
     socket.on('job:refuse', (raw, rawAck) => {
-      const ack = safeAck<AckOf<'job:refuse'>>(rawAck);
+      const ack = timedAck<'job:refuse'>('job:refuse', rawAck);
       const msg = parse(RefuseJobSchema, raw);
       if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
       const wid = socket.data.workerId;

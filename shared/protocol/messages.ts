@@ -4,6 +4,7 @@
 import type { BinaryLike, TensorSpec } from '../codec/tensor-codec.ts';
 import type { Failure } from './errors.ts';
 import type { DataSpec } from '../data/data-spec.ts';
+import type { Encoding, WeightEncoding } from '../codec/compression.ts';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -37,6 +38,8 @@ export interface WorkerCapabilities {
   readonly probes?: readonly ProbeResult[] | undefined;
   /** 'browser' tab / Web Worker, or 'node' contributor. */
   readonly runtime: 'browser' | 'node';
+  /** Wire encodings this worker can decode (weights) and encode (gradients); absent: f32 only. */
+  readonly codecs?: readonly Encoding[] | undefined;
 }
 
 export interface HelloRequest {
@@ -90,12 +93,28 @@ export interface LeaseRequest {
   readonly cachedVersion: number | null;
   /** True: the worker did not pin a job and may be answered JOB_REASSIGNED (absent: pinned, as before). */
   readonly movable?: boolean | undefined;
+  /** The worker keeps rows across epochs: send only rows this cache does not hold. */
+  readonly rowCache?: RowCacheClaim | undefined;
+}
+
+/** A worker's row cache (shared/training/row-cache.ts): its id and the rows it promises to keep. */
+export interface RowCacheClaim {
+  readonly id: string;
+  readonly capacity: number;
 }
 
 export interface WeightsPayload {
   readonly version: number;
+  /** The float32 tensors the data stands for. */
   readonly specs: readonly TensorSpec[];
   readonly data: BinaryLike;
+  /** How `data` is encoded (shared/codec/compression.ts); absent: f32. */
+  readonly encoding?: WeightEncoding | undefined;
+  /**
+   * Present: `data` is the change since this version (the worker's cached one), int8 with a
+   * per-tensor scale; the worker adds it to the weights it holds.
+   */
+  readonly deltaFrom?: number | undefined;
 }
 
 export interface LeasePayload {
@@ -117,6 +136,17 @@ export interface LeasePayload {
    * pseudo-gradient) instead of a gradient. Absent: push the gradient of the whole shard.
    */
   readonly local?: LocalSteps | undefined;
+  /**
+   * With a row cache: the lease's row ids (uint32, in batch order) and the positions (uint32, into
+   * rowIds) of the rows that travel in x/y; the others are in the worker's cache. Absent: x/y hold
+   * every row, as before.
+   */
+  readonly rowIds?: BinaryLike | undefined;
+  readonly fresh?: BinaryLike | undefined;
+  /** The encoding the gradient for this lease should travel in (negotiated); absent: f32. */
+  readonly gradientEncoding?: Encoding | undefined;
+  /** For 'topk': the fraction of coordinates to send. */
+  readonly topkRatio?: number | undefined;
 }
 
 export interface LocalSteps {
@@ -142,6 +172,8 @@ export interface GradientPush {
   readonly computeMs: number;
   readonly specs: readonly TensorSpec[];
   readonly data: BinaryLike;
+  /** How `data` is encoded; absent: f32. Decoded to float32 before anything else looks at it. */
+  readonly encoding?: Encoding | undefined;
 }
 
 /**

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { DTYPES, isBinary, type BinaryLike } from '../codec/tensor-codec.ts';
 import { BACKENDS } from './messages.ts';
+import { ENCODINGS } from '../codec/compression.ts';
 
 const MAX_TENSORS = 4096;
 const MAX_RANK = 8;
@@ -45,6 +46,7 @@ export const HelloRequestSchema = z.object({
       .max(8)
       .optional(),
     runtime: z.enum(['browser', 'node']),
+    codecs: z.array(z.enum(ENCODINGS)).max(8).optional(),
   }),
 });
 
@@ -54,6 +56,7 @@ export const LeaseRequestSchema = z.object({
   jobId: id.optional(),
   cachedVersion: count.nullable(),
   movable: z.boolean().optional(),
+  rowCache: z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/), capacity: z.number().int().min(0).max(1 << 30) }).optional(),
 });
 
 export const GradientPushSchema = z.object({
@@ -65,6 +68,7 @@ export const GradientPushSchema = z.object({
   computeMs: z.number().finite().nonnegative(),
   specs: z.array(TensorSpecSchema).max(MAX_TENSORS),
   data: binary,
+  encoding: z.enum(ENCODINGS).optional(),
 });
 
 export const LeaseReleaseSchema = z.object({ leaseId: id });

@@ -19,10 +19,13 @@ import {
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
 import { toBytes } from '../codec/tensor-codec.ts';
+import { ENCODINGS, ErrorFeedback, decodeVector, tensorSizes, type Encoding } from '../codec/compression.ts';
 import { buildModel, setWeightsFromPacked, trainableSpecs } from './model.ts';
 import { computeGradients } from './gradient-step.ts';
 import { computeLocalUpdate } from './local-steps.ts';
 import type { CoordinatorLink } from './link.ts';
+import { RowCache } from './row-cache.ts';
+import { featureRowBytes, targetRowBytes } from '../data/data-spec.ts';
 import type { tf } from './tf.ts';
 
 export type WorkerState =
@@ -100,6 +103,23 @@ export interface LoopOptions {
    * the target; so off by default (`?prefetch=1` on the page). Never on under a usage cap.
    */
   readonly prefetch?: boolean | undefined;
+  /**
+   * Pipelined: a gradient is pushed without waiting for its ack (acks are matched by lease id when
+   * they come; at most `maxInFlight` unanswered), and the next lease is asked for right behind the
+   * push on the same connection, so the coordinator applies the push first and the next weights
+   * include it (no added staleness). With `prefetch` too, the next lease is asked for while
+   * computing (hides the whole round trip, one version of own staleness). Exactly-once as before:
+   * a push whose answer was lost is sent again (same lease id) and answered 'duplicate'.
+   */
+  readonly pipeline?: boolean | undefined;
+  readonly maxInFlight?: number | undefined;
+  /**
+   * Keep received training rows (up to this many bytes) so that later epochs bring only rows not
+   * seen yet (default 64 MiB; 0: no cache, every lease brings its rows).
+   */
+  readonly rowCacheBytes?: number | undefined;
+  /** Wire encodings announced to the coordinator (default: all this code knows; ['f32']: none). */
+  readonly codecs?: readonly Encoding[] | undefined;
   /** Test hook: runs after the gradient is computed, before the push. */
   readonly beforePush?: ((lease: LeasePayload) => Promise<void> | void) | undefined;
 }
@@ -129,6 +149,15 @@ export class WorkerLoop {
   private nextLease: Promise<LeaseAck> | null = null;
   /** A computed gradient whose push got no answer (connection lost): sent again after reconnecting. */
   private pendingPush: GradientPush | null = null;
+  /** Pipelined pushes not answered yet, by lease id; `failed`: no answer came (sent again later). */
+  private readonly inFlight = new Map<string, { push: GradientPush; failed: boolean; done: Promise<void> }>();
+  /** Error feedback of a lossy gradient encoding, kept for the job in hand (reset on a new job). */
+  private feedback: { key: string; ef: ErrorFeedback } | null = null;
+  /** The weights held (float32, all tensors), which a delta is added to; and deltas applied since a whole model. */
+  private weightsVec: Float32Array | null = null;
+  private deltaChain = 0;
+  /** Rows kept across epochs for the job in hand (null: off). */
+  private rowCache: RowCache | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
   identity: string;
   /** The coordinator-issued credential for `identity` (HelloAck.credential), sent in every hello. */
@@ -250,6 +279,7 @@ export class WorkerLoop {
     const job = this.job!;
     const model = this.model!;
 
+    await this.resendFailed();
     if (this.pendingPush) {
       // Idempotent by lease id: if the first attempt landed, the answer is 'duplicate'.
       this.setState('uploading', 'retrying the last gradient');
@@ -270,7 +300,27 @@ export class WorkerLoop {
     this.stats.bytesDown += toBytes(lease.x).byteLength + toBytes(lease.y).byteLength;
     if (weights) {
       this.setState('downloading', `weights v${weights.version}`);
-      setWeightsFromPacked(model, weights.specs, weights.data);
+      const dec = decodeVector(weights.encoding ?? 'f32', toBytes(weights.data), tensorSizes(weights.specs));
+      if (!dec.ok) throw new Error(`weights v${weights.version}: ${dec.message}`);
+      let vec = dec.values;
+      if (weights.deltaFrom !== undefined) {
+        const held = this.weightsVec;
+        if (weights.deltaFrom !== this.cachedVersion || !held || held.length !== vec.length) {
+          // A delta against weights this worker no longer holds: ask again for the whole model.
+          this.cachedVersion = null;
+          this.weightsVec = null;
+          this.currentLease = null;
+          await this.release(lease.leaseId);
+          return false;
+        }
+        for (let i = 0; i < held.length; i++) held[i]! += vec[i]!;
+        vec = held;
+        this.deltaChain++;
+      } else {
+        this.deltaChain = 0;
+      }
+      setWeightsFromPacked(model, weights.specs, vec);
+      this.weightsVec = vec;
       this.cachedVersion = weights.version;
       this.stats.bytesDown += toBytes(weights.data).byteLength;
     }
@@ -279,6 +329,20 @@ export class WorkerLoop {
       this.currentLease = null;
       await this.release(lease.leaseId);
       return true;
+    }
+    let x = toBytes(lease.x);
+    let y = toBytes(lease.y);
+    if (lease.rowIds !== undefined && lease.fresh !== undefined) {
+      const full = this.rowCache?.assemble(lease.rowIds, lease.fresh, lease.x, lease.y) ?? null;
+      if (!full) {
+        // Out of step with the coordinator's idea of this cache: start a new one, hand the lease back.
+        this.rowCache?.reset();
+        this.currentLease = null;
+        await this.release(lease.leaseId);
+        return false;
+      }
+      x = full.x;
+      y = full.y;
     }
 
     if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
@@ -290,7 +354,7 @@ export class WorkerLoop {
     const t0 = opts.clock.now();
     let grad: Awaited<ReturnType<typeof computeGradients>>;
     try {
-      const batch = { x: toBytes(lease.x), y: toBytes(lease.y), numSamples: lease.numSamples };
+      const batch = { x, y, numSamples: lease.numSamples };
       // `local` jobs: H inner steps, pushing the pseudo-gradient (shared/training/local-steps.ts).
       grad = await (lease.local ? computeLocalUpdate(model, job, batch, lease.local) : computeGradients(model, job, batch));
     } catch (err) {
@@ -307,6 +371,8 @@ export class WorkerLoop {
     if (this.stopped) return true;
 
     this.setState('uploading');
+    const encoding = lease.gradientEncoding ?? 'f32';
+    const data = encoding === 'f32' ? (grad.gradients.buffer as ArrayBuffer) : this.feedbackFor(job, encoding, lease.topkRatio).encode(grad.gradients);
     const push: GradientPush = {
       leaseId: lease.leaseId,
       baseVersion: lease.baseVersion,
@@ -314,10 +380,27 @@ export class WorkerLoop {
       loss: grad.loss,
       computeMs,
       specs: job.trainableSpecs,
-      data: grad.gradients.buffer as ArrayBuffer,
+      data,
+      ...(encoding !== 'f32' ? { encoding } : {}),
     };
-    this.pendingPush = push;
     this.currentLease = null;
+    this.stats.bytesUp += data.byteLength;
+    this.stats.lastLoss = grad.loss;
+    this.leases++;
+    const last = opts.maxLeases !== undefined && this.leases >= opts.maxLeases;
+    if (opts.pipeline === true && !last && this.dutyCycle >= 1 && !this.paused) {
+      this.sendPipelined(push);
+      // Behind the push on the same connection: the coordinator answers it with weights that include the push.
+      if (!this.nextLease) {
+        const ask = link.requestLease(this.leaseRequest(job));
+        ask.catch(() => undefined);
+        this.nextLease = ask;
+      }
+      await this.inFlightBelow(Math.max(1, opts.maxInFlight ?? 2));
+      return false;
+    }
+    await this.drainInFlight();
+    this.pendingPush = push;
     let ack = await link.pushGradient(push);
     // Refused at the coordinator's door (rate, back-pressure): the gradient is still good; resend it.
     for (let tries = 0; !ack.ok && (ack.code === ErrorCode.RateLimited || ack.code === ErrorCode.Backpressure) && tries < 5 && !this.stopped; tries++) {
@@ -325,11 +408,8 @@ export class WorkerLoop {
       ack = await link.pushGradient(push);
     }
     this.pendingPush = null;
-    this.stats.bytesUp += grad.gradients.byteLength;
-    this.stats.lastLoss = grad.loss;
     this.countAck(ack, lease.numSamples);
-    this.leases++;
-    if (opts.maxLeases !== undefined && this.leases >= opts.maxLeases) {
+    if (last) {
       await this.dropPrefetched();
       return true;
     }
@@ -346,7 +426,9 @@ export class WorkerLoop {
 
   /** Pinned loops send what they always did; unpinned ones accept being moved (JOB_REASSIGNED). */
   private leaseRequest(job: JobDescriptor): LeaseRequest {
-    const req = { jobId: job.id, cachedVersion: this.cachedVersion };
+    // Int8 deltas round: after MAX_DELTA_CHAIN of them in a row, the whole model again (bounded drift).
+    const cachedVersion = this.deltaChain >= MAX_DELTA_CHAIN ? null : this.cachedVersion;
+    const req = { jobId: job.id, cachedVersion, ...(this.rowCache && this.rowCache.capacity > 0 ? { rowCache: this.rowCache.claim } : {}) };
     return this.opts.jobId === undefined ? { ...req, movable: true } : req;
   }
 
@@ -393,6 +475,53 @@ export class WorkerLoop {
     return (await this.takeJob(res.job)) ?? false;
   }
 
+  /** The job's error feedback for this encoding (a new one when the encoding or ratio changes). */
+  private feedbackFor(job: JobDescriptor, encoding: Encoding, topkRatio: number | undefined): ErrorFeedback {
+    const key = `${job.id}/${encoding}/${topkRatio ?? ''}`;
+    if (this.feedback?.key !== key) this.feedback = { key, ef: new ErrorFeedback(encoding, tensorSizes(job.trainableSpecs), topkRatio) };
+    return this.feedback.ef;
+  }
+
+  private sendPipelined(push: GradientPush): void {
+    const entry = { push, failed: false, done: Promise.resolve() };
+    entry.done = this.link.pushGradient(push).then(
+      (ack) => {
+        this.inFlight.delete(push.leaseId);
+        this.countAck(ack, push.numSamples);
+      },
+      () => {
+        entry.failed = true;
+      },
+    );
+    this.inFlight.set(push.leaseId, entry);
+  }
+
+  private unanswered(): { done: Promise<void> }[] {
+    return [...this.inFlight.values()].filter((e) => !e.failed);
+  }
+
+  /** Backpressure: waits until fewer than `max` pipelined pushes are unanswered. */
+  private async inFlightBelow(max: number): Promise<void> {
+    for (let open = this.unanswered(); open.length >= max; open = this.unanswered()) await Promise.race(open.map((e) => e.done));
+  }
+
+  /** Waits for every pipelined push's answer, sending again those whose answer was lost. */
+  private async drainInFlight(): Promise<void> {
+    await Promise.all(this.unanswered().map((e) => e.done));
+    await this.resendFailed();
+  }
+
+  /** Pipelined pushes that got no answer (timeout, disconnect): sent again, same lease id (idempotent). */
+  private async resendFailed(): Promise<void> {
+    for (const [leaseId, e] of [...this.inFlight]) {
+      if (!e.failed) continue;
+      this.setState('uploading', 'retrying a gradient');
+      const ack = await this.link.pushGradient(e.push);
+      this.inFlight.delete(leaseId);
+      this.countAck(ack, e.push.numSamples);
+    }
+  }
+
   private countAck(ack: PushAck, samples: number): void {
     this.stats.shardsDone++;
     this.stats.samplesDone += samples;
@@ -410,7 +539,8 @@ export class WorkerLoop {
 
   private async hello(): Promise<void> {
     this.setState('connecting');
-    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, ...(this.credential ? { credential: this.credential } : {}), capabilities: this.capabilities });
+    const capabilities = { ...this.capabilities, codecs: this.opts.codecs ?? ENCODINGS };
+    const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, ...(this.credential ? { credential: this.credential } : {}), capabilities });
     if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
     this.workerId = hello.workerId;
     // The coordinator's id and credential replace ours: reconnections keep leases and retried pushes.
@@ -440,6 +570,11 @@ export class WorkerLoop {
     this.model?.dispose();
     this.model = await buildModel(job.modelTopology);
     this.cachedVersion = null;
+    this.weightsVec = null;
+    this.deltaChain = 0;
+    this.feedback = null;
+    const cacheBytes = this.opts.rowCacheBytes ?? 64 * 1024 * 1024;
+    this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
     const own = trainableSpecs(this.model);
     if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
     this.job = job;
@@ -518,6 +653,8 @@ export class WorkerLoop {
     return this.opts.clock.sleep(ms, this.wake.signal);
   }
 }
+
+const MAX_DELTA_CHAIN = 16;
 
 function clampDuty(d: number): number {
   return Number.isFinite(d) ? Math.min(1, Math.max(0.05, d)) : 1;

@@ -1,0 +1,153 @@
+// The pipelined loop against an in-memory coordinator: every lease is applied exactly once even
+// when an ack is lost (the push is sent again and answered 'duplicate'), the next lease is asked for
+// behind the push (so it carries the weights that include it), tensors do not leak, and the
+// negotiated encodings are used both ways.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tf } from './tf.ts';
+import { initNodeBackend } from './node-backend.ts';
+import { WorkerLoop } from './worker-loop.ts';
+import { packWeights, trainableSpecs } from './model.ts';
+import { systemClock } from '../clock.ts';
+import type { CoordinatorLink } from './link.ts';
+import type { GradientPush, JobDescriptor, LeaseAck, PushAck } from '../protocol/messages.ts';
+import { decodeVector, encodeVector, tensorSizes, type Encoding, type WeightEncoding } from '../codec/compression.ts';
+
+function tinyTopology(): unknown {
+  const m = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [4, 4, 1], name: 'f' }), tf.layers.dense({ units: 3, activation: 'softmax', name: 'out' })] });
+  const topo = m.toJSON(null, false);
+  m.dispose();
+  return topo;
+}
+
+interface Options {
+  loseAckOf?: ReadonlySet<string>;
+  gradients?: Encoding;
+  weights?: WeightEncoding;
+  ackDelayMs?: number;
+}
+
+async function fakeCoordinator(opts: Options = {}) {
+  const topology = tinyTopology();
+  const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
+  const weights = await packWeights(model);
+  const job: JobDescriptor = {
+    id: 'j', name: 'tiny', description: '', modelTopology: topology, task: 'classification', loss: 'categoricalCrossentropy', fromLogits: false, batchSize: 8,
+    data: { featureShape: [4, 4, 1], features: { dtype: 'uint8', scale: 1 / 255 }, target: { kind: 'classes', numClasses: 3, dtype: 'uint8' } }, trainableSpecs: trainableSpecs(model),
+  };
+  model.dispose();
+  let version = 0;
+  let leases = 0;
+  const applied = new Map<string, number>();
+  const pushes: GradientPush[] = [];
+  const events: string[] = [];
+  const lost = new Set(opts.loseAckOf ?? []);
+  let codecs: readonly string[] | undefined;
+  const link: CoordinatorLink = {
+    connected: true,
+    hello: async (req) => {
+      codecs = req.capabilities.codecs;
+      return { ok: true, workerId: 'w1', serverTime: Date.now() };
+    },
+    getJob: async () => ({ ok: true, job }),
+    requestLease: async (req): Promise<LeaseAck> => {
+      leases++;
+      events.push(`lease@v${version}`);
+      const send = req.cachedVersion !== version;
+      const w = opts.weights ?? 'f32';
+      const data = w === 'f32' ? weights.data.slice().buffer : encodeVector(w, weights.data, tensorSizes(weights.specs));
+      return {
+        ok: true,
+        lease: {
+          leaseId: `l${leases}`, jobId: 'j', epoch: 0, shardIndex: leases, baseVersion: version, deadlineAt: Date.now() + 10_000, numSamples: 8,
+          x: new Uint8Array(8 * 16).map((_, i) => (i * 37 + leases) % 256), y: new Uint8Array(8).map((_, i) => (i + leases) % 3),
+          ...(opts.gradients ? { gradientEncoding: opts.gradients, topkRatio: 0.2 } : {}),
+        },
+        weights: send ? { version, specs: weights.specs, data, ...(w !== 'f32' ? { encoding: w } : {}) } : null,
+      };
+    },
+    pushGradient: async (p): Promise<PushAck> => {
+      pushes.push(p);
+      // The coordinator applies synchronously on arrival (as the real one does), whatever happens to the ack.
+      const first = !applied.has(p.leaseId);
+      if (first) {
+        version++;
+        applied.set(p.leaseId, version);
+        events.push(`push ${p.leaseId}`);
+      }
+      if (opts.ackDelayMs) await new Promise((r) => setTimeout(r, opts.ackDelayMs));
+      if (first && lost.has(p.leaseId)) throw new Error('operation has timed out');
+      return { ok: true, status: first ? 'applied' : 'duplicate', version: applied.get(p.leaseId)!, staleness: 0, scale: 1 };
+    },
+    releaseLease: async () => ({ ok: true }),
+    refuseJob: async () => ({ ok: true }),
+    onConnect: () => {},
+    onDisconnect: () => {},
+    onJobUpdate: () => {},
+    close: () => {},
+  };
+  return { link, pushes, applied, events, job, codecs: () => codecs };
+}
+
+test('pipelined: 60 leases applied exactly once with two lost acks; no tensor leak', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ loseAckOf: new Set(['l7', 'l31']), ackDelayMs: 2 });
+  const opts = { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, pipeline: true, minBackoffMs: 1, maxBackoffMs: 5 } as const;
+  await new WorkerLoop(fc.link, { ...opts, maxLeases: 5 }).run(); // warm-up: model built, kernels ready
+  const before = tf.memory().numTensors;
+  const fc2 = await fakeCoordinator({ loseAckOf: new Set(['l7', 'l31']), ackDelayMs: 2 });
+  const loop = new WorkerLoop(fc2.link, { ...opts, maxLeases: 60 });
+  await loop.run();
+  assert.equal(tf.memory().numTensors, before, 'tensors leaked');
+  // Every lease handed out was pushed and applied once; the two whose ack was lost were sent again.
+  const granted = fc2.events.filter((e) => e.startsWith('lease')).length;
+  assert.equal(fc2.applied.size, 60);
+  assert.ok(granted <= 61, `${granted} leases granted for 60 pushes`);
+  const byLease = new Map<string, number>();
+  for (const p of fc2.pushes) byLease.set(p.leaseId, (byLease.get(p.leaseId) ?? 0) + 1);
+  assert.equal(byLease.get('l7'), 2);
+  assert.equal(byLease.get('l31'), 2);
+  assert.equal([...byLease.values()].filter((n) => n === 1).length, 58);
+  assert.equal(loop.stats.shardsDone, 60);
+  assert.equal(loop.stats.accepted, 60);
+});
+
+test('pipelined: the next lease is asked for behind the push, so it carries the version that includes it', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ ackDelayMs: 20 });
+  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, pipeline: true, maxLeases: 10 });
+  await loop.run();
+  // lease@v0, push l1, lease@v1, push l2, lease@v2 ...: each lease after the push before it.
+  const seq = fc.events.slice(0, 8);
+  assert.deepEqual(seq, ['lease@v0', 'push l1', 'lease@v1', 'push l2', 'lease@v2', 'push l3', 'lease@v3', 'push l4']);
+});
+
+test('negotiated encodings: int8 weights decoded, top-k gradients with error feedback pushed', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ weights: 'int8', gradients: 'topk' });
+  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 6 });
+  await loop.run();
+  assert.deepEqual(fc.codecs(), ['f32', 'f16', 'int8', 'topk']);
+  const sizes = tensorSizes(fc.job.trainableSpecs);
+  const n = sizes.reduce((a, b) => a + b, 0);
+  const k = Math.ceil(n * 0.2);
+  for (const p of fc.pushes) {
+    assert.equal(p.encoding, 'topk');
+    const bytes = p.data as Uint8Array;
+    assert.equal(bytes.byteLength, 4 + k * 4 + ((k * 2 + 3) & ~3));
+    const d = decodeVector('topk', bytes, sizes);
+    assert.ok(d.ok);
+    assert.equal(d.values.filter((v) => v !== 0).length <= k, true);
+  }
+  // Error feedback: a coordinate left out of one push shows up in a later one.
+  const sent = fc.pushes.map((p) => { const d = decodeVector('topk', p.data as Uint8Array, sizes); return d.ok ? d.values : new Float32Array(n); });
+  const everSent = new Set<number>();
+  for (const v of sent) v.forEach((x, i) => x !== 0 && everSent.add(i));
+  assert.ok(everSent.size > k, `only ${everSent.size} distinct coordinates in ${sent.length} pushes of ${k}`);
+  // A worker announcing f32 only is what an older worker looks like.
+  const fc2 = await fakeCoordinator();
+  await new WorkerLoop(fc2.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 1, codecs: ['f32'] }).run();
+  assert.deepEqual(fc2.codecs(), ['f32']);
+  assert.equal(fc2.pushes[0]!.encoding, undefined);
+});
