@@ -9,6 +9,7 @@ import { Server } from 'socket.io';
 import { io as connect } from 'socket.io-client';
 import { Redis } from 'ioredis';
 import { Relay, type VirtualSocket } from './relay.ts';
+import { encodeVector } from '../../shared/codec/compression.ts';
 import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
 
 const skip = redisMissing();
@@ -78,6 +79,73 @@ test('relay: forwarding, session replay after an owner change, weights from the 
   relays[0]!.leaderChanged();
   assert.equal((await ask('lease:request', { cachedVersion: 7 })).ok, true);
   assert.deepEqual(seen, ['B:hello', 'B:job', 'B:lease(null)', 'B:lease(7)', 'A:hello', 'A:job', 'A:lease(7)']);
+
+  client.close();
+  for (const s of servers) s.close();
+  for (const c of conns) c.disconnect();
+});
+
+test('relay: int8 weight deltas are applied to the gateway cache, never served as whole weights; the client address reaches the owner', { skip, timeout: 20_000 }, async () => {
+  const conns: Redis[] = [];
+  const conn = (): Redis => {
+    const r = new Redis(redis!.url);
+    conns.push(r);
+    return r;
+  };
+  const servers: Server[] = [];
+  const relays: Relay[] = [];
+  for (const id of ['A', 'B']) {
+    const http = createServer();
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+    const io = new Server(http);
+    // What the door does on every real socket (server/security/door.ts).
+    io.use((s, next) => {
+      s.data.address = '127.0.0.1';
+      next();
+    });
+    servers.push(io);
+    const relay = new Relay({ processId: id, prefix: 'rd', pub: conn(), sub: conn(), leader: () => 'B', timeoutMs: 2000 });
+    await relay.start(io);
+    relays.push(relay);
+  }
+  const specs = [{ name: 'w', shape: [2], dtype: 'float32' as const }];
+  const whole7 = { version: 7, specs, data: new Uint8Array(new Float32Array([1, 2]).buffer) };
+  // The owner's delta from v7 to v8 (+0.5, -0.5), as server/aggregation/wire.ts encodes it.
+  const delta78 = { version: 8, specs, data: encodeVector('int8', new Float32Array([0.5, -0.5]), [2]), encoding: 'int8' as const, deltaFrom: 7 };
+  let version = 7;
+  const addresses: unknown[] = [];
+  relays[1]!.setConnectionHandler('/', (s: VirtualSocket) => {
+    addresses.push(s.data.address);
+    s.on('worker:hello', (_raw: unknown, ack: unknown) => (ack as (r: unknown) => void)({ ok: true, workerId: 'w1', serverTime: 0 }));
+    s.on('lease:request', (raw: unknown, ack: unknown) => {
+      const cached = (raw as { cachedVersion: number | null }).cachedVersion;
+      const weights = cached === version ? null : version === 7 ? whole7 : cached === 7 ? delta78 : null;
+      (ack as (r: unknown) => void)({ ok: true, lease: { leaseId: `l${Math.random()}`, jobId: 'j', baseVersion: version }, weights });
+    });
+  });
+  const port = ((servers[0]!.httpServer as unknown as { address(): AddressInfo }).address()).port;
+  const client = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
+  type Ack = { ok: boolean; weights?: { version: number; data: Uint8Array; deltaFrom?: number } | null };
+  const ask = (ev: string, body: unknown): Promise<Ack> => client.timeout(3000).emitWithAck(ev as never, body as never) as never;
+
+  assert.equal((await ask('worker:hello', { protocol: 1 })).ok, true);
+  assert.deepEqual(addresses, ['127.0.0.1'], 'the owner sees the client address the gateway door saw');
+  assert.equal((await ask('lease:request', { cachedVersion: null })).weights?.version, 7);
+  version = 8;
+  // A worker holding v7 gets the owner's delta from v7 as it is: it applies it itself.
+  const own = await ask('lease:request', { cachedVersion: 7 });
+  assert.equal(own.weights?.deltaFrom, 7);
+  // A worker holding nothing: the gateway claims its cached v7, gets the delta and serves whole v8.
+  const fresh = await ask('lease:request', { cachedVersion: null });
+  assert.equal(fresh.weights?.version, 8);
+  assert.equal(fresh.weights?.deltaFrom, undefined, 'never a delta to a worker that does not hold its base');
+  const got = new Float32Array(new Uint8Array(fresh.weights!.data).slice().buffer);
+  assert.ok(Math.abs(got[0]! - 1.5) < 0.01 && Math.abs(got[1]! - 1.5) < 0.01, `v8 = v7 + delta (${[...got]})`);
+  // ...and from then on the cache holds whole v8.
+  const again = await ask('lease:request', { cachedVersion: null });
+  assert.equal(again.weights?.version, 8);
+  assert.equal(again.weights?.deltaFrom, undefined);
+  assert.equal(relays[0]!.stats.weightsFromCache, 1);
 
   client.close();
   for (const s of servers) s.close();

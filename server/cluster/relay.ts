@@ -20,6 +20,8 @@ import type { Server as IoServer, Socket } from 'socket.io';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { LeaseAck, LeaseRequest, WeightsPayload } from '../../shared/protocol/messages.ts';
 import type { SocketData } from '../transport/socket-handlers.ts';
+import { decodeVector, tensorSizes } from '../../shared/codec/compression.ts';
+import { toBytes } from '../../shared/codec/tensor-codec.ts';
 
 /** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
 export type Nsp = '/' | '/admin';
@@ -32,7 +34,7 @@ export const RELAYED: Record<Nsp, readonly string[]> = {
 const OPENS: Record<Nsp, string> = { '/': 'worker:hello', '/admin': '$connect' };
 
 type Rpc =
-  | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown }
+  | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown; addr?: string | undefined }
   | { kind: 'bye'; gw: string; nsp: Nsp; sid: string };
 interface Session {
   readonly socket: Socket;
@@ -58,6 +60,9 @@ export interface RelayOptions {
   readonly timeoutMs?: number | undefined;
   readonly log?: ((m: string) => void) | undefined;
 }
+
+/** Int8 deltas the gateway cache may be rebuilt through before whole weights again (as a worker: worker-loop.ts). */
+const MAX_DELTA_CHAIN = 16;
 
 const transient = (message: string) => ({ ok: false, code: ErrorCode.Internal, message, retryAfterMs: 500 });
 
@@ -101,6 +106,8 @@ export class Relay {
   private readonly real = new Map<string, Session>();
   /** Gateway side: the newest weights seen per job; a worker's lease at that version is served from here. */
   private readonly weights = new Map<string, WeightsPayload>();
+  /** Gateway side: how many int8 deltas each cached entry was rebuilt through since whole weights came. */
+  private readonly deltaChain = new Map<string, number>();
   /** Leases whose weights came from this process's cache / crossed Redis from the owner. */
   readonly stats = { weightsFromCache: 0, weightsRelayed: 0 };
   /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
@@ -179,20 +186,40 @@ export class Relay {
    * A lease request, answered with this process's cached weights where they are current: the owner
    * is told the worker holds the cached version, so it sends weights only when a newer version
    * exists (each version crosses Redis about once per process, not once per lease).
+   *
+   * The owner may answer with an int8 delta (`deltaFrom`, server/aggregation/wire.ts) against the
+   * version the request named. The cache only ever holds whole weights: a delta against the
+   * worker's own version passes through untouched (the worker applies it), and a delta against the
+   * substituted (cached) version is applied here, to the cached weights, exactly as a worker would.
+   * Serving a delta as if it were whole weights made every worker refuse it, hand the lease back
+   * and ask again, forever (no shard got done).
    */
   private async leaseViaCache(entry: Session, sid: string, raw: unknown): Promise<unknown> {
     const req = raw as Partial<LeaseRequest> | null;
     const jobId = (typeof req?.jobId === 'string' ? req.jobId : undefined) ?? entry.jobId;
     const cached = jobId ? this.weights.get(jobId) : undefined;
-    const substitute = cached !== undefined && req !== null && typeof req === 'object' && req.cachedVersion !== cached.version;
+    const held = req !== null && typeof req === 'object' && typeof req.cachedVersion === 'number' ? req.cachedVersion : null;
+    // Only for a worker holding an older version (or none): one holding the cached one or newer asks as it is.
+    const substitute = cached !== undefined && req !== null && typeof req === 'object' && (held === null || held < cached.version);
     const res = (await this.forward('/', sid, 'lease:request', substitute ? { ...req, cachedVersion: cached.version } : raw)) as LeaseAck;
     if (!res || typeof res !== 'object' || !res.ok) return res;
     entry.jobId = res.lease.jobId;
     if (res.weights) {
       this.stats.weightsRelayed++;
+      if (res.weights.deltaFrom !== undefined && !substitute) return res; // against the worker's own version
+      const whole = res.weights.deltaFrom === undefined ? res.weights : substitute && res.lease.jobId === jobId ? this.applyDelta(res.lease.jobId, cached, res.weights) : null;
+      if (!whole) {
+        // Not usable by this worker (another job's delta, or one that does not fit): ask again without the cache.
+        if (jobId) this.weights.delete(jobId);
+        void this.forward('/', sid, 'lease:release', { leaseId: res.lease.leaseId });
+        return transient('the weights changed while leasing; retry');
+      }
       const prev = this.weights.get(res.lease.jobId);
-      if (!prev || prev.version <= res.weights.version) this.weights.set(res.lease.jobId, res.weights);
-      return res;
+      if (!prev || prev.version <= whole.version) {
+        this.weights.set(res.lease.jobId, whole);
+        if (whole === res.weights) this.deltaChain.set(res.lease.jobId, 0);
+      }
+      return whole === res.weights ? res : { ...res, weights: whole };
     }
     if (!substitute) return res; // the worker holds this version itself
     if (res.lease.jobId === jobId && res.lease.baseVersion === cached.version) {
@@ -202,6 +229,24 @@ export class Relay {
     // Granted on another job than the cache was for: hand the lease back, let the worker ask again.
     void this.forward('/', sid, 'lease:release', { leaseId: res.lease.leaseId });
     return transient('the job changed while leasing; retry');
+  }
+
+  /**
+   * Whole float32 weights: the cached whole `base` plus an int8 `delta` from its version, or null
+   * when they do not fit. Rounding adds up like a worker's chain of deltas, so after
+   * MAX_DELTA_CHAIN of them the entry is dropped and whole weights are fetched again.
+   */
+  private applyDelta(jobId: string, base: WeightsPayload, delta: WeightsPayload): WeightsPayload | null {
+    const chain = (this.deltaChain.get(jobId) ?? 0) + 1;
+    if (delta.deltaFrom !== base.version || chain > MAX_DELTA_CHAIN) return null;
+    const sizes = tensorSizes(delta.specs);
+    const from = decodeVector(base.encoding ?? 'f32', toBytes(base.data), sizes);
+    const diff = decodeVector('int8', toBytes(delta.data), sizes);
+    if (!from.ok || !diff.ok || from.values.length !== diff.values.length) return null;
+    const sum = Float32Array.from(from.values);
+    for (let i = 0; i < sum.length; i++) sum[i]! += diff.values[i]!;
+    this.deltaChain.set(jobId, chain);
+    return { version: delta.version, specs: delta.specs, data: new Uint8Array(sum.buffer) };
   }
 
   private async forward(nsp: Nsp, sid: string, ev: string, raw: unknown, replayed = false): Promise<unknown> {
@@ -227,7 +272,9 @@ export class Relay {
         resolve({ res: transient('the coordinator owning this job did not answer; retry') });
       }, this.timeoutMs);
       this.pending.set(seq, { leader, timer, done: (res, noSession) => resolve({ res, noSession }) });
-      this.send(leader, { kind: 'req', gw: this.o.processId, nsp, sid, seq, ev, raw });
+      // The client's address as the door saw it: the owner's guard counts the worker under it.
+      const addr = this.real.get(`${nsp}${sid}`)?.socket.data.address;
+      this.send(leader, { kind: 'req', gw: this.o.processId, nsp, sid, seq, ev, raw, addr: typeof addr === 'string' ? addr : undefined });
     });
   }
 
@@ -274,6 +321,9 @@ export class Relay {
     if (!v) {
       if (m.ev !== OPENS[m.nsp]) return reply(null, true);
       v = new VirtualSocket(key, m.nsp, m.sid, (c) => this.ctlTo(m.gw, c));
+      // The door ran on the gateway, on the real socket: its client address (FLOCK_TRUST_PROXY applied)
+      // is what the guard, spot checks and poison-shard counting see here, not 'unknown' for everyone.
+      if (m.addr !== undefined) v.data.address = m.addr;
       sockets.set(key, v);
       onConnection(v);
     }

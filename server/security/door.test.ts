@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { io as ioClient } from 'socket.io-client';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
+import { aggregationFor } from '../aggregation/aggregation-config.ts';
 import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
@@ -32,7 +33,9 @@ before(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'flock-door-'));
   c = await startCoordinator({
     port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'none'), demo: 'mnist-mlp',
-    demoOverrides: { batchSize: 64, stop: { maxEpochs: 1000, targetAccuracy: null }, evalEveryVersions: 1_000_000 },
+    // Plain async aggregation: the lease-allowance test reads 'applied' and one version per push
+    // (the demos' default, buffered x6, would answer 'buffered' and step every 6th push).
+    demoOverrides: { batchSize: 64, stop: { maxEpochs: 1000, targetAccuracy: null }, evalEveryVersions: 1_000_000, aggregation: aggregationFor({ mode: 'async' }) },
     log: { info() {}, warn() {} }, dataset,
     door: { trustProxy: { kind: 'loopback' }, maxConnectionsPerIp: 8, eventsPerSecPerSocket: 100, rareEventsPer10s: 1_000_000, connectsPerMinutePerIp: 1_000_000 },
   });

@@ -119,7 +119,9 @@ export async function auditLog(redisUrl: string, jobId: string, acked: Map<strin
   const store = await RedisStateStore.open(redisUrl);
   try {
     const rows = store.updatesAfter(jobId, 0);
-    const byLease = new Map(rows.map((r) => [r.leaseId, r.version]));
+    // An ack names the step its gradient joins (`step`; equal to the log position `version` for async
+    // jobs, shared by bufferSize records with the default buffered aggregation).
+    const byLease = new Map(rows.map((r) => [r.leaseId, r.step ?? r.version]));
     let lost = 0;
     let wrongVersion = 0;
     for (const [lease, v] of acked) {
