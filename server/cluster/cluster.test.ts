@@ -21,7 +21,10 @@ before(async () => {
   if (skip) return;
   await initNodeBackend('wasm');
 });
+// Whatever a failed test left running (processes, connections) is stopped here, so the file ends.
+const leftovers: (() => unknown)[] = [];
 after(async () => {
+  for (const stop of leftovers.splice(0)) await Promise.resolve().then(stop).catch(() => undefined);
   await redis?.stop();
 });
 
@@ -33,6 +36,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   const workers = startWorkers(procs.map((p) => p.url), 6);
   const t0 = Date.now();
   const probe = await RedisStateStore.open(redis.url);
+  leftovers.push(() => Promise.all(procs.map((p) => p.stop('SIGKILL'))), () => workers.stop(), () => probe.close());
   try {
     // Until the job has evaluated its final model (status finished, a metric at the last version).
     for (;;) {
@@ -85,6 +89,7 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   const r = new Redis(redis.url);
   const takeovers: number[] = [];
   const supervisor = supervise(procs, env);
+  leftovers.push(() => supervisor.stop(), () => Promise.all(procs.map((p) => p.stop('SIGKILL'))), () => workers.stop(), () => r.disconnect());
   try {
     for (let k = 0; k < 3; k++) {
       // Counted in acknowledged gradients: with buffered aggregation (the default) an ack names the
