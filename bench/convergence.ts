@@ -94,6 +94,15 @@ async function runOne(mode: (typeof MODES)[number], n: number): Promise<Result> 
         }
         w.lease = ack.lease;
       }
+      if (workers.every((w) => !w.lease)) {
+        // No work to hand out: the last epoch is done (or the job is finishing). Let its final
+        // evaluation run; without a lease nothing else will change.
+        await rt.settle();
+        await rt.evaluateNow();
+        accuracy = rt.metricHistory().evaluations.at(-1)?.testAccuracy ?? 0;
+        reached = accuracy >= TARGET;
+        break;
+      }
       for (const w of workers) {
         const l = w.lease;
         if (!l) continue;
