@@ -12,6 +12,7 @@ import { loadMnist, sliceDataset, type Dataset } from './data/dataset.ts';
 import { startNodeWorker, type NodeWorker } from '../shared/training/node-worker.ts';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
 import type { GradientPush, LeaseAck } from '../shared/protocol/messages.ts';
+import { aggregationFor } from './aggregation/aggregation-config.ts';
 
 const silent = { info() {}, warn() {} };
 let dataset: Dataset;
@@ -35,7 +36,8 @@ async function coordinator(compression?: { weights: 'f32' | 'f16' | 'int8'; grad
   dirs.push(dataDir);
   const c = await startCoordinator({
     port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'none'), demo: 'mnist-mlp', store: 'memory', log: silent, dataset,
-    demoOverrides: { stop: { maxEpochs: 5, targetAccuracy: null }, batchSize: 64, evalEveryVersions: 1000, ...(compression ? { compression } : {}) },
+    // Plain async: one push, one applied update (the counts below); the wire is what this file tests.
+    demoOverrides: { stop: { maxEpochs: 5, targetAccuracy: null }, batchSize: 64, evalEveryVersions: 1000, aggregation: aggregationFor({ mode: 'async' }), ...(compression ? { compression } : {}) },
     metricsPort,
   });
   coordinators.push(c);
@@ -72,14 +74,15 @@ test('compression is negotiated per worker and every encoding lands in the same 
   await Promise.all([modern.done, old.done]);
   const n = job.descriptor().trainableSpecs.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   const k = Math.ceil(n * 0.01);
-  const mine = seen.filter((s) => s.worker === 'modern-worker-1');
-  const theirs = seen.filter((s) => s.worker === 'old-worker-1');
+  // The coordinator issues worker ids (server/security/credentials.ts): match on the ids it gave.
+  const mine = seen.filter((s) => s.worker === modern.loop.workerId);
+  const theirs = seen.filter((s) => s.worker === old.loop.workerId);
   assert.equal(mine.length, 12);
   assert.equal(theirs.length, 12);
   assert.ok(mine.every((s) => s.encoding === 'topk' && s.bytes === 4 + k * 6), `top-k pushes of ${k} values: ${JSON.stringify(mine[0])}`);
   assert.ok(theirs.every((s) => s.encoding === undefined && s.bytes === n * 4));
-  assert.ok(leases.filter((l) => l.worker === 'modern-worker-1').every((l) => l.gradients === 'topk' && (l.weights === undefined || l.weights === 'int8')));
-  assert.ok(leases.filter((l) => l.worker === 'old-worker-1').every((l) => l.gradients === undefined && l.weights === undefined));
+  assert.ok(leases.filter((l) => l.worker === modern.loop.workerId).every((l) => l.gradients === 'topk' && (l.weights === undefined || l.weights === 'int8')));
+  assert.ok(leases.filter((l) => l.worker === old.loop.workerId).every((l) => l.gradients === undefined && l.weights === undefined));
   const s = job.summary();
   assert.equal(s.updates.applied, 24, JSON.stringify(s.updates));
   assert.equal(modern.loop.stats.accepted, 12);

@@ -188,7 +188,10 @@ export class SpotChecker {
     const h = this.held.get(push.leaseId);
     if (!h) return;
     this.held.delete(push.leaseId);
-    if (!ack.ok || ack.status !== 'applied') return;
+    // Accepted, applied now or held in a buffer for the next step (buffered aggregation); not a duplicate.
+    if (!ack.ok || ack.status === 'duplicate') return;
+    // Compressed gradients (top-k, int8...) are not compared: the tolerances are for float32 results.
+    if (push.encoding !== undefined && push.encoding !== 'f32') return;
     this.expire();
     const backend = this.backends.get(workerId) ?? 'unknown';
     const grad = floats(push.data);
