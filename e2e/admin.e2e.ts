@@ -13,6 +13,7 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import * as tf from '@tensorflow/tfjs';
 import { startCoordinatorProcess, type CoordinatorProcess } from './coordinator-process.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
+import { DEMOS } from '../server/jobs/demos.ts';
 import type { JobView } from '../shared/protocol/admin.ts';
 
 const TOKEN = 'e2e-admin-token-3f9a';
@@ -110,7 +111,7 @@ test('admin: sign in, create, watch two tabs, pause/resume, retune, download, 1,
 
     // ---- create a job from the demo with edited settings -------------------------------------
     await admin.click('#new-job');
-    await expect(admin.locator('#c-demo option')).toHaveCount(2);
+    await expect(admin.locator('#c-demo option')).toHaveCount(DEMOS.length);
     await admin.selectOption('#c-demo', 'mnist-mlp');
     await admin.fill('#c-name', 'E2E MNIST MLP');
     await admin.fill('#c-lr', '0.003');
