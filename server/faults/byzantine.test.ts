@@ -15,7 +15,7 @@ import type { Dataset } from '../data/dataset.ts';
 
 const TRAIN = Number(process.env.FLOCK_BYZ_TRAIN ?? 9_600);
 const TEST = 2_000;
-const EPOCHS = Number(process.env.FLOCK_BYZ_EPOCHS ?? 3);
+const EPOCHS = Number(process.env.FLOCK_BYZ_EPOCHS ?? 5);
 const HONEST = 4;
 const NORM_BOUND = 1000;
 const OVERRIDES = { batchSize: 64, stop: { maxEpochs: EPOCHS, targetAccuracy: null }, evalEveryVersions: 100_000, leaseTimeoutMs: 10_000, maxGradNorm: NORM_BOUND };
