@@ -5,8 +5,8 @@
 // still ask for many new ids: rules that count workers also count distinct addresses.
 
 import { createHmac, randomBytes, timingSafeEqual, randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { keptSecret } from '../storage/kept-secret.ts';
 
 export const WORKER_SECRET_FILE = 'worker-secret';
 /** Credential text: `v1.<issuedAt base36>.<mac base64url>`; at most 128 characters on the wire. */
@@ -44,32 +44,7 @@ export class WorkerCredentials {
 
 /** The secret kept in `<dataDir>/worker-secret`, created once (0600); deleting it voids every credential. */
 export function workerSecretFor(dataDir: string): Buffer {
-  const file = path.join(dataDir, WORKER_SECRET_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const kept = readFileSync(file, 'utf8').trim();
-      if (kept.length >= 32) {
-        chmodSync(file, 0o600);
-        return Buffer.from(kept, 'base64url');
-      }
-      unlinkSync(file); // empty or truncated: a new secret (earlier credentials no longer verify)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    const secret = randomBytes(32);
-    let fd: number;
-    try {
-      fd = openSync(file, 'wx', 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw err;
-    }
-    try {
-      writeSync(fd, secret.toString('base64url') + '\n');
-    } finally {
-      closeSync(fd);
-    }
-    return secret;
-  }
-  throw new Error(`cannot read or create ${file}`);
+  // Under 32 characters: empty or truncated; a new secret (earlier credentials no longer verify).
+  const s = keptSecret(path.join(dataDir, WORKER_SECRET_FILE), () => randomBytes(32).toString('base64url'), (t) => t.length >= 32);
+  return Buffer.from(s.text, 'base64url');
 }

@@ -12,20 +12,12 @@ import type { WorkerId } from '../leases/lease-manager.ts';
 import { compareGradients } from './compare.ts';
 import { checkProbability, SpotChecker } from './spot-checker.ts';
 import { toleranceFor } from './tolerances.ts';
+import { mulberry32 } from '../data/sharder.ts';
 
 const DIM = 2000;
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG. */
+const rng = mulberry32;
 const normal = (r: () => number): number => Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
 
 /** The true gradient of a shard (what every honest worker computes, up to float noise). */
