@@ -51,15 +51,20 @@ export function stallingWorker(url: string, onStall?: (lease: LeasePayload) => v
 }
 
 /** A worker `factor` times slower than its compute: it waits (factor - 1) x compute before each push. */
-export function slowWorker(url: string, factor: number): Promise<NodeWorker> {
-  let started = Date.now();
-  return startNodeWorker(url, {
+export async function slowWorker(url: string, factor: number): Promise<NodeWorker> {
+  // The lease's own compute time (the loop's counter), not wall time since the last push: a paused
+  // straggler must not come back holding its next lease for (factor - 1) x the pause.
+  let counted = 0;
+  let worker: NodeWorker | null = null;
+  worker = await startNodeWorker(url, {
     beforePush: async () => {
-      const spent = Date.now() - started;
+      const total = worker?.loop.stats.computeMs ?? 0;
+      const spent = total - counted;
+      counted = total;
       await sleep(spent * (factor - 1));
-      started = Date.now();
     },
   });
+  return worker;
 }
 
 export async function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
