@@ -7,7 +7,7 @@ import path from 'node:path';
 import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
-import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
+import { runNodeWorker, startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
 import type { LeasePayload } from '../../shared/protocol/messages.ts';
 import { io } from 'socket.io-client';
 import { SocketLink, type FlockSocket } from '../../shared/training/link.ts';
@@ -92,20 +92,5 @@ export async function attackingWorker(url: string, attack: Attack): Promise<Node
     return push({ ...req, data: attack(honest).buffer as ArrayBuffer });
   };
   const loop = new WorkerLoop(link, { clock: systemClock, capabilities: { backend: backend === 'wasm' ? 'wasm' : 'cpu', runtime: 'node', hardwareConcurrency: 1 } });
-  const done = loop.run();
-  return {
-    loop,
-    socket,
-    done,
-    sent: () => sent,
-    async stop() {
-      await loop.stop();
-      await done;
-      socket.close();
-    },
-    kill() {
-      socket.disconnect();
-      void loop.stop();
-    },
-  };
+  return { ...runNodeWorker(loop, socket), sent: () => sent };
 }

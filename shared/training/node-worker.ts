@@ -29,6 +29,11 @@ export async function startNodeWorker(
     clock: opts.clock ?? systemClock,
     capabilities: { backend: backend === 'wasm' ? 'wasm' : 'cpu', runtime: 'node', hardwareConcurrency: 1 },
   });
+  return runNodeWorker(loop, socket);
+}
+
+/** Runs `loop` over `socket` and gives the handle to stop it or drop it (also for test fixtures' own links). */
+export function runNodeWorker(loop: WorkerLoop, socket: FlockSocket): NodeWorker {
   const done = loop.run();
   return {
     loop,
