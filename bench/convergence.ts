@@ -43,6 +43,8 @@ const MODES: { name: string; aggregation: AggregationConfig }[] = [
   { name: 'buffered-mean', aggregation: aggregationFor({ mode: 'buffered', rule: 'mean' }) },
   { name: 'buffered-default', aggregation: aggregationFor({ mode: 'buffered' }) },
   { name: 'local', aggregation: aggregationFor({ mode: 'local' }) },
+  // --custom '[{"name":"b4-lr2","aggregation":{"mode":"buffered","bufferSize":4,"learningRateScale":2}}]': extra rows (tuning).
+  ...(JSON.parse(arg('custom') ?? '[]') as { name: string; aggregation: Record<string, unknown> & { mode: 'async' | 'buffered' | 'local' } }[]).map((c) => ({ name: c.name, aggregation: aggregationFor(c.aggregation) })),
 ].filter((m) => !arg('modes') || arg('modes')!.split(',').includes(m.name));
 
 interface Result {
@@ -160,7 +162,7 @@ function save(): void {
     runs: results.map(rel),
   };
   mkdirSync(path.join('bench', 'results'), { recursive: true });
-  writeFileSync(path.join('bench', 'results', 'convergence.json'), JSON.stringify(out, null, 2) + '\n');
+  writeFileSync(path.join('bench', 'results', `${arg('out') ?? 'convergence'}.json`), JSON.stringify(out, null, 2) + '\n');
 }
 for (const m of MODES) {
   for (const n of WORKERS) {

@@ -83,9 +83,10 @@ export class Aggregator {
     return judgeStaleness(policy, this.versionNow, baseVersion);
   }
 
-  /** The learning rate a step applies with: the outer one in `local` mode, else the job's. */
+  /** The learning rate a step applies with: the outer one in `local` mode, the job's x learningRateScale in `buffered`. */
   stepLearningRate(jobLr: number): number {
-    return this.cfg.mode === 'local' ? this.cfg.outerLearningRate : jobLr;
+    if (this.cfg.mode === 'local') return this.cfg.outerLearningRate;
+    return this.cfg.mode === 'buffered' ? jobLr * (this.cfg.learningRateScale ?? 1) : jobLr;
   }
 
   /**
