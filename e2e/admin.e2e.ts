@@ -1,5 +1,5 @@
 // Journey: an admin is refused without the token (HTTP, socket, page), signs in from the printed
-// URL, creates a job from the demo, watches the charts and workers table fill as two volunteer
+// URL, creates a job from the demo (aggregation switched from the robust default to local steps), watches the charts and workers table fill as two volunteer
 // tabs join, pauses (no more leases; tabs show "paused by admin"), resumes, retunes the job,
 // downloads the model and loads it with tf.loadLayersModel, scales the workers table to 1,000
 // rows, cancels with confirmation, and sees "data may be stale" across a coordinator restart.
@@ -119,13 +119,28 @@ test('admin: sign in, create, watch two tabs, pause/resume, retune, download, 1,
     await admin.fill('#c-stale', '24');
     await admin.fill('#c-epochs', '30');
     await admin.fill('#c-target', '');
+    // Aggregation: the robust default is preselected, with its one-line explanation; `local` swaps
+    // the rule and buffer fields for the local steps.
+    await expect(admin.locator('#c-agg-mode')).toHaveValue('buffered');
+    await expect(admin.locator('#c-agg-rule')).toHaveValue('centered-clip');
+    await expect(admin.locator('#c-agg-k')).toHaveValue('6');
+    await expect(admin.locator('#c-agg-help')).toContainText('K gradients make one step');
+    await expect(admin.locator('#c-agg-h')).toBeHidden();
     await admin.screenshot({ path: `${ART}/admin-create.png` });
+    await admin.selectOption('#c-agg-mode', 'local');
+    await expect(admin.locator('#c-agg-help')).toContainText('H steps on the volunteer');
+    await expect(admin.locator('#c-agg-rule')).toBeHidden();
+    await expect(admin.locator('#c-agg-k')).toBeHidden();
+    await admin.fill('#c-agg-h', '2');
+    await admin.screenshot({ path: `${ART}/admin-create-local.png` });
     await admin.click('#create button[type=submit]');
     await expect(admin).toHaveURL(/#\/job\/mnist-mlp$/);
     await expect(admin.locator('#j-name')).toHaveText('E2E MNIST MLP');
     await expect(admin.locator('#j-status')).toHaveText('running');
     const created = await adminGet<JobView>(url, '/api/jobs/mnist-mlp/view');
     expect(created).toMatchObject({ learningRate: 0.003, batchSize: 128, maxStaleness: 24, maxEpochs: 30, targetAccuracy: null });
+    expect(created.aggregation).toMatchObject({ mode: 'local', localSteps: 2, bufferSize: 2, rule: 'centered-clip' });
+    await expect(admin.locator('#j-desc')).toContainText('aggregation: local 2 steps, x2, centered-clip');
 
     // ---- two volunteer tabs join: the workers table and the accuracy chart fill ----------------
     const vctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
@@ -305,11 +320,14 @@ test('admin: sign in, create, watch two tabs, pause/resume, retune, download, 1,
     await expect(admin.locator('#j-status')).toHaveText('cancelled');
     for (const t of tabs) await expect.poll(() => volunteerState(t), { timeout: 15_000 }).toBe('finished');
     await expect(tabs[1]!.locator('#notices')).toContainText('cancelled by its admin');
+    // Cancel flushes the buffer: every acknowledged update is in the weights kept.
+    expect((await adminGet<JobView>(url, '/api/jobs/mnist-mlp/view')).aggregation.buffered).toBe(0);
 
     // ---- the overview ------------------------------------------------------------------------------
     await admin.click('text=← All jobs');
     await expect(admin.locator('#jobs tbody tr')).toHaveCount(1);
     await expect(admin.locator('#jobs tbody tr')).toContainText('cancelled');
+    await expect(admin.locator('#jobs tbody tr')).toContainText('mnist-mlp · local 2 steps');
     await admin.screenshot({ path: `${ART}/admin-overview.png` });
 
     // ---- coordinator restart: stale marker, then catch-up ----------------------------------------

@@ -20,9 +20,19 @@ interface JobJson {
   status: string;
   version: number;
   workers: number;
+  batchSize: number;
   metrics: { testAccuracy: number | null; testLoss: number | null };
   lastCheckpointVersion: number | null;
+  aggregation: { mode: string; bufferSize: number; localSteps: number | null };
 }
+
+/**
+ * Examples in one version: bufferSize leases (1 in async mode) of batchSize examples, each lease
+ * localSteps minibatches in local mode. Thresholds count examples, so they hold in every mode.
+ */
+const examplesPerVersion = (j: JobJson): number => j.aggregation.bufferSize * j.batchSize * (j.aggregation.localSteps ?? 1);
+/** The crash comes once a checkpoint covers this many examples (200 leases of 128, a third of an epoch). */
+const KILL_AFTER_EXAMPLES = 25_600;
 
 const TOKEN = 'e2e-admin-token';
 
@@ -61,13 +71,15 @@ test('two tabs train the MLP to 95% through a coordinator crash, and the model l
     await expect.poll(async () => (await pageStats(wasmTab)).backend).toBe('wasm');
     await expect.poll(async () => (await job(coord.url)).workers, { timeout: 60_000 }).toBe(2);
 
-    // Train until a checkpoint past v100 is on disk, then kill the coordinator without warning.
-    await expect.poll(async () => (await job(coord.url)).lastCheckpointVersion ?? 0, { timeout: 120_000, intervals: [500] }).toBeGreaterThan(100);
+    // Train until a checkpoint covering a third of an epoch is on disk (v200 in async mode, v34 in the
+    // default buffered x6, v13 in local 8 steps x2), then kill the coordinator without warning.
+    await expect.poll(async () => { const j = await job(coord.url); return (j.lastCheckpointVersion ?? 0) * examplesPerVersion(j); }, { timeout: 120_000, intervals: [500] }).toBeGreaterThanOrEqual(KILL_AFTER_EXAMPLES);
     const before = await job(coord.url);
     expect(before.status).toBe('running');
     await coord.stop('SIGKILL');
     const onDisk = checkpointVersions(dataDir)[0]!;
-    expect(onDisk).toBeGreaterThan(100);
+    expect(onDisk * examplesPerVersion(before)).toBeGreaterThanOrEqual(KILL_AFTER_EXAMPLES);
+    console.log(`${before.aggregation.mode} x${before.aggregation.bufferSize}: killed at v${before.version}, checkpoint v${onDisk} (${onDisk * examplesPerVersion(before)} examples)`);
 
     coord = await startCoordinatorProcess({ ...env, PORT: String(coord.port) });
     const resumed = await job(coord.url);
@@ -84,6 +96,7 @@ test('two tabs train the MLP to 95% through a coordinator crash, and the model l
     const done = await job(coord.url);
     expect(done.metrics.testAccuracy!).toBeGreaterThanOrEqual(0.95);
     expect(done.version).toBeGreaterThan(onDisk);
+    console.log(`finished at v${done.version} (${done.version * examplesPerVersion(done)} examples) with ${done.metrics.testAccuracy} test accuracy`);
     const gpu = await pageStats(gpuTab);
     const wasm = await pageStats(wasmTab);
     expect(gpu.accepted).toBeGreaterThan(0);

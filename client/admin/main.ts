@@ -8,7 +8,7 @@ import { LiveLink, type LinkState } from './live.ts';
 import { JobCharts, reasonName } from './job-charts.ts';
 import { VirtualTable, type Column } from './virtual-table.ts';
 import { clock, dateTime, duration, int, num, pct } from '../common/format.ts';
-import type { DemoInfo, EvalPoint, JobDelta, JobSnapshot, JobView, JobsOverview, LossPoint, TelemetryPoint, WorkerRow } from '../../shared/protocol/admin.ts';
+import type { AggregationInput, AggregationMode, DemoInfo, EvalPoint, JobDelta, JobSnapshot, JobView, JobsOverview, LossPoint, TelemetryPoint, WorkerRow } from '../../shared/protocol/admin.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -225,6 +225,12 @@ function progressCell(j: JobView): HTMLTableCellElement {
   return c;
 }
 
+/** "buffered x6 centered-clip", "async", "local 8 steps": the jobs table's reminder of the mode. */
+function aggregationShort(a: JobView['aggregation']): string {
+  if (a.mode === 'async') return 'async';
+  return a.mode === 'buffered' ? `buffered x${a.bufferSize} ${a.rule}` : `local ${a.localSteps ?? '?'} steps`;
+}
+
 function renderOverview(): void {
   const body = $('jobs').querySelector('tbody')!;
   show('no-jobs', jobs.length === 0);
@@ -237,7 +243,8 @@ function renderOverview(): void {
       a.textContent = j.name;
       const id = document.createElement('div');
       id.className = 'muted small';
-      id.textContent = j.id;
+      id.textContent = `${j.id} · ${aggregationShort(j.aggregation)}`;
+      id.title = `aggregation: ${j.aggregation.text}`;
       name.append(a, id);
       const status = document.createElement('td');
       const b = document.createElement('span');
@@ -579,6 +586,44 @@ function fillDemo(name: string): void {
   $<HTMLInputElement>('c-epochs').value = String(d.settings.maxEpochs);
   $<HTMLInputElement>('c-target').value = d.settings.targetAccuracy == null ? '' : String(d.settings.targetAccuracy * 100);
   $('c-demo-desc').textContent = d.description;
+  $<HTMLSelectElement>('c-agg-mode').value = d.aggregation.mode;
+  $<HTMLSelectElement>('c-agg-rule').value = d.aggregation.rule;
+  $<HTMLInputElement>('c-agg-k').value = String(d.aggregation.bufferSize);
+  $<HTMLInputElement>('c-agg-h').value = String(d.aggregation.localSteps);
+  showAggregation();
+}
+
+/** One line per mode, as the README's "Aggregation modes" table puts it. */
+const AGGREGATION_HELP: Record<AggregationMode, string> = {
+  buffered: 'K gradients make one step; the robust rules clip each, so a minority of bad ones per buffer cannot wreck the model.',
+  async: 'Every gradient is one step: the fastest per sample, but one bad volunteer can wreck the model. Trusted fleets only.',
+  local: 'Each lease is H steps on the volunteer; 2 such updates make one outer Nesterov step: H times fewer messages.',
+};
+
+function aggregationMode(): AggregationMode {
+  const v = $<HTMLSelectElement>('c-agg-mode').value;
+  return v === 'async' || v === 'local' ? v : 'buffered';
+}
+
+/** Shows (and enables, so validation sees only them) the fields of the chosen mode. */
+function showAggregation(): void {
+  const mode = aggregationMode();
+  $('c-agg-help').textContent = AGGREGATION_HELP[mode];
+  for (const el of $('c-aggregation').querySelectorAll<HTMLElement>('[data-agg]')) {
+    const on = el.dataset.agg === mode;
+    el.classList.toggle('hidden', !on);
+    if (el instanceof HTMLInputElement || el instanceof HTMLSelectElement) el.disabled = !on;
+  }
+}
+$('c-agg-mode').addEventListener('change', showAggregation);
+
+/** The `aggregation` of the create request: the mode and the options the form shows for it. */
+function aggregationInput(): AggregationInput {
+  const mode = aggregationMode();
+  if (mode === 'async') return { mode };
+  if (mode === 'local') return { mode, localSteps: Number($<HTMLInputElement>('c-agg-h').value) };
+  const rule = $<HTMLSelectElement>('c-agg-rule').value as NonNullable<AggregationInput['rule']>;
+  return { mode, rule, bufferSize: Number($<HTMLInputElement>('c-agg-k').value) };
 }
 
 async function openCreate(): Promise<void> {
@@ -614,6 +659,7 @@ for (const radio of $('create').querySelectorAll<HTMLInputElement>('input[name="
     const file = sourceKind() === 'file';
     show('c-file-block', file);
     show('c-settings', !file);
+    show('c-aggregation', !file);
     $<HTMLSelectElement>('c-demo').disabled = file;
     show('c-demo-desc', !file);
   });
@@ -669,6 +715,7 @@ $('create').addEventListener('submit', async (e) => {
       maxStaleness: Number($<HTMLInputElement>('c-stale').value),
       maxEpochs: Number($<HTMLInputElement>('c-epochs').value),
       targetAccuracy: targetRaw === '' ? null : Number(targetRaw) / 100,
+      aggregation: aggregationInput(),
     },
   };
   try {

@@ -148,3 +148,22 @@ test('a pre-fix record (no discount logged) replays with its logged lr', () => {
   agg.admit({ seq: 1, gradient: g, scale: null, lr: 0.25 });
   for (let i = 0; i < N; i++) assert.ok(Math.abs(params[i]! + 0.25 * g[i]!) < 1e-7, `coordinate ${i}`);
 });
+
+test('flush: what the buffer holds becomes one step, as the last shard does; an empty buffer changes nothing', () => {
+  const cfg = AggregationSchema.parse({ mode: 'buffered', bufferSize: 4, rule: 'centered-clip' });
+  const cs = contributions(6);
+  const flushed = feed(cfg, cs);
+  assert.equal(flushed.agg.flush(), true);
+  assert.deepEqual([flushed.agg.version, flushed.agg.buffered], [2, 0]);
+  // The same six, the sixth admitted as the job's last: the same partial step, bit for bit.
+  const params = new Float32Array(N);
+  const lastShard = new Aggregator(cfg, { kind: 'adam', learningRate: 0.01 }, params, 0, 0);
+  cs.forEach((c, i) => lastShard.admit(c, i === cs.length - 1));
+  assert.deepEqual([...params], [...flushed.params]);
+  const before = flushed.params.slice();
+  assert.equal(flushed.agg.flush(), false);
+  assert.equal(flushed.agg.version, 2);
+  assert.deepEqual([...flushed.params], [...before]);
+  // The next gradient names the step after the flushed one.
+  assert.equal(flushed.agg.admit({ seq: 7, gradient: noise(1), scale: 1, lr: 0.01 }).step, 3);
+});

@@ -111,6 +111,18 @@ export class Aggregator {
     return { step: this.versionNow, stepped: true };
   }
 
+  /**
+   * One (partial) step with what the buffer holds, at the lr of its last contribution (as `admit`
+   * with `last`): the job ends, or the log shows the next gradient names a later step. False, and
+   * nothing changes, when the buffer is empty.
+   */
+  flush(): boolean {
+    const last = this.buffer.at(-1);
+    if (!last) return false;
+    this.step(last.lr);
+    return true;
+  }
+
   /** After a restart: the contributions the checkpoint's buffer held (their norms are in the snapshot). */
   refill(cs: readonly Contribution[]): void {
     if (this.buffer.length > 0) throw new Error('refill into a non-empty buffer');

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, sendJson, sendText } from './respond.ts';
 import { z } from 'zod';
-import { AGGREGATION_MODES, aggregationFor } from '../aggregation/aggregation-config.ts';
+import { AGGREGATION_MODES, aggregationFor, aggregationOf } from '../aggregation/aggregation-config.ts';
 import { COMBINE_RULES } from '../aggregation/robust.ts';
 import { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { CreateJobRequest, DemoInfo, SettingsPatch } from '../../shared/protocol/admin.ts';
@@ -61,11 +61,13 @@ const DEMO_TITLES: Record<DemoName, string> = { 'mnist-mlp': 'MNIST MLP (784-128
 export function demoInfos(): DemoInfo[] {
   return DEMOS.map((name) => {
     const c = demoConfig(name);
+    const a = aggregationOf(c);
     return {
       name,
       title: DEMO_TITLES[name],
       description: c.description,
       settings: { learningRate: c.optimizer.learningRate, batchSize: c.batchSize, maxStaleness: c.staleness.maxStaleness, maxEpochs: c.stop.maxEpochs, targetAccuracy: c.stop.targetAccuracy },
+      aggregation: { mode: a.mode, rule: a.rule, bufferSize: a.bufferSize, localSteps: aggregationFor({ mode: 'local' }).localSteps },
     };
   });
 }

@@ -20,6 +20,8 @@ import type { Dataset } from '../data/dataset.ts';
 import type { WorkerId } from '../leases/lease-manager.ts';
 import type { JobConfig } from './job-config.ts';
 import { JobRuntime, type JobRuntimeDeps } from './job-runtime.ts';
+import { Aggregator } from '../aggregation/aggregator.ts';
+import { aggregationOf } from '../aggregation/aggregation-config.ts';
 
 const W1 = 'w-one' as WorkerId;
 const W2 = 'w-two' as WorkerId;
@@ -617,6 +619,164 @@ for (const aggregation of [
     w.dispose();
   });
 }
+
+// ---- early stop in buffered mode: every acknowledged gradient reaches the final weights ----------
+
+const BUFFERED_3 = { mode: 'buffered', rule: 'centered-clip', bufferSize: 3 } as const;
+
+/** The newest checkpoint on disk: its version, status and weights. */
+async function saved(deps: JobRuntimeDeps): Promise<{ version: number; status: string; weights: number[] }> {
+  const cp = (await deps.store.loadLatest())!;
+  return { version: cp.state.version, status: (cp.state.runtime as { status: string }).status, weights: [...new Float32Array(cp.weights.slice().buffer)] };
+}
+
+/** The weights an Aggregator reaches from `initial` over the logged gradients, flushing what is left. */
+function expectedFinal(rt: JobRuntime, state: StateStore, initial: number[]): number[] {
+  const params = Float32Array.from(initial);
+  const agg = new Aggregator(aggregationOf(rt.config), rt.config.optimizer, params, 0, 0);
+  for (const u of state.updatesAfter(rt.id, 0)) agg.admit({ seq: u.version, gradient: new Float32Array(u.gradient!.slice().buffer), scale: u.scale ?? null, lr: u.lr });
+  agg.flush();
+  return [...params];
+}
+
+/** Pushes `n` real gradients from `w`, each acknowledged. */
+async function pushN(rt: JobRuntime, w: SimWorker, n: number): Promise<PushAck[]> {
+  const acks: PushAck[] = [];
+  for (let i = 0; i < n; i++) acks.push(await rt.push(w.id, await w.gradient(rt, w.lease(rt))));
+  assert.ok(acks.every((a) => a.ok), acks.map(codeOf).join(', '));
+  return acks;
+}
+
+test('buffered: a job that reaches its target flushes the buffer into the final version; a restart (even from the checkpoint before the stop) reproduces it bit for bit', async () => {
+  const { rt, deps } = await createJob({ aggregation: { ...BUFFERED_3 } as JobConfig['aggregation'], stop: { maxEpochs: 20, targetAccuracy: 0.01 } });
+  const initial = weightsOf(rt);
+  const w = await SimWorker.start(W1, rt);
+  await pushN(rt, w, 4); // one step, one gradient waiting
+  assert.deepEqual([rt.currentVersion, rt.summary().aggregation.buffered], [1, 1]);
+  await rt.checkpoint(); // v1 with one buffered: the state a crash before the stop would reopen
+  await rt.evaluateNow();
+  await rt.settle();
+  const s = rt.summary();
+  assert.equal(s.status, 'finished');
+  assert.deepEqual([s.version, s.aggregation.buffered], [2, 0], 'the waiting gradient made a partial step v2');
+  assert.equal(rt.metricHistory().evaluations.at(-1)?.version, 2, 'the final evaluation is of the flushed weights');
+  assert.deepEqual(deps.state.updatesAfter('job-1', 0).map((u) => u.step), [1, 1, 1, 2]);
+  const final = await saved(deps);
+  assert.deepEqual([final.version, final.status], [2, 'finished']);
+  assert.deepEqual(final.weights, expectedFinal(rt, deps.state, initial), 'the final weights hold all 4 gradients');
+  // Restart from the final checkpoint: finished at v2, nothing waiting.
+  const back = await JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.deepEqual([back.status, back.currentVersion, back.summary().aggregation.buffered], ['finished', 2, 0]);
+  // The final checkpoint lost (a crash before it was written): v1 + its buffer reopen running, and
+  // the same stop makes the same partial step.
+  await rm(path.join(deps.root, 'v0000000002'), { recursive: true });
+  const deps2 = { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') };
+  const again = await JobRuntime.open('job-1', rt.config, deps2);
+  runtimes.push(again);
+  assert.deepEqual([again.status, again.currentVersion, again.summary().aggregation.buffered], ['running', 1, 1]);
+  await again.evaluateNow();
+  await again.settle();
+  const redone = await saved(deps2);
+  assert.deepEqual([redone.version, redone.status], [2, 'finished']);
+  assert.deepEqual(redone.weights, final.weights, 'bit-exact');
+  w.dispose();
+});
+
+test('buffered: the wall-time limit flushes the buffer into the final version', async () => {
+  const { rt, deps } = await createJob({ aggregation: { ...BUFFERED_3 } as JobConfig['aggregation'], stop: { maxEpochs: 20, targetAccuracy: null, maxMinutes: 1 } });
+  const initial = weightsOf(rt);
+  const w = await SimWorker.start(W1, rt);
+  await pushN(rt, w, 5); // one step, two waiting
+  assert.deepEqual([rt.currentVersion, rt.summary().aggregation.buffered], [1, 2]);
+  deps.clock.advance(61_000);
+  rt.sweep();
+  await rt.settle();
+  const s = rt.summary();
+  assert.deepEqual([s.status, s.version, s.aggregation.buffered], ['finished', 2, 0]);
+  assert.equal(rt.metricHistory().evaluations.at(-1)?.version, 2);
+  const final = await saved(deps);
+  assert.deepEqual([final.version, final.status], [2, 'finished']);
+  assert.deepEqual(final.weights, expectedFinal(rt, deps.state, initial));
+  const back = await JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.deepEqual([back.status, back.currentVersion, back.summary().aggregation.buffered], ['finished', 2, 0]);
+  w.dispose();
+});
+
+test('buffered: cancel keeps what was acknowledged (the buffer flushed, on disk when cancel resolves)', async () => {
+  const { rt, deps } = await createJob({ aggregation: { ...BUFFERED_3 } as JobConfig['aggregation'] });
+  const initial = weightsOf(rt);
+  const w = await SimWorker.start(W1, rt);
+  await pushN(rt, w, 4);
+  await rt.pause(); // a paused job keeps its buffer (it may resume)
+  assert.deepEqual([rt.currentVersion, rt.summary().aggregation.buffered], [1, 1]);
+  await rt.cancel();
+  assert.deepEqual([rt.status, rt.currentVersion, rt.summary().aggregation.buffered], ['cancelled', 2, 0]);
+  const final = await saved(deps);
+  assert.deepEqual([final.version, final.status], [2, 'cancelled']);
+  assert.deepEqual(final.weights, expectedFinal(rt, deps.state, initial));
+  w.dispose();
+});
+
+test('buffered: a last shard completed by being set aside flushes the buffer', async () => {
+  const warnings: string[] = [];
+  const deps = await newDeps(undefined, warnings);
+  const rt = await JobRuntime.create('job-1', tinyConfig({ aggregation: { ...BUFFERED_3 } as JobConfig['aggregation'], stop: { maxEpochs: 1, targetAccuracy: null }, leaseTimeoutMs: 1000 }), deps);
+  runtimes.push(rt);
+  const initial = weightsOf(rt);
+  const w = await SimWorker.start(W1, rt);
+  await pushN(rt, w, SHARDS - 1); // 7 of 8 shards: two steps, one waiting
+  assert.deepEqual([rt.currentVersion, rt.summary().aggregation.buffered], [2, 1]);
+  // The last shard never comes back; after 8 expiries on 4 workers it is set aside, closing the epoch.
+  const workers = ['w-a', 'w-b', 'w-c', 'w-d'] as WorkerId[];
+  for (let round = 0; round < 12 && rt.summary().shards.quarantined.length === 0; round++) {
+    assert.ok(rt.requestLease(workers[round % workers.length]!, null).ok);
+    deps.clock.advance(1001);
+    rt.sweep();
+  }
+  assert.equal(rt.summary().shards.quarantined.length, 1);
+  await rt.settle();
+  const s = rt.summary();
+  assert.deepEqual([s.status, s.version, s.aggregation.buffered], ['finished', 3, 0]);
+  assert.equal(rt.metricHistory().evaluations.at(-1)?.version, 3);
+  assert.deepEqual((await saved(deps)).weights, expectedFinal(rt, deps.state, initial));
+  w.dispose();
+});
+
+test('buffered: a target met, then missed after the flush, runs on; replay from before the flush finds it in the log', async () => {
+  const { rt, deps } = await createJob({ aggregation: { mode: 'buffered', rule: 'mean', bufferSize: 3 } as JobConfig['aggregation'], stop: { maxEpochs: 20, targetAccuracy: null } });
+  const w = await SimWorker.start(W1, rt);
+  await pushN(rt, w, 3);
+  await rt.evaluateNow(); // v1, and a checkpoint of it with an empty buffer
+  await rt.settle();
+  const a1 = rt.metricHistory().evaluations.at(-1)!;
+  assert.equal(a1.version, 1);
+  // A gradient that wrecks the model waits in the buffer, then the target (v1's accuracy) is met.
+  const l = w.lease(rt);
+  const g = await w.gradient(rt, l);
+  const bad = new Float32Array((g.data as ArrayBuffer).slice(0)).map((v) => -50 * v);
+  assert.ok((await rt.push(W1, { ...g, data: bad.buffer })).ok);
+  rt.config.stop.targetAccuracy = a1.testAccuracy;
+  await rt.evaluateNow();
+  await rt.settle();
+  const a2 = rt.metricHistory().evaluations.at(-1)!;
+  assert.equal(a2.version, 2, 'the flushed version was evaluated');
+  assert.ok(a2.testAccuracy! < a1.testAccuracy!, `the flush should have cost accuracy: ${a2.testAccuracy} vs ${a1.testAccuracy}`);
+  assert.deepEqual([rt.status, rt.currentVersion, rt.summary().aggregation.buffered], ['running', 2, 0]);
+  rt.config.stop.targetAccuracy = null;
+  await pushN(rt, w, 2);
+  assert.deepEqual(deps.state.updatesAfter('job-1', 0).map((u) => u.step), [1, 1, 1, 2, 3, 3]);
+  const weights = weightsOf(rt);
+  // Crash with the checkpoint after the flush lost: v1 + the log must replay the flush.
+  await rt.settle();
+  await rm(path.join(deps.root, 'v0000000002'), { recursive: true });
+  const back = await JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.deepEqual([back.currentVersion, back.summary().aggregation.buffered], [2, 2]);
+  assert.deepEqual(weightsOf(back), weights, 'bit-exact');
+  w.dispose();
+});
 
 test('a job whose update log has records but no surviving checkpoint refuses to start, saying why', async () => {
   const { rt, deps } = await createJob();

@@ -7,6 +7,7 @@
 // -> shard ledger -> counters -> maybe evaluate -> ack once the log is committed (group commit).
 // After a crash the job reopens from the newest valid checkpoint, refills the buffer it held and
 // replays the logged gradients after it, so every acknowledged gradient is in the model exactly once.
+// A job that stops (target, time limit, last shard, cancel) flushes its buffer as one partial step.
 
 import type { Clock } from '../../shared/clock.ts';
 import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
@@ -281,6 +282,9 @@ export class JobRuntime {
         throw new Error(`update log cannot be replayed from #${this.aggregator.seq}: next logged gradient is #${u.version}${u.gradient ? '' : ' without its gradient'}`);
       }
       this.leases.markDone(u.epoch, u.shard);
+      // A gradient logged for a later step than the buffer's: the buffer was flushed before it
+      // (the job stopped at a target it then missed after the flush), so flush it here too.
+      if (u.step != null && u.step > this.aggregator.version + 1) this.aggregator.flush();
       const admitted = this.aggregator.admit(this.contribution(u), this.leases.exhausted);
       if (u.step != null && admitted.step !== u.step) throw new Error(`gradient #${u.version} was logged for v${u.step} but replays into v${admitted.step}`);
       this.figures.accepted(u.samples, u.staleness, null, u.loss, admitted.step);
@@ -611,11 +615,16 @@ export class JobRuntime {
         this.recordMetric(r);
         this.checkpoints.considerBest(r, weights);
         if (this.status === 'running' && (this.targetMet(r) || this.timeUp || (this.leases.exhausted && this.version === version))) {
+          // Stopping: the gradients waiting in the buffer are acknowledged, so they go into the
+          // final weights as one partial step (which also makes the version differ: evaluated below).
+          this.flushBuffer(this.targetMet(r) ? 'target reached' : this.timeUp ? 'wall-time limit reached' : 'every shard done');
           if (this.version === version) {
             this.finish();
           } else {
-            // Pushes landed while evaluating. Hold new work (a barrier) and evaluate the final
-            // weights: "finished" must describe the model that is saved and served.
+            // Pushes landed while evaluating, or the buffer was flushed. Hold new work (a barrier) and
+            // evaluate the final weights: "finished" must describe the model that is saved and served.
+            // Should they miss the target after all, the job runs on from the flushed version (the
+            // next logged gradient names a later step, which is how replay knows of the flush).
             this.finalizing = true;
             const finalPacked = this.packedWeights();
             const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
@@ -666,8 +675,15 @@ export class JobRuntime {
     await this.checkpoint();
   }
 
+  /**
+   * Cancel keeps what was acknowledged: the buffer is flushed into the weights (the model stays
+   * downloadable) in the same synchronous turn as the status change, so the checkpoint holds both.
+   * No final evaluation is run.
+   */
   async cancel(): Promise<void> {
-    if (!this.lifecycle.cancel()) return;
+    if (this.lifecycle.ended) return;
+    this.flushBuffer('cancelled');
+    this.lifecycle.cancel();
     this.emit();
     await this.checkpoint();
   }
@@ -692,6 +708,16 @@ export class JobRuntime {
   /** Time spent running so far, pauses excluded (ms). */
   get activeElapsedMs(): number {
     return this.lifecycle.elapsedActiveMs();
+  }
+
+  /**
+   * The job stops: the buffered gradients become one partial step. Durable with the checkpoint that
+   * records the end (taken in the same turn or, for a target, after the final evaluation); a crash
+   * before it reopens the job running with the same buffer, to stop (and flush) again.
+   */
+  private flushBuffer(why: string): void {
+    const n = this.aggregator.buffered;
+    if (this.aggregator.flush()) this.deps.log.info(`job ${this.id}: ${why}; the ${n} buffered gradient(s) make a partial step, v${this.version}`);
   }
 
   private finish(): void {

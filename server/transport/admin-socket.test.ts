@@ -11,7 +11,7 @@ import { startCoordinator, type Coordinator } from '../coordinator.ts';
 import { loadMnist, sliceDataset, type Dataset } from '../data/dataset.ts';
 import { startNodeWorker, type NodeWorker } from '../../shared/training/node-worker.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
-import type { AdminClientToServer, AdminServerToClient, JobDelta, JobView, JobsOverview } from '../../shared/protocol/admin.ts';
+import type { AdminClientToServer, AdminServerToClient, DemoInfo, JobDelta, JobView, JobsOverview } from '../../shared/protocol/admin.ts';
 
 const TOKEN = 'test-admin-token';
 const silent = { info() {}, warn() {} };
@@ -153,6 +153,9 @@ test('create a job from a demo with edited settings; retune lr and staleness bou
   assert.equal(trusted.status, 201);
   assert.equal(((await trusted.json()) as JobView).aggregation.mode, 'async');
   await api('/api/jobs/trusted/cancel', { method: 'POST', token: TOKEN });
+  // The create form starts from the demo's aggregation (the robust default) and local mode's steps.
+  const demos = (await (await api('/api/demos', { token: TOKEN })).json()) as DemoInfo[];
+  assert.deepEqual(demos.find((d) => d.name === 'mnist-mlp')?.aggregation, { mode: 'buffered', rule: 'centered-clip', bufferSize: 6, localSteps: 8 });
 
   const bad = await api('/api/jobs', { method: 'POST', token: TOKEN, body: JSON.stringify({ source: { kind: 'demo', demo: 'nope' }, settings: {} }) });
   assert.equal(bad.status, 400);

@@ -211,4 +211,6 @@ export interface DemoInfo {
   readonly title: string;
   readonly description: string;
   readonly settings: Required<Omit<JobSettingsInput, 'name' | 'description' | 'aggregation'>>;
+  /** The demo's aggregation (the robust default), and the local steps `local` mode would take. */
+  readonly aggregation: { readonly mode: AggregationMode; readonly rule: NonNullable<AggregationInput['rule']>; readonly bufferSize: number; readonly localSteps: number };
 }
