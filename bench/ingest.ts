@@ -4,7 +4,8 @@
 // all-zero float32 gradient. Measured side by side in the same run: the in-process bound, a plain
 // JS Adam step over the same number of floats (what the coordinator would do with no transport,
 // validation or log). Writes bench/results/ingest.json.
-// Usage: npm run bench:ingest [-- --seconds 6 --sizes 100000,1000000 --clients 1,16]
+// Usage: npm run bench:ingest [-- --seconds 6 --sizes 100000,1000000 --clients 1,16 --out ingest]
+// (WS_NO_BUFFER_UTIL=1 turns off ws's native masking, bufferutil, in both processes: the A/B for it.)
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -144,7 +145,7 @@ for (const size of SIZES) {
 
 mkdirSync('bench/results', { recursive: true });
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-writeFileSync('bench/results/ingest.json', JSON.stringify({ benchmark: 'ingest', at: new Date().toISOString(), machine, secondsPerRun: SECONDS, runs: results }, null, 2) + '\n');
+writeFileSync(`bench/results/${arg('out') ?? 'ingest'}.json`, JSON.stringify({ benchmark: 'ingest', at: new Date().toISOString(), machine: { ...machine, bufferutil: !process.env.WS_NO_BUFFER_UTIL }, secondsPerRun: SECONDS, runs: results }, null, 2) + '\n');
 console.log('\n| params | clients | updates/s | gradient MB/s | ack p50 ms | ack p99 ms | in-process bound steps/s | fraction of bound | loop lag p99 ms |');
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {

@@ -25,6 +25,8 @@ interface Variant {
   readonly compression: string;
   /** The worker announces every encoding (deltas, compression) and keeps a row cache; false: the loop as it was (f32 only, no cache). */
   readonly wire: boolean;
+  /** FLOCK_AGGREGATION; absent = the demo's default (robust buffered). */
+  readonly aggregation?: string;
 }
 
 const args = process.argv.slice(2);
@@ -45,6 +47,9 @@ const ALL: Variant[] = [
   { id: 'pipe-f16', pipeline: true, prefetch: false, compression: 'weights=f16,gradients=f16', wire: true },
   { id: 'pipe-int8', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=int8', wire: true },
   { id: 'pipe-int8-topk1%', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=topk:0.01', wire: true },
+  // Local steps (DiLoCo): one message per localSteps minibatches.
+  { id: 'local-cache+delta', pipeline: true, prefetch: false, compression: '', wire: true, aggregation: 'local' },
+  { id: 'local-int8', pipeline: true, prefetch: false, compression: 'weights=int8,gradients=int8', wire: true, aggregation: 'local' },
 ];
 const only = arg('only')?.split(',');
 const variants = only ? ALL.filter((v) => only.includes(v.id)) : ALL;
@@ -76,12 +81,14 @@ interface JobJson {
   samplesApplied: number;
   updates: { applied: number; refused: Record<string, number> };
   bytes: { down: number; up: number };
+  aggregation: { mode: string; bufferSize: number; localSteps: number | null; text: string };
 }
 
 async function runOne(v: Variant, isolated: number): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-bench-wire-'));
   const env: Record<string, string> = { FLOCK_DATA_DIR: dataDir, FLOCK_DEMO: 'mnist-mlp', FLOCK_TARGET_ACCURACY: String(TARGET), FLOCK_MAX_EPOCHS: '20' };
   if (v.compression) env.FLOCK_COMPRESSION = v.compression;
+  if (v.aggregation) env.FLOCK_AGGREGATION = v.aggregation;
   const coord = await startCoordinatorProcess(env);
   const workers: NodeWorker[] = [];
   try {
@@ -99,13 +106,16 @@ async function runOne(v: Variant, isolated: number): Promise<Record<string, unkn
     const best = Math.max(0, ...hist.evaluations.map((e) => e.testAccuracy));
     const e2e = job.samplesApplied / elapsedS;
     const perSample = (job.bytes.down + job.bytes.up) / Math.max(1, job.samplesApplied);
-    const samplesToTarget = hit ? hit.version * job.batchSize : null;
+    // A version is bufferSize gradients (x localSteps minibatches each in local mode).
+    const samplesPerVersion = job.batchSize * job.aggregation.bufferSize * (job.aggregation.localSteps ?? 1);
+    const samplesToTarget = hit ? hit.version * samplesPerVersion : null;
     const computeMs = workers.reduce((s, w) => s + w.loop.stats.computeMs, 0);
     return {
       variant: v.id,
       pipeline: v.pipeline,
       prefetch: v.prefetch,
       compression: v.compression || 'f32',
+      aggregation: job.aggregation.text,
       rowCacheAndDeltas: v.wire,
       workers: WORKERS,
       reachedTarget: Boolean(hit),

@@ -597,7 +597,7 @@ function fillDemo(name: string): void {
 const AGGREGATION_HELP: Record<AggregationMode, string> = {
   buffered: 'K gradients make one step; the robust rules clip each, so a minority of bad ones per buffer cannot wreck the model.',
   async: 'Every gradient is one step: the fastest per sample, but one bad volunteer can wreck the model. Trusted fleets only.',
-  local: 'Each lease is H steps on the volunteer; 2 such updates make one outer Nesterov step: H times fewer messages.',
+  local: 'Each lease is H steps on the volunteer; the mean of 2 such updates makes one outer step: H times fewer messages.',
 };
 
 function aggregationMode(): AggregationMode {
