@@ -35,6 +35,7 @@ import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
 import { SpotChecker } from './validation/spot-checker.ts';
 import { Cluster } from './cluster/cluster.ts';
+import { DEFAULT_WORKER_ROW_POLICY, pruneWorkerRows, type WorkerRowPolicy } from './storage/worker-rows.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -73,6 +74,8 @@ export interface CoordinatorOptions {
   readonly metricsPort?: number | undefined;
   /** Evaluate each job in a worker thread (the CLI does); absent: on the event loop. */
   readonly evaluationThread?: boolean | undefined;
+  /** When records of workers that never completed a lease are pruned (server/storage/worker-rows.ts). */
+  readonly workerRows?: Partial<WorkerRowPolicy> | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -182,7 +185,15 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
   let createdDemo = false;
+  // Records of workers that never completed a lease: pruned by whoever owns the state (this
+  // process, or with Redis the elected owner, the only one writing worker records).
+  const workerRows: WorkerRowPolicy = { ...DEFAULT_WORKER_ROW_POLICY, ...opts.workerRows };
+  const pruneRows = (): void => {
+    const n = pruneWorkerRows(state, clock, workerRows);
+    if (n > 0) log.info(`pruned ${n} record(s) of workers that never completed a lease (idle ${Math.round(workerRows.maxIdleMs / 60_000)} min or more)`);
+  };
   const loadJobs = async (): Promise<void> => {
+    pruneRows();
     await registry.loadAll();
     // Shared state: a job recorded but not opened here (an error, logged by loadAll) is not "no job";
     // making the demo again would collide with its update log.
@@ -266,6 +277,16 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
+  const pruner = setInterval(() => {
+    if (cluster && !cluster.leading) return;
+    try {
+      pruneRows();
+    } catch (err) {
+      log.warn(`pruning worker records failed: ${(err as Error).message}`);
+    }
+  }, workerRows.everyMs);
+  pruner.unref();
+
   const sweep = setInterval(() => {
     for (const job of registry.all()) {
       const n = job.sweep();
@@ -289,6 +310,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
 
   async function close(): Promise<void> {
     clearInterval(sweep);
+    clearInterval(pruner);
     clearInterval(sampler);
     adminFeed?.close();
     io.close();

@@ -76,6 +76,11 @@ export class MemoryStateStore implements StateStore {
   listWorkers(): StoredWorker[] {
     return [...this.workers.values()].map((w) => structuredClone(w));
   }
+  deleteWorkers(workerIds: readonly string[]): number {
+    let n = 0;
+    for (const id of workerIds) if (this.workers.delete(id)) n++;
+    return n;
+  }
 
   /** Forgets one job's update log, leases and metrics (the Redis mirror reloads a job with it). */
   dropJob(jobId: string): void {

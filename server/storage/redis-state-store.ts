@@ -246,6 +246,13 @@ export class RedisStateStore implements StateStore {
   listWorkers(): StoredWorker[] {
     return this.mirror.listWorkers();
   }
+  deleteWorkers(workerIds: readonly string[]): number {
+    this.assertWritable();
+    const n = this.mirror.deleteWorkers(workerIds);
+    // Like putWorker, not fenced: only the owner runs the worker handlers that write these rows.
+    for (let i = 0; i < workerIds.length; i += 1000) this.track(this.redis.hdel(this.key('workers'), ...workerIds.slice(i, i + 1000)));
+    return n;
+  }
 
   /** Stops accepting writes; the connection closes once the pending ones are answered. */
   close(): void {

@@ -95,6 +95,7 @@ export class SqliteStateStore implements StateStore {
       ),
       getWorker: db.prepare('SELECT * FROM workers WHERE worker_id = ?'),
       listWorkers: db.prepare('SELECT * FROM workers ORDER BY first_seen_at'),
+      deleteWorker: db.prepare('DELETE FROM workers WHERE worker_id = ?'),
     };
   }
 
@@ -181,6 +182,13 @@ export class SqliteStateStore implements StateStore {
   }
   listWorkers(): StoredWorker[] {
     return (this.q.listWorkers.all() as WorkerRow[]).map(fromWorkerRow);
+  }
+  deleteWorkers(workerIds: readonly string[]): number {
+    if (workerIds.length === 0) return 0;
+    this.begin();
+    let n = 0;
+    for (const id of workerIds) n += this.q.deleteWorker.run(id).changes;
+    return n;
   }
 
   /** Opens the turn's transaction at its first write; it commits on the next turn. */

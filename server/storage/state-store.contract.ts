@@ -86,6 +86,21 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: worker records are deleted by id; unknown ids are ignored`, async () => {
+    const s = await open();
+    const w = { workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: null, leasesDone: 0, accepted: 0, refused: 0, msPerSample: null };
+    for (const id of ['w1', 'w2', 'w3']) s.putWorker({ ...w, workerId: id });
+    assert.equal(s.deleteWorkers(['w1', 'w3', 'nobody']), 2);
+    assert.equal(s.deleteWorkers([]), 0);
+    assert.equal(s.getWorker('w1'), null);
+    assert.deepEqual(s.listWorkers().map((x) => x.workerId), ['w2']);
+    // A deleted id can be written again (a worker that comes back and completes a lease).
+    s.putWorker({ ...w, workerId: 'w1', leasesDone: 1 });
+    assert.equal(s.getWorker('w1')?.leasesDone, 1);
+    await s.durable();
+    s.close();
+  });
+
   test(`${name}: flush resolves once the writes are durable`, async () => {
     const s = await open();
     s.appendUpdate(upd(1));
@@ -105,6 +120,8 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       s.deleteLease('a', 'gone');
       s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
       s.putWorker({ workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: null });
+      s.putWorker({ workerId: 'pruned', firstSeenAt: 1, lastSeenAt: 2, capabilities: null, leasesDone: 0, accepted: 0, refused: 0, msPerSample: null });
+      s.deleteWorkers(['pruned']);
       await s.durable();
       s = await reopen(s);
       assert.equal(s.listJobs().length, 1);
@@ -114,6 +131,7 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       assert.equal(s.metrics('a').length, 1);
       assert.deepEqual(s.ledger('a', 0), new Map([[0, 1]]));
       assert.deepEqual(s.getWorker('w1')?.capabilities, { backend: 'wasm' });
+      assert.equal(s.getWorker('pruned'), null, 'a deleted worker record stays deleted');
       s.close();
     });
   }

@@ -111,6 +111,8 @@ export interface StateStore {
   putWorker(w: StoredWorker): void;
   getWorker(workerId: string): StoredWorker | null;
   listWorkers(): StoredWorker[];
+  /** Deletes these workers' records (unknown ids are ignored); returns how many were there. */
+  deleteWorkers(workerIds: readonly string[]): number;
 
   /**
    * Resolves once every write made so far is durable (group commit in SQLite: writes of one
