@@ -251,6 +251,17 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
   guardRef = guard;
   guard.quarantine = guard.spotChecks = spotChecker;
+  // A quarantined worker's gradients still waiting in a buffer never reach the weights (logged, so
+  // replay agrees); async jobs have nothing waiting.
+  spotChecker.onQuarantined = (w) => {
+    for (const job of registry.all()) {
+      try {
+        job.excludeWorker(w);
+      } catch (err) {
+        log.warn(`job ${job.id}: could not drop the buffered gradients of quarantined worker ${w}: ${(err as Error).message}`);
+      }
+    }
+  };
   let handlersWorkers: () => ReturnType<ReturnType<typeof attachWorkerHandlers>['workers']> = () => [];
   if (cluster) {
     // Every process relays its workers to the owner; the owner runs the handlers (cluster/relay.ts).

@@ -199,6 +199,17 @@ export class RedisStateStore implements StateStore {
   updatesAfter(jobId: string, afterVersion: number): UpdateRecord[] {
     return this.mirror.updatesAfter(jobId, afterVersion);
   }
+  excludeUpdates(jobId: string, versions: readonly number[]): void {
+    this.assertWritable();
+    this.mirror.excludeUpdates(jobId, versions);
+    if (versions.length === 0) return;
+    const drop = new Set(versions);
+    for (const u of this.mirror.updatesAfter(jobId, Math.min(...versions) - 1)) {
+      if (!drop.has(u.version)) continue;
+      const { gradient: _g, ...meta } = u;
+      this.jobWrite(jobId, [this.jobKey(jobId, 'upd')], 'hset', String(u.version), JSON.stringify(meta));
+    }
+  }
   compactUpdates(jobId: string, upToVersion: number): void {
     this.assertWritable();
     const versions = this.mirror.updatesAfter(jobId, 0).filter((u) => u.version <= upToVersion && u.gradient !== null).map((u) => String(u.version));

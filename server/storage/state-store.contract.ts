@@ -59,6 +59,23 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: updates marked excluded read back so, keep their gradient and their place in the ledger`, async () => {
+    const s = await open();
+    for (const v of [1, 2, 3, 4]) s.appendUpdate(upd(v, { step: 1, scale: 0.5 }));
+    s.excludeUpdates('a', [2, 4]);
+    s.excludeUpdates('a', []);
+    s.excludeUpdates('nope', [1]);
+    const all = s.updatesAfter('a', 0);
+    assert.deepEqual(all.map((u) => u.excluded ?? false), [false, true, false, true]);
+    assert.deepEqual(all.map((u) => u.scale), [0.5, 0.5, 0.5, 0.5], 'the discount is kept');
+    assert.equal(s.updateByLease('a', 'l2')!.excluded, true);
+    assert.deepEqual([...all[1]!.gradient!], [2, 2, 3, 4]);
+    assert.equal(s.ledger('a', 0).size, 4, 'an excluded record still completes its shard');
+    assert.equal(s.lastVersion('a'), 4);
+    await s.durable();
+    s.close();
+  });
+
   test(`${name}: leases put, replace, delete, list`, async () => {
     const s = await open();
     const l = { jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 };
@@ -115,6 +132,9 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       let s = await open();
       s.putJob({ id: 'a', config, createdAt: 1 });
       s.appendUpdate(upd(1));
+      s.appendUpdate(upd(2, { step: 2, scale: 1 }));
+      s.appendUpdate(upd(3, { step: 2, scale: 1 }));
+      s.excludeUpdates('a', [2]);
       s.putLease({ jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 });
       s.putLease({ jobId: 'a', leaseId: 'gone', workerId: 'w', epoch: 0, shard: 4, baseVersion: 5, grantedAt: 11, deadlineAt: 20 });
       s.deleteLease('a', 'gone');
@@ -125,11 +145,12 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       await s.durable();
       s = await reopen(s);
       assert.equal(s.listJobs().length, 1);
-      assert.equal(s.lastVersion('a'), 1);
+      assert.equal(s.lastVersion('a'), 3);
       assert.deepEqual([...s.updateByLease('a', 'l1')!.gradient!], [1, 2, 3, 4]);
+      assert.deepEqual(s.updatesAfter('a', 0).map((u) => u.excluded ?? false), [false, true, false], 'the exclusion mark survives');
       assert.equal(s.listLeases('a').length, 1);
       assert.equal(s.metrics('a').length, 1);
-      assert.deepEqual(s.ledger('a', 0), new Map([[0, 1]]));
+      assert.deepEqual(s.ledger('a', 0), new Map([[0, 1], [1, 1], [2, 1]]));
       assert.deepEqual(s.getWorker('w1')?.capabilities, { backend: 'wasm' });
       assert.equal(s.getWorker('pruned'), null, 'a deleted worker record stays deleted');
       s.close();
