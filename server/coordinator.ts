@@ -31,7 +31,7 @@ import type { SchedulerPolicy } from './jobs/scheduler.ts';
 import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
 import { installDoor, type Door } from './security/door.ts';
 import { WorkerGuard } from './security/worker-guard.ts';
-import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
+import { sharedWorkerSecret, WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
 import { SpotChecker } from './validation/spot-checker.ts';
 import { Cluster } from './cluster/cluster.ts';
@@ -182,6 +182,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     }
   }
   const state: StateStore = cluster ? cluster.state : opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
+  // Worker credentials' secret: one for every process of a cluster (in Redis), so a worker keeps its
+  // id through a takeover; else a file in the data folder.
+  const workerSecret = cluster ? await sharedWorkerSecret(cluster.state.redis, opts.redis?.prefix ?? 'flock') : workerSecretFor(opts.dataDir);
   const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
   let createdDemo = false;
@@ -248,7 +251,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const resize = (): void => void (opts.maxMessageBytes === undefined && door.sizeMessages(largestGradientBytes(registry.all())));
   resize();
   registry.onAdded(resize);
-  const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
+  const guard = new WorkerGuard(new WorkerCredentials(workerSecret), registry, clock, doorPolicy.maxLeasesPerWorker);
   guardRef = guard;
   guard.quarantine = guard.spotChecks = spotChecker;
   // A quarantined worker's gradients still waiting in a buffer never reach the weights (logged, so
