@@ -31,10 +31,11 @@ import type { SchedulerPolicy } from './jobs/scheduler.ts';
 import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
 import { installDoor, type Door } from './security/door.ts';
 import { WorkerGuard } from './security/worker-guard.ts';
-import { WorkerCredentials, workerSecretFor } from './security/credentials.ts';
+import { sharedWorkerSecret, WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
 import { SpotChecker } from './validation/spot-checker.ts';
 import { Cluster } from './cluster/cluster.ts';
+import { DEFAULT_WORKER_ROW_POLICY, pruneWorkerRows, type WorkerRowPolicy } from './storage/worker-rows.ts';
 
 export interface CoordinatorOptions {
   readonly port: number;
@@ -73,6 +74,8 @@ export interface CoordinatorOptions {
   readonly metricsPort?: number | undefined;
   /** Evaluate each job in a worker thread (the CLI does); absent: on the event loop. */
   readonly evaluationThread?: boolean | undefined;
+  /** When records of workers that never completed a lease are pruned (server/storage/worker-rows.ts). */
+  readonly workerRows?: Partial<WorkerRowPolicy> | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -179,10 +182,21 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     }
   }
   const state: StateStore = cluster ? cluster.state : opts.store === 'memory' ? new MemoryStateStore() : new SqliteStateStore(path.join(opts.dataDir, 'flock.db'), opts.sqliteSync ?? 'NORMAL');
+  // Worker credentials' secret: one for every process of a cluster (in Redis), so a worker keeps its
+  // id through a takeover; else a file in the data folder.
+  const workerSecret = cluster ? await sharedWorkerSecret(cluster.state.redis, opts.redis?.prefix ?? 'flock') : workerSecretFor(opts.dataDir);
   const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
   let createdDemo = false;
+  // Records of workers that never completed a lease: pruned by whoever owns the state (this
+  // process, or with Redis the elected owner, the only one writing worker records).
+  const workerRows: WorkerRowPolicy = { ...DEFAULT_WORKER_ROW_POLICY, ...opts.workerRows };
+  const pruneRows = (): void => {
+    const n = pruneWorkerRows(state, clock, workerRows);
+    if (n > 0) log.info(`pruned ${n} record(s) of workers that never completed a lease (idle ${Math.round(workerRows.maxIdleMs / 60_000)} min or more)`);
+  };
   const loadJobs = async (): Promise<void> => {
+    pruneRows();
     await registry.loadAll();
     // Shared state: a job recorded but not opened here (an error, logged by loadAll) is not "no job";
     // making the demo again would collide with its update log.
@@ -237,9 +251,20 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const resize = (): void => void (opts.maxMessageBytes === undefined && door.sizeMessages(largestGradientBytes(registry.all())));
   resize();
   registry.onAdded(resize);
-  const guard = new WorkerGuard(new WorkerCredentials(workerSecretFor(opts.dataDir)), registry, clock, doorPolicy.maxLeasesPerWorker);
+  const guard = new WorkerGuard(new WorkerCredentials(workerSecret), registry, clock, doorPolicy.maxLeasesPerWorker);
   guardRef = guard;
   guard.quarantine = guard.spotChecks = spotChecker;
+  // A quarantined worker's gradients still waiting in a buffer never reach the weights (logged, so
+  // replay agrees); async jobs have nothing waiting.
+  spotChecker.onQuarantined = (w) => {
+    for (const job of registry.all()) {
+      try {
+        job.excludeWorker(w);
+      } catch (err) {
+        log.warn(`job ${job.id}: could not drop the buffered gradients of quarantined worker ${w}: ${(err as Error).message}`);
+      }
+    }
+  };
   let handlersWorkers: () => ReturnType<ReturnType<typeof attachWorkerHandlers>['workers']> = () => [];
   if (cluster) {
     // Every process relays its workers to the owner; the owner runs the handlers (cluster/relay.ts).
@@ -266,6 +291,16 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const sampler = setInterval(() => telemetry.sample(registry.all().map((j) => j.summary())), 1000);
   sampler.unref();
 
+  const pruner = setInterval(() => {
+    if (cluster && !cluster.leading) return;
+    try {
+      pruneRows();
+    } catch (err) {
+      log.warn(`pruning worker records failed: ${(err as Error).message}`);
+    }
+  }, workerRows.everyMs);
+  pruner.unref();
+
   const sweep = setInterval(() => {
     for (const job of registry.all()) {
       const n = job.sweep();
@@ -289,6 +324,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
 
   async function close(): Promise<void> {
     clearInterval(sweep);
+    clearInterval(pruner);
     clearInterval(sampler);
     adminFeed?.close();
     io.close();

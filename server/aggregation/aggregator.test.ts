@@ -167,3 +167,70 @@ test('flush: what the buffer holds becomes one step, as the last shard does; an 
   // The next gradient names the step after the flushed one.
   assert.equal(flushed.agg.admit({ seq: 7, gradient: noise(1), scale: 1, lr: 0.01 }).step, 3);
 });
+
+test('exclude: a quarantined worker\'s buffered gradients are dropped before the step that would combine them', () => {
+  const cfg = AggregationSchema.parse({ mode: 'buffered', bufferSize: 4, rule: 'mean' });
+  const sgd: OptimizerConfig = { kind: 'sgd', learningRate: 0.5, momentum: 0 };
+  const honest = contributions(4);
+  const bad = vec(() => -1000);
+  const params = new Float32Array(N);
+  const agg = new Aggregator(cfg, sgd, params, 0, 0);
+  agg.admit({ ...honest[0]!, seq: 1 });
+  agg.admit({ seq: 2, gradient: bad, scale: 1, lr: 0.01 });
+  agg.admit({ ...honest[1]!, seq: 3 });
+  assert.deepEqual(agg.bufferedSeqs(), [1, 2, 3]);
+  assert.deepEqual(agg.exclude(new Set([2, 99])), [2]);
+  assert.deepEqual(agg.exclude(new Set([2])), [], 'already gone');
+  assert.deepEqual([agg.buffered, agg.version], [2, 0]);
+  // The buffer needs K again: the step waits for two more honest gradients.
+  assert.deepEqual(agg.admit({ ...honest[2]!, seq: 4 }), { step: 1, stepped: false });
+  assert.deepEqual(agg.admit({ ...honest[3]!, seq: 5 }), { step: 1, stepped: true });
+  // Exactly the step of the four honest gradients alone (the same values, bit for bit).
+  const clean = feed(cfg, honest.map((c, i) => ({ ...c, seq: i + 1 })), sgd);
+  assert.deepEqual([...params], [...clean.params]);
+  // Without the exclusion the -1000 gradient drags every weight up.
+  const dirty = feed(cfg, [honest[0]!, { seq: 2, gradient: bad, scale: 1, lr: 0.01 }, honest[1]!, honest[2]!].map((c, i) => ({ ...c, seq: i + 1 })), sgd);
+  assert.ok(dirty.params.every((x, i) => x > params[i]! + 1), 'the bad gradient would have moved the weights');
+});
+
+test('exclude: replay of the log (excluded records marked) gives the same weights bit for bit, from a checkpoint taken before or after the exclusion', () => {
+  for (const rule of ['mean', 'median', 'trimmed-mean', 'centered-clip'] as const) {
+    const cfg = AggregationSchema.parse({ mode: 'buffered', bufferSize: 5, rule });
+    const opt: OptimizerConfig = { kind: 'adam', learningRate: 0.01 };
+    const cs = contributions(23, (i) => (i % 7 === 3 ? noise(40) : noise(1)));
+    // Live: 13 admitted (2 steps, 3 buffered: #11 #12 #13); #11 and #13 excluded; then the rest.
+    const liveParams = new Float32Array(N);
+    const live = new Aggregator(cfg, opt, liveParams, 0, 0);
+    const snaps: { snap: ReturnType<Aggregator['snapshot']>; params: Float32Array; opt: ReturnType<Aggregator['optimizerState']>; version: number }[] = [];
+    const take = (): void => void snaps.push({ snap: live.snapshot(), params: liveParams.slice(), opt: live.optimizerState(), version: live.version });
+    for (const c of cs.slice(0, 13)) live.admit(c);
+    take(); // before the exclusion: the buffer spans #11..#13
+    assert.deepEqual(live.exclude(new Set([11, 13])), [11, 13]);
+    take(); // after: the buffer holds #12, its span is #12..#13
+    assert.deepEqual([snaps[0]!.snap.buffered, snaps[1]!.snap.buffered], [3, 2]);
+    for (const c of cs.slice(13, 15)) live.admit(c);
+    assert.deepEqual(live.exclude(new Set([14])), [14]);
+    for (const c of cs.slice(15)) live.admit(c);
+    // The log as the runtime leaves it: each record, marked when its gradient was dropped.
+    const excluded = new Set([11, 13, 14]);
+    const log = cs.map((c) => ({ ...c, excluded: excluded.has(c.seq) }));
+    // From scratch.
+    const fromZero = feed(cfg, log, opt);
+    assert.equal(fromZero.agg.version, live.version, rule);
+    assert.deepEqual([...fromZero.params], [...liveParams], `${rule}: replay from v0`);
+    // From either checkpoint: refill its span (excluded ones stay out), then replay the rest.
+    for (const cp of snaps) {
+      const params = cp.params.slice();
+      const back: Aggregator = new Aggregator(cfg, opt, params, cp.version, cp.snap.seq);
+      back.restoreOptimizer(cp.opt);
+      back.restoreSnapshot(cp.snap);
+      back.refill(log.slice(cp.snap.seq - cp.snap.buffered, cp.snap.seq));
+      for (const c of log.slice(cp.snap.seq)) back.admit(c);
+      assert.equal(back.version, live.version);
+      assert.deepEqual([...params], [...liveParams], `${rule}: replay from the checkpoint spanning ${cp.snap.buffered}`);
+    }
+    // And the exclusion mattered: the same log without the marks ends elsewhere.
+    const unmarked = feed(cfg, cs, opt);
+    assert.notDeepEqual([...unmarked.params], [...liveParams], rule);
+  }
+});

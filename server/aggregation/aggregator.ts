@@ -3,6 +3,12 @@
 // become steps (aggregation-config.ts): async (one gradient, one step), buffered (K combined, plain
 // or robust), local (K pseudo-gradients, outer Nesterov). Synchronous and deterministic: replaying
 // the logged contributions in order reproduces the weights bit for bit.
+//
+// Exclusion (a worker quarantined by spot checks): its contributions still waiting in the buffer
+// are dropped before the step that would combine them (`exclude`); the runtime marks them in the log,
+// and replay admits such a record as `excluded` (its log position and norm, never into a step), so
+// the weights come out the same. Async mode has nothing to drop: every gradient is one step at once,
+// already in the weights when a spot check can judge it.
 
 import { createOptimizer, type OptimizerConfig, type OptimizerState, type ServerOptimizer } from './optimizers.ts';
 import { judgeStaleness, type StalenessDecision, type StalenessPolicy } from './staleness.ts';
@@ -20,6 +26,11 @@ export interface Contribution {
   readonly scale: number | null;
   /** The learning rate this contribution's step uses if it completes the buffer. */
   readonly lr: number;
+  /**
+   * Dropped from the buffer before its step (its worker was quarantined), as the log says: admitted
+   * for its log position and its norm (the clipping window saw it), never combined into a step.
+   */
+  readonly excluded?: boolean | undefined;
 }
 
 export interface Admission {
@@ -33,7 +44,10 @@ export interface Admission {
 export interface AggregatorSnapshot {
   /** Last log position admitted (in the buffer or in the weights). */
   readonly seq: number;
-  /** How many of the last admitted contributions wait in the buffer (seq-buffered+1 .. seq). */
+  /**
+   * The log span the buffer covers: positions seq-buffered+1 .. seq. Those not marked excluded in
+   * the log wait in the buffer (without exclusions: exactly `buffered` contributions).
+   */
   readonly buffered: number;
   /** Norms of the recent admitted gradients (the robust rules clip to a multiple of their median). */
   readonly norms: number[];
@@ -105,6 +119,12 @@ export class Aggregator {
     const g = discounted(c.gradient, c.scale);
     this.norms.push(l2norm(g));
     if (this.norms.length > NORM_WINDOW) this.norms.splice(0, this.norms.length - NORM_WINDOW);
+    if (c.excluded) {
+      // Live, a contribution is excluded only while buffered, and the last one never waits: this
+      // flush cannot happen in a log this runtime wrote, but keeps a buffer from waiting forever.
+      if (last && this.flush()) return { step: this.versionNow, stepped: true };
+      return { step: this.versionNow + 1, stepped: false };
+    }
     this.buffer.push({ ...c, gradient: g });
     if (this.buffer.length < this.bufferSize && !last) return { step: this.versionNow + 1, stepped: false };
     this.step(c.lr);
@@ -123,10 +143,29 @@ export class Aggregator {
     return true;
   }
 
-  /** After a restart: the contributions the checkpoint's buffer held (their norms are in the snapshot). */
+  /** Log positions of the contributions waiting in the buffer, ascending. */
+  bufferedSeqs(): number[] {
+    return this.buffer.map((b) => b.seq);
+  }
+
+  /**
+   * Drops the buffered contributions whose seq is in `seqs` (their worker was found wrong) before the
+   * step that would combine them; returns the seqs dropped. Their norms stay in the clipping window,
+   * as replay (which admits them `excluded`) leaves them. The caller logs the exclusion.
+   */
+  exclude(seqs: ReadonlySet<number>): number[] {
+    const dropped = this.buffer.filter((b) => seqs.has(b.seq)).map((b) => b.seq);
+    if (dropped.length > 0) this.buffer = this.buffer.filter((b) => !seqs.has(b.seq));
+    return dropped;
+  }
+
+  /**
+   * After a restart: the logged contributions of the checkpoint's buffer span (their norms are in the
+   * snapshot); those marked excluded (before or after the checkpoint) stay out.
+   */
   refill(cs: readonly Contribution[]): void {
     if (this.buffer.length > 0) throw new Error('refill into a non-empty buffer');
-    this.buffer = cs.map((c) => ({ ...c, gradient: discounted(c.gradient, c.scale ?? 1) }));
+    this.buffer = cs.filter((c) => !c.excluded).map((c) => ({ ...c, gradient: discounted(c.gradient, c.scale ?? 1) }));
   }
 
   private step(lr: number): void {
@@ -151,7 +190,8 @@ export class Aggregator {
   }
 
   snapshot(): AggregatorSnapshot {
-    return { seq: this.seqAdmitted, buffered: this.buffer.length, norms: [...this.norms] };
+    const first = this.buffer[0];
+    return { seq: this.seqAdmitted, buffered: first ? this.seqAdmitted - first.seq + 1 : 0, norms: [...this.norms] };
   }
 
   restoreSnapshot(s: AggregatorSnapshot): void {

@@ -15,7 +15,7 @@ import type { GradientPush, JobDescriptor, JobStatus, JobUpdate, LeaseAck, PushA
 import { decodeTensors, sameSpecs, sizeOf, toBytes, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
 import { buildModel, packWeights, trainableSpecs, weightSpecs } from '../../shared/training/model.ts';
 import { LeaseManager, type LedgerSnapshot, type Lease, type WorkerId } from '../leases/lease-manager.ts';
-import { Aggregator, type AggregatorSnapshot } from '../aggregation/aggregator.ts';
+import { Aggregator, type AggregatorSnapshot, type Contribution } from '../aggregation/aggregator.ts';
 import { aggregationOf, describeAggregation, type AggregationConfig } from '../aggregation/aggregation-config.ts';
 import { acceptGradient, WeightsSnapshots } from '../aggregation/wire.ts';
 import { negotiate, tensorSizes, type Encoding, type WeightEncoding } from '../../shared/codec/compression.ts';
@@ -257,17 +257,20 @@ export class JobRuntime {
     return rt;
   }
 
-  /** The gradients the checkpoint's buffer held (logged, not yet in its weights). */
+  /**
+   * The gradients the checkpoint's buffer held (logged, not yet in its weights): the log span it
+   * names, less the records marked excluded (a quarantined worker's, dropped before or after it).
+   */
   private refillBuffer(s: AggregatorSnapshot): void {
     this.aggregator.restoreSnapshot(s);
     if (s.buffered === 0) return;
-    const held = this.deps.state.updatesAfter(this.id, s.seq - s.buffered).filter((u) => u.version <= s.seq);
-    if (held.length !== s.buffered || held.some((u) => !u.gradient)) throw new Error(`the checkpoint's ${s.buffered} buffered gradient(s) up to #${s.seq} are not all in the log`);
-    this.aggregator.refill(held.map((u) => this.contribution(u)));
+    const span = this.deps.state.updatesAfter(this.id, s.seq - s.buffered).filter((u) => u.version <= s.seq);
+    if (span.length !== s.buffered || span.some((u) => !u.gradient && u.excluded !== true)) throw new Error(`the checkpoint's ${s.buffered} buffered gradient(s) up to #${s.seq} are not all in the log`);
+    this.aggregator.refill(span.filter((u) => u.excluded !== true).map((u) => this.contribution(u)));
   }
 
-  private contribution(u: UpdateRecord): { seq: number; gradient: Float32Array; scale: number | null; lr: number } {
-    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr };
+  private contribution(u: UpdateRecord): Contribution {
+    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr, excluded: u.excluded === true };
   }
 
   /**
@@ -536,6 +539,29 @@ export class JobRuntime {
     return ack;
   }
 
+
+  /**
+   * A worker found wrong (quarantined by spot checks): its gradients still waiting in the buffer are
+   * dropped before the step that would combine them. The records are marked excluded in the same
+   * turn, so they share a commit with (or precede) every later record and checkpoint: replay and a
+   * refilled buffer leave them out too, and the weights replay bit for bit. Their shards stay done
+   * for their epoch. Async jobs have nothing waiting (each gradient is its own step, already in the
+   * weights); what is in the weights is not undone. Returns how many were dropped.
+   */
+  excludeWorker(workerId: WorkerId): number {
+    const waiting = this.aggregator.bufferedSeqs();
+    if (waiting.length === 0) return 0;
+    const theirs = this.deps.state
+      .updatesAfter(this.id, waiting[0]! - 1)
+      .filter((u) => u.workerId === workerId && waiting.includes(u.version))
+      .map((u) => u.version);
+    if (theirs.length === 0) return 0;
+    // The mark first: if the store refuses it (a deposed owner), the buffer is left as it was.
+    this.deps.state.excludeUpdates(this.id, theirs);
+    const dropped = this.aggregator.exclude(new Set(theirs));
+    this.deps.log.warn(`job ${this.id}: dropped ${dropped.length} buffered gradient(s) of quarantined worker ${workerId} before step v${this.version + 1} (log #${dropped.join(', #')})`);
+    return dropped.length;
+  }
 
   /** The worker's durable record: leases answered, accepted/refused, measured speed. */
   private recordWorkerOutcome(workerId: WorkerId, ack: PushAck): void {

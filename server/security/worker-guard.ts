@@ -18,6 +18,8 @@ export interface WorkerGate {
   identify(claimed: string | undefined, credential: string | undefined, inUse: (id: string) => boolean, address: string): { workerId: WorkerId; credential: string | undefined; verified: boolean };
   /** Why no lease may be granted to this worker now, or null. */
   leaseRefusal(workerId: WorkerId): Failure | null;
+  /** Why this worker's pushes are no longer taken (quarantined), or null. */
+  pushRefusal?(workerId: WorkerId): Failure | null;
   /** A spot-check replica lease to hand out instead of a normal one, or null (server/validation). */
   replicaLease?(workerId: WorkerId, jobId: string): LeaseAck | null;
   /** The answer to a push of a replica lease; null for a normal lease (it goes to the job). */
@@ -78,6 +80,12 @@ export class WorkerGuard implements WorkerGate {
 
   takePush(workerId: WorkerId, msg: GradientPush): PushAck | null {
     return this.spotChecks?.takePush(workerId, msg) ?? null;
+  }
+
+  /** A quarantined worker's results are not taken either (it may still hold a lease or a prefetched one). */
+  pushRefusal(workerId: WorkerId): Failure | null {
+    const why = this.quarantine?.quarantineReason(workerId);
+    return why ? fail(ErrorCode.Quarantined, `this worker's results are no longer accepted: ${why}`) : null;
   }
 
   leaseRefusal(workerId: WorkerId): Failure | null {

@@ -31,6 +31,12 @@ export class MemoryStateStore implements StateStore {
   updatesAfter(jobId: string, afterVersion: number): UpdateRecord[] {
     return (this.updates.get(jobId) ?? []).filter((u) => u.version > afterVersion);
   }
+  excludeUpdates(jobId: string, versions: readonly number[]): void {
+    const list = this.updates.get(jobId);
+    if (!list || versions.length === 0) return;
+    const drop = new Set(versions);
+    this.updates.set(jobId, list.map((u) => (drop.has(u.version) ? { ...u, excluded: true } : u)));
+  }
   compactUpdates(jobId: string, upToVersion: number): void {
     const list = this.updates.get(jobId);
     if (!list) return;
@@ -75,6 +81,11 @@ export class MemoryStateStore implements StateStore {
   }
   listWorkers(): StoredWorker[] {
     return [...this.workers.values()].map((w) => structuredClone(w));
+  }
+  deleteWorkers(workerIds: readonly string[]): number {
+    let n = 0;
+    for (const id of workerIds) if (this.workers.delete(id)) n++;
+    return n;
   }
 
   /** Forgets one job's update log, leases and metrics (the Redis mirror reloads a job with it). */

@@ -199,6 +199,17 @@ export class RedisStateStore implements StateStore {
   updatesAfter(jobId: string, afterVersion: number): UpdateRecord[] {
     return this.mirror.updatesAfter(jobId, afterVersion);
   }
+  excludeUpdates(jobId: string, versions: readonly number[]): void {
+    this.assertWritable();
+    this.mirror.excludeUpdates(jobId, versions);
+    if (versions.length === 0) return;
+    const drop = new Set(versions);
+    for (const u of this.mirror.updatesAfter(jobId, Math.min(...versions) - 1)) {
+      if (!drop.has(u.version)) continue;
+      const { gradient: _g, ...meta } = u;
+      this.jobWrite(jobId, [this.jobKey(jobId, 'upd')], 'hset', String(u.version), JSON.stringify(meta));
+    }
+  }
   compactUpdates(jobId: string, upToVersion: number): void {
     this.assertWritable();
     const versions = this.mirror.updatesAfter(jobId, 0).filter((u) => u.version <= upToVersion && u.gradient !== null).map((u) => String(u.version));
@@ -245,6 +256,13 @@ export class RedisStateStore implements StateStore {
   }
   listWorkers(): StoredWorker[] {
     return this.mirror.listWorkers();
+  }
+  deleteWorkers(workerIds: readonly string[]): number {
+    this.assertWritable();
+    const n = this.mirror.deleteWorkers(workerIds);
+    // Like putWorker, not fenced: only the owner runs the worker handlers that write these rows.
+    for (let i = 0; i < workerIds.length; i += 1000) this.track(this.redis.hdel(this.key('workers'), ...workerIds.slice(i, i + 1000)));
+    return n;
   }
 
   /** Stops accepting writes; the connection closes once the pending ones are answered. */

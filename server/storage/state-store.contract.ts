@@ -59,6 +59,23 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: updates marked excluded read back so, keep their gradient and their place in the ledger`, async () => {
+    const s = await open();
+    for (const v of [1, 2, 3, 4]) s.appendUpdate(upd(v, { step: 1, scale: 0.5 }));
+    s.excludeUpdates('a', [2, 4]);
+    s.excludeUpdates('a', []);
+    s.excludeUpdates('nope', [1]);
+    const all = s.updatesAfter('a', 0);
+    assert.deepEqual(all.map((u) => u.excluded ?? false), [false, true, false, true]);
+    assert.deepEqual(all.map((u) => u.scale), [0.5, 0.5, 0.5, 0.5], 'the discount is kept');
+    assert.equal(s.updateByLease('a', 'l2')!.excluded, true);
+    assert.deepEqual([...all[1]!.gradient!], [2, 2, 3, 4]);
+    assert.equal(s.ledger('a', 0).size, 4, 'an excluded record still completes its shard');
+    assert.equal(s.lastVersion('a'), 4);
+    await s.durable();
+    s.close();
+  });
+
   test(`${name}: leases put, replace, delete, list`, async () => {
     const s = await open();
     const l = { jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 };
@@ -86,6 +103,21 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: worker records are deleted by id; unknown ids are ignored`, async () => {
+    const s = await open();
+    const w = { workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: null, leasesDone: 0, accepted: 0, refused: 0, msPerSample: null };
+    for (const id of ['w1', 'w2', 'w3']) s.putWorker({ ...w, workerId: id });
+    assert.equal(s.deleteWorkers(['w1', 'w3', 'nobody']), 2);
+    assert.equal(s.deleteWorkers([]), 0);
+    assert.equal(s.getWorker('w1'), null);
+    assert.deepEqual(s.listWorkers().map((x) => x.workerId), ['w2']);
+    // A deleted id can be written again (a worker that comes back and completes a lease).
+    s.putWorker({ ...w, workerId: 'w1', leasesDone: 1 });
+    assert.equal(s.getWorker('w1')?.leasesDone, 1);
+    await s.durable();
+    s.close();
+  });
+
   test(`${name}: flush resolves once the writes are durable`, async () => {
     const s = await open();
     s.appendUpdate(upd(1));
@@ -100,20 +132,27 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       let s = await open();
       s.putJob({ id: 'a', config, createdAt: 1 });
       s.appendUpdate(upd(1));
+      s.appendUpdate(upd(2, { step: 2, scale: 1 }));
+      s.appendUpdate(upd(3, { step: 2, scale: 1 }));
+      s.excludeUpdates('a', [2]);
       s.putLease({ jobId: 'a', leaseId: 'x', workerId: 'w', epoch: 0, shard: 3, baseVersion: 5, grantedAt: 10, deadlineAt: 20 });
       s.putLease({ jobId: 'a', leaseId: 'gone', workerId: 'w', epoch: 0, shard: 4, baseVersion: 5, grantedAt: 11, deadlineAt: 20 });
       s.deleteLease('a', 'gone');
       s.appendMetric({ jobId: 'a', version: 1, testLoss: 0.5, testAccuracy: 0.9, testMae: null, testRmse: null, at: 5, ms: 12 });
       s.putWorker({ workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: null });
+      s.putWorker({ workerId: 'pruned', firstSeenAt: 1, lastSeenAt: 2, capabilities: null, leasesDone: 0, accepted: 0, refused: 0, msPerSample: null });
+      s.deleteWorkers(['pruned']);
       await s.durable();
       s = await reopen(s);
       assert.equal(s.listJobs().length, 1);
-      assert.equal(s.lastVersion('a'), 1);
+      assert.equal(s.lastVersion('a'), 3);
       assert.deepEqual([...s.updateByLease('a', 'l1')!.gradient!], [1, 2, 3, 4]);
+      assert.deepEqual(s.updatesAfter('a', 0).map((u) => u.excluded ?? false), [false, true, false], 'the exclusion mark survives');
       assert.equal(s.listLeases('a').length, 1);
       assert.equal(s.metrics('a').length, 1);
-      assert.deepEqual(s.ledger('a', 0), new Map([[0, 1]]));
+      assert.deepEqual(s.ledger('a', 0), new Map([[0, 1], [1, 1], [2, 1]]));
       assert.deepEqual(s.getWorker('w1')?.capabilities, { backend: 'wasm' });
+      assert.equal(s.getWorker('pruned'), null, 'a deleted worker record stays deleted');
       s.close();
     });
   }

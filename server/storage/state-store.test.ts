@@ -60,6 +60,22 @@ test('sqlite group commit: the writes of one event-loop turn are one transaction
   other.close();
   s.close();
 });
+test('sqlite: a log written before the exclusion mark gains the column and keeps its records', async () => {
+  const f = path.join(mkdtempSync(path.join(tmpdir(), 'flock-sqlite-')), 'state.db');
+  const old = new Database(f);
+  old.exec(`CREATE TABLE updates (job_id TEXT NOT NULL, version INTEGER NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL, shard INTEGER NOT NULL, base_version INTEGER NOT NULL, lr REAL NOT NULL, staleness INTEGER NOT NULL,
+    samples INTEGER NOT NULL, loss REAL, at INTEGER NOT NULL, gradient BLOB, step INTEGER, scale REAL, PRIMARY KEY (job_id, version));
+    INSERT INTO updates VALUES ('a', 1, 'l1', 'w', 0, 0, 0, 0.1, 0, 8, NULL, 1, X'00000000', 1, 1);
+    INSERT INTO updates VALUES ('a', 2, 'l2', 'w', 0, 1, 0, 0.1, 0, 8, NULL, 2, X'00000000', 1, 1);`);
+  old.close();
+  const s = new SqliteStateStore(f);
+  assert.deepEqual(s.updatesAfter('a', 0).map((u) => u.excluded ?? false), [false, false]);
+  s.excludeUpdates('a', [2]);
+  await s.durable();
+  assert.deepEqual(s.updatesAfter('a', 0).map((u) => u.excluded ?? false), [false, true]);
+  s.close();
+});
 const skip = redisMissing();
 let redis: RedisFixture | null = null;
 let n = 0;

@@ -31,6 +31,12 @@ export interface UpdateRecord {
    * before the fix, whose `lr` carries the discount instead (replayed as such).
    */
   readonly scale?: number | null | undefined;
+  /**
+   * True: dropped from its step's buffer before that step was taken (its worker was quarantined),
+   * so it is in no weights; replay re-admits it for its log position and norm, never into a step.
+   * Absent/null/false: counted as logged. Its shard stays done (the ledger counts every record).
+   */
+  readonly excluded?: boolean | null | undefined;
   readonly leaseId: string;
   readonly workerId: string;
   readonly epoch: number;
@@ -95,6 +101,12 @@ export interface StateStore {
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null;
   /** Updates with version > `afterVersion`, ascending (replay after a crash). */
   updatesAfter(jobId: string, afterVersion: number): UpdateRecord[];
+  /**
+   * Marks these versions `excluded` (gradients dropped from the buffer before their step). Written in
+   * the same group commit / write order as the records that follow, so no later record or checkpoint
+   * is durable without it.
+   */
+  excludeUpdates(jobId: string, versions: readonly number[]): void;
   /** Drops the gradient blobs of versions <= `upToVersion` (a checkpoint now covers them). */
   compactUpdates(jobId: string, upToVersion: number): void;
   /** The shard ledger: (epoch, shard) -> how many updates completed it. */
@@ -111,6 +123,8 @@ export interface StateStore {
   putWorker(w: StoredWorker): void;
   getWorker(workerId: string): StoredWorker | null;
   listWorkers(): StoredWorker[];
+  /** Deletes these workers' records (unknown ids are ignored); returns how many were there. */
+  deleteWorkers(workerIds: readonly string[]): number;
 
   /**
    * Resolves once every write made so far is durable (group commit in SQLite: writes of one

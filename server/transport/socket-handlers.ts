@@ -194,6 +194,11 @@ export function attachWorkerHandlers(
       if (checked) return ack(checked);
       const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
       if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
+      const barred = gate?.pushRefusal?.(wid);
+      if (barred) {
+        job.release(wid, msg.value.leaseId); // its shard goes to another worker
+        return ack(barred);
+      }
       try {
         const res = await job.push(wid, msg.value);
         ack(res);

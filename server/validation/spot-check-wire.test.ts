@@ -94,8 +94,10 @@ test('a new worker\'s result is replicated at another address on the same weight
   assert.equal(list.find((w) => w.workerId === same.id)?.validatedSamples, 0, 'unchecked work earns no credit');
 });
 
-test('a worker two others contradict twice is quarantined, and its lease refusal says why', async () => {
+test('a worker two others contradict twice is quarantined, its lease and push refusals say why, and none of its gradients still waits in the buffer', async () => {
+  const job = c.registry.all()[0]!;
   const liar = await worker('198.18.1.1');
+  const spare = await lease(liar.s); // held across the quarantine, as a prefetched lease would be
   const honest = [await worker('198.18.1.2'), await worker('198.18.1.3')];
   // Give the honest ones a validated record first (third opinions come from validated workers).
   for (let round = 0; round < 2; round++) {
@@ -116,6 +118,21 @@ test('a worker two others contradict twice is quarantined, and its lease refusal
   assert.ok(why && /spot checks found 2 of its results wrong/.test(why), String(why));
   const refused = await liar.s.timeout(5000).emitWithAck('lease:request', { cachedVersion: null });
   assert.ok(!refused.ok && refused.code === ErrorCode.Quarantined && refused.message.includes('spot checks'), JSON.stringify(refused));
+  // The default job buffers 6 gradients per step: what the liar had waiting there was dropped at
+  // its quarantine (marked in the log), and a lease it still holds brings nothing back in. (Run
+  // alone, both its gradients wait in the first buffer; after the first test, the order of pushes
+  // may have stepped them in already, and then there is nothing to drop.)
+  const version = job.currentVersion;
+  if (!spare.lease.leaseId.startsWith('spot-')) {
+    const late = await push(liar.s, gradientFor(spare, true));
+    assert.ok(!late.ok && late.code === ErrorCode.Quarantined, JSON.stringify(late));
+    assert.equal(job.leasesHeldBy(liar.id as never), 0, 'its lease was handed back for another worker');
+  }
+  const mine = c.state.updatesAfter(job.id, 0).filter((u) => u.workerId === liar.id);
+  const dropped = mine.filter((u) => u.excluded === true);
+  console.log(`# liar: ${mine.length} gradients logged, ${dropped.length} dropped from the buffer at its quarantine (v${version})`);
+  assert.ok(mine.length >= 2);
+  assert.deepEqual(mine.filter((u) => u.excluded !== true && (u.step ?? u.version) > version).map((u) => u.version), [], 'none still waits for a step');
 });
 
 test('two real worker loops at two addresses: real gradients of replicated shards agree, both earn credit, no fault', { timeout: 60_000 }, async () => {

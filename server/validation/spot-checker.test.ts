@@ -48,6 +48,9 @@ interface RunResult {
   replicatedLate: number;
   leasesLate: number;
   replicaApplied: number;
+  /** Workers the checker reported quarantined (onQuarantined), in order. */
+  told: string[];
+  quarantined: string[];
 }
 
 function simulate(seed: number, rounds: number): RunResult {
@@ -58,6 +61,11 @@ function simulate(seed: number, rounds: number): RunResult {
   const ids = Array.from({ length: N }, (_, i) => `w-${seed}-${i}` as WorkerId);
   const checker = new SpotChecker(clock, (w) => `10.0.0.${ids.indexOf(w)}`, undefined, r);
   for (const w of ids) checker.hello(w, { backend: 'wasm', runtime: 'browser' });
+  const told: string[] = [];
+  checker.onQuarantined = (w, why) => {
+    assert.equal(why, checker.quarantineReason(w), 'told with the reason it shows');
+    told.push(w);
+  };
   const submissions = new Array<number>(N).fill(0);
   const caughtWithin: (number | null)[] = [null, null];
   let version = 0;
@@ -105,7 +113,7 @@ function simulate(seed: number, rounds: number): RunResult {
   }
   if (process.env.DBG) console.log(JSON.stringify(checker.counts), ids.map((w) => JSON.stringify(checker.trust(w))).join("\n"));
   const honestQuarantined = ids.filter((w, i) => !wrong.has(i) && checker.quarantineReason(w)).length;
-  return { caughtWithin, honestQuarantined, replicatedLate, leasesLate, replicaApplied };
+  return { caughtWithin, honestQuarantined, replicatedLate, leasesLate, replicaApplied, told, quarantined: ids.filter((w) => checker.quarantineReason(w)) };
 }
 
 test('2 of 10 workers wrong: >= 95% caught within 50 submissions, < 1% of honest quarantined, < 10% replication once trusted', () => {
@@ -167,4 +175,14 @@ test('replica leases: same backend class and another address only; forged and an
   const replay = checker.takePush('d' as WorkerId, { ...p, leaseId: r.lease.leaseId });
   assert.ok(replay && !replay.ok && replay.code === ErrorCode.UnknownLease, 'a replayed replica push is refused');
   assert.equal(checker.trust('a')!.creditSamples, 64, 'and credits nothing');
+});
+
+test('a quarantine is told once per worker (the coordinator then drops its buffered gradients)', () => {
+  let total = 0;
+  for (let seed = 1; seed <= 5; seed++) {
+    const res = simulate(seed, 60);
+    assert.deepEqual([...res.told].sort(), [...res.quarantined].sort(), `seed ${seed}`);
+    total += res.told.length;
+  }
+  assert.ok(total >= 8, `only ${total} quarantines in 5 runs`);
 });

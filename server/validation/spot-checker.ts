@@ -111,6 +111,8 @@ export class SpotChecker {
   private pinnedBytes = 0;
   /** Counters: leases replicated (handed out as replicas) and checks decided. */
   readonly counts = { replicaLeases: 0, agreed: 0, mismatches: 0, faults: 0, inconclusive: 0, expired: 0 };
+  /** Told once when a worker is quarantined (the coordinator drops its buffered gradients). */
+  onQuarantined: ((workerId: WorkerId, reason: string) => void) | null = null;
 
   constructor(
     private readonly clock: Clock,
@@ -307,6 +309,7 @@ export class SpotChecker {
     r.lastFault = why;
     if (r.faults >= this.policy.faultsToQuarantine && !r.quarantined) {
       r.quarantined = `spot checks found ${r.faults} of its results wrong (last: ${why})`;
+      this.onQuarantined?.(workerId as WorkerId, r.quarantined);
     }
   }
 
