@@ -30,6 +30,12 @@ export const AggregationSchema = z.object({
    * ran); new jobs get sqrt(bufferSize) (aggregationFor, DEFAULT_AGGREGATION).
    */
   learningRateScale: z.number().positive().max(100).optional(),
+  /**
+   * Robust rules: momentum of each worker's gradient history (history-screen.ts); a gradient is
+   * weighted down by how far its worker's history sits from the others'. 0 or absent: off (jobs
+   * stored before the key existed); new robust jobs get 0.9.
+   */
+  workerMomentum: z.number().min(0).max(0.999).optional(),
   /** local: optimizer steps each worker takes over its shard (one minibatch of batchSize each). */
   localSteps: z.number().int().min(1).max(10_000).default(32),
   /** local: the outer optimizer (SGD; Nesterov momentum when > 0) applied to the combined pseudo-gradient. */
@@ -48,7 +54,7 @@ export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ m
  * What the demos and new jobs get: buffers of 6 gradients, each clipped to 2x the recent median norm,
  * combined by CenteredClip from a momentum centre (anyone can open the volunteer URL).
  */
-export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6) });
+export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6), workerMomentum: 0.9 });
 
 /**
  * The config for a mode named with some of its options (job files, POST /api/jobs): `buffered` and
@@ -59,7 +65,11 @@ export function aggregationFor(input: { mode: AggregationMode; rule?: string | u
   const defaults = input.mode === 'local' ? { rule: DEFAULT_AGGREGATION.rule, bufferSize: 2 } : { rule: DEFAULT_AGGREGATION.rule, bufferSize: DEFAULT_AGGREGATION.bufferSize };
   const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
   const parsed = AggregationSchema.parse({ ...defaults, ...given });
-  return parsed.mode === 'buffered' && parsed.learningRateScale === undefined ? { ...parsed, learningRateScale: Math.sqrt(parsed.bufferSize) } : parsed;
+  return {
+    ...parsed,
+    ...(parsed.mode === 'buffered' && parsed.learningRateScale === undefined ? { learningRateScale: Math.sqrt(parsed.bufferSize) } : {}),
+    ...(parsed.rule !== 'mean' && parsed.workerMomentum === undefined ? { workerMomentum: 0.9 } : {}),
+  };
 }
 
 export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined }): AggregationConfig {
@@ -70,7 +80,7 @@ export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined
 /** One line for dashboards and logs: "buffered x6, centered-clip". */
 export function describeAggregation(a: AggregationConfig): string {
   if (a.mode === 'async') return 'async (every gradient a step)';
-  const rule = a.rule === 'mean' ? 'mean' : `${a.rule}, clip ${a.clipMultiple}x median norm`;
+  const rule = a.rule === 'mean' ? 'mean' : `${a.rule}, clip ${a.clipMultiple}x median norm${a.workerMomentum ? ', worker history' : ''}`;
   if (a.mode === 'buffered') return `buffered x${a.bufferSize}, ${rule}${a.learningRateScale && a.learningRateScale !== 1 ? `, lr x${+a.learningRateScale.toFixed(2)}` : ''}`;
   const outer = a.outerMomentum > 0 ? `outer Nesterov ${a.outerLearningRate}, momentum ${a.outerMomentum}` : `outer SGD ${a.outerLearningRate}`;
   return `local ${a.localSteps} steps, x${a.bufferSize}, ${rule}, ${outer}`;

@@ -13,6 +13,7 @@
 import { createOptimizer, type OptimizerConfig, type OptimizerState, type ServerOptimizer } from './optimizers.ts';
 import { judgeStaleness, type StalenessDecision, type StalenessPolicy } from './staleness.ts';
 import { clipToNorm, combine, l2norm, median } from './robust.ts';
+import { countSketch, screenWeights, sketchTable, SKETCH_DIM } from './history-screen.ts';
 import type { AggregationConfig } from './aggregation-config.ts';
 
 /** One accepted gradient, as logged. `seq` is its position in the job's update log. */
@@ -31,6 +32,8 @@ export interface Contribution {
    * for its log position and its norm (the clipping window saw it), never combined into a step.
    */
   readonly excluded?: boolean | undefined;
+  /** The worker that sent it (its history weights it under `workerMomentum`); absent: no history. */
+  readonly worker?: string | undefined;
 }
 
 export interface Admission {
@@ -51,10 +54,15 @@ export interface AggregatorSnapshot {
   readonly buffered: number;
   /** Norms of the recent admitted gradients (the robust rules clip to a multiple of their median). */
   readonly norms: number[];
+  /** Whose momentum sketches the checkpoint's `aggregator.history` slot holds, in its row order. */
+  readonly history?: { worker: string; last: number }[] | undefined;
 }
 
 const NORM_WINDOW = 64;
 const CENTER_SLOT = 'aggregator.center';
+const HISTORY_SLOT = 'aggregator.history';
+/** Workers whose momentum sketch is kept (4 KB each; the least recently seen goes first). */
+const MAX_HISTORY = 4096;
 
 export class Aggregator {
   private readonly optimizer: ServerOptimizer;
@@ -63,6 +71,11 @@ export class Aggregator {
   /** CenteredClip's starting point: a momentum average of the steps' combined gradients. */
   private readonly center: Float32Array | null;
   private seqAdmitted: number;
+  /** Per worker: the momentum of its clipped gradients' sketches, and the log position it last moved at. */
+  private history = new Map<string, { m: Float32Array; last: number }>();
+  /** The history slot of a checkpoint, until restoreSnapshot says whose rows they are. */
+  private pendingHistory: Float32Array | null = null;
+  private sketch: Uint32Array | null = null;
 
   constructor(
     readonly cfg: AggregationConfig,
@@ -169,7 +182,8 @@ export class Aggregator {
   }
 
   private step(lr: number): void {
-    const gs = this.buffer.map((b) => b.gradient);
+    const batch = this.buffer;
+    const gs = batch.map((b) => b.gradient);
     this.buffer = [];
     let combined: Float32Array;
     if (this.cfg.mode === 'async' || gs.length === 1) {
@@ -178,7 +192,12 @@ export class Aggregator {
       combined = combine('mean', gs, { trim: 0, center: null });
     } else {
       const bound = this.cfg.clipMultiple * median(this.norms);
-      const clipped = gs.map((g) => clipToNorm(g, bound));
+      let clipped = gs.map((g) => clipToNorm(g, bound));
+      const beta = this.cfg.workerMomentum ?? 0;
+      if (beta > 0) {
+        const w = this.screen(batch, clipped, beta);
+        clipped = clipped.map((g, j) => (w[j]! < 1 ? discounted(g, w[j]!) : g));
+      }
       combined = combine(this.cfg.rule, clipped, { trim: Math.floor(this.cfg.trimFraction * gs.length), center: this.center });
       if (this.center) {
         const b = this.cfg.serverMomentum;
@@ -189,25 +208,72 @@ export class Aggregator {
     this.versionNow++;
   }
 
+  /**
+   * Updates the momentum sketch of each contribution's worker (in log order) and returns each
+   * gradient's weight (history-screen.ts). Runs inside the step, so a checkpoint's momenta always
+   * match its refilled buffer.
+   */
+  private screen(batch: readonly Contribution[], clipped: readonly Float32Array[], beta: number): number[] {
+    this.sketch ??= sketchTable(clipped[0]!.length);
+    const moms = batch.map((c, j) => {
+      const sk = countSketch(clipped[j]!, this.sketch!);
+      if (c.worker === undefined) return sk;
+      const h = this.history.get(c.worker);
+      if (!h) {
+        this.history.set(c.worker, { m: sk, last: c.seq });
+      } else {
+        for (let i = 0; i < sk.length; i++) h.m[i] = beta * h.m[i]! + (1 - beta) * sk[i]!;
+        h.last = c.seq;
+        // Re-inserted: the map's order is least recently seen first.
+        this.history.delete(c.worker);
+        this.history.set(c.worker, h);
+      }
+      return this.history.get(c.worker)!.m.slice();
+    });
+    while (this.history.size > MAX_HISTORY) this.history.delete(this.history.keys().next().value!);
+    return screenWeights(moms);
+  }
+
   snapshot(): AggregatorSnapshot {
     const first = this.buffer[0];
-    return { seq: this.seqAdmitted, buffered: first ? this.seqAdmitted - first.seq + 1 : 0, norms: [...this.norms] };
+    return {
+      seq: this.seqAdmitted,
+      buffered: first ? this.seqAdmitted - first.seq + 1 : 0,
+      norms: [...this.norms],
+      ...(this.history.size > 0 ? { history: [...this.history].map(([worker, h]) => ({ worker, last: h.last })) } : {}),
+    };
   }
 
   restoreSnapshot(s: AggregatorSnapshot): void {
     this.norms = [...s.norms];
+    this.history = new Map();
+    const rows = this.pendingHistory;
+    this.pendingHistory = null;
+    if (!s.history || !rows) return;
+    if (rows.length !== s.history.length * SKETCH_DIM) throw new Error(`checkpoint holds ${rows.length / SKETCH_DIM} worker histories for ${s.history.length} workers`);
+    s.history.forEach((h, i) => this.history.set(h.worker, { m: rows.slice(i * SKETCH_DIM, (i + 1) * SKETCH_DIM), last: h.last }));
   }
 
   /** The optimizer's slots plus the aggregator's own (CenteredClip's centre), for checkpoints. */
   optimizerState(): OptimizerState {
     const st = this.optimizer.state();
-    return this.center ? { step: st.step, slots: [...st.slots, { name: CENTER_SLOT, data: this.center.slice() }] } : st;
+    const own = [];
+    if (this.center) own.push({ name: CENTER_SLOT, data: this.center.slice() });
+    if (this.history.size > 0) {
+      const rows = new Float32Array(this.history.size * SKETCH_DIM);
+      let i = 0;
+      for (const h of this.history.values()) rows.set(h.m, SKETCH_DIM * i++);
+      own.push({ name: HISTORY_SLOT, data: rows });
+    }
+    return own.length > 0 ? { step: st.step, slots: [...st.slots, ...own] } : st;
   }
 
+  /** Before restoreSnapshot (which names the history rows' workers). */
   restoreOptimizer(st: OptimizerState): void {
     const center = st.slots.find((s) => s.name === CENTER_SLOT);
     if (center && this.center) this.center.set(center.data);
-    this.optimizer.restore({ step: st.step, slots: st.slots.filter((s) => s.name !== CENTER_SLOT) });
+    this.pendingHistory = st.slots.find((s) => s.name === HISTORY_SLOT)?.data ?? null;
+    this.optimizer.restore({ step: st.step, slots: st.slots.filter((s) => s.name !== CENTER_SLOT && s.name !== HISTORY_SLOT) });
   }
 }
 

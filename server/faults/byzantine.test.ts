@@ -14,11 +14,11 @@ import { AggregationSchema, DEFAULT_AGGREGATION, type AggregationConfig } from '
 import type { Dataset } from '../data/dataset.ts';
 
 const TRAIN = Number(process.env.FLOCK_BYZ_TRAIN ?? 9_600);
-const TEST = 2_000;
+const TEST = 5_000;
 const EPOCHS = Number(process.env.FLOCK_BYZ_EPOCHS ?? 5);
 const HONEST = 4;
 const NORM_BOUND = 1000;
-const OVERRIDES = { batchSize: 64, stop: { maxEpochs: EPOCHS, targetAccuracy: null }, evalEveryVersions: 100_000, leaseTimeoutMs: 10_000, maxGradNorm: NORM_BOUND };
+const OVERRIDES = { batchSize: 64, stop: { maxEpochs: EPOCHS, targetAccuracy: null }, evalEveryVersions: 10, leaseTimeoutMs: 10_000, maxGradNorm: NORM_BOUND };
 
 interface Outcome {
   accuracy: number;
@@ -44,7 +44,10 @@ async function run(aggregation: AggregationConfig, attack: AttackName | null): P
     await job.settle();
     const s = job.summary();
     const bad = attacker ? attacker.loop.stats.accepted : 0;
-    return { accuracy: s.metrics.testAccuracy ?? 0, attackerShare: bad / Math.max(1, s.updates.applied), seconds: (Date.now() - t0) / 1000 };
+    // The mean of the last three evaluations (about the last epoch in the default mode): one final
+    // evaluation on a small budget swings by a point from run to run, which the bars cannot absorb.
+    const last = job.metricHistory().evaluations.slice(-3).map((e) => e.testAccuracy ?? 0);
+    return { accuracy: last.length > 0 ? last.reduce((a, b) => a + b, 0) / last.length : (s.metrics.testAccuracy ?? 0), attackerShare: bad / Math.max(1, s.updates.applied), seconds: (Date.now() - t0) / 1000 };
   } finally {
     for (const w of workers) w.kill();
     await coord.close();
@@ -63,7 +66,7 @@ test('Byzantine volunteers: the default rule holds against 20% attackers; plain 
     table[r.name] = { clean: await run(r.cfg, null) };
     for (const a of ATTACKS) table[r.name]![a] = await run(r.cfg, a);
   }
-  const lines = [`byzantine: MNIST MLP, ${TRAIN} train / ${TEST} test examples, ${EPOCHS} epochs, ${HONEST} honest workers + 1 attacker`];
+  const lines = [`byzantine: MNIST MLP, ${TRAIN} train / ${TEST} test examples, ${EPOCHS} epochs, ${HONEST} honest workers + 1 attacker; accuracy = mean of the last 3 evaluations (every 10 versions)`];
   for (const r of rules) {
     const row = table[r.name]!;
     lines.push(`  ${r.name}: clean ${pct(row.clean!.accuracy)} (${row.clean!.seconds.toFixed(0)} s)`);
@@ -78,11 +81,10 @@ test('Byzantine volunteers: the default rule holds against 20% attackers; plain 
   for (const a of ATTACKS) {
     const o = def[a]!;
     assert.ok(o.attackerShare > 0.12, `${a}: the attacker supplied only ${pct(o.attackerShare)}`);
-    // The issue's bars: 2 points for (a)-(c), 5 for ALIE. (b), one fixed direction at the norm
-    // bound, costs the default rule a steady 1.5-3.0 points across runs (each push is clipped to 2x
-    // the median norm but always points the same way): its 2-point bar is NOT met reliably, so it is
-    // checked at 3.5 here and issue 10 stays open for it (a tighter clip or a direction-aware rule).
-    const allowed = a === 'alie' ? 0.05 : a === 'fixed-direction' ? 0.035 : 0.02;
+    // The issue's bars: 2 points for (a)-(c), 5 for ALIE. (b), one fixed direction, is what the
+    // worker history (history-screen.ts) is for: clipping alone bounds each push, not a bias
+    // repeated every step (it cost 1.5-5 points before the history weighted it down).
+    const allowed = a === 'alie' ? 0.05 : 0.02;
     assert.ok(o.accuracy >= def.clean!.accuracy - allowed, `default rule under ${ATTACK_TITLES[a]}: ${pct(o.accuracy)} vs clean ${pct(def.clean!.accuracy)}`);
   }
   assert.ok(def.clean!.accuracy > 0.85, `clean accuracy ${pct(def.clean!.accuracy)}`);

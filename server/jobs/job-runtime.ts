@@ -270,7 +270,7 @@ export class JobRuntime {
   }
 
   private contribution(u: UpdateRecord): Contribution {
-    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr, excluded: u.excluded === true };
+    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr, excluded: u.excluded === true, worker: u.workerId };
   }
 
   /**
@@ -525,7 +525,7 @@ export class JobRuntime {
     this.deps.state.deleteLease(this.id, lease.id);
     const completedEpochs = this.leases.complete(lease);
     // The last shard of the last epoch flushes a partial buffer: every gradient ends up in the model.
-    const admitted = this.aggregator.admit({ seq, gradient: decoded.floats, scale: verdict.scale, lr }, this.leases.exhausted);
+    const admitted = this.aggregator.admit({ seq, gradient: decoded.floats, scale: verdict.scale, lr, worker: workerId }, this.leases.exhausted);
     this.speeds.set(workerId, updateSpeed(this.speeds.get(workerId), now - lease.grantedAt, samples));
 
     const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };

@@ -1,0 +1,68 @@
+// The robust rules' memory of each worker (after Karimireddy, He & Jaggi 2021, "Learning from
+// History for Byzantine Robust Optimization"): a momentum of every worker's clipped gradients, kept
+// as a count sketch of SKETCH_DIM numbers (4 KB a worker, whatever the model's size). Honest
+// workers' momenta average their minibatch noise away and sit close together; a worker that keeps
+// pushing the same wrong direction (or noise, or a shifted mean) keeps a momentum far from them.
+// Before a step, each buffered gradient is weighted by min(1, tau / distance of its worker's
+// momentum from the coordinate-wise median of the buffer's momenta), tau the median distance: a
+// bias repeated step after step is cut to a fraction, where clipping one gradient at a time only
+// bounds it. The gradients themselves are combined as they came (no momentum lag in the step).
+// Pure functions; the Aggregator keeps the momenta and checkpoints them.
+
+export const SKETCH_DIM = 1024;
+
+/**
+ * Bucket and sign of every coordinate for a count sketch of `n` coordinates: bit 31 is the sign,
+ * the rest the bucket. A fixed integer hash (no seed to store): the same on every process.
+ */
+export function sketchTable(n: number, dim = SKETCH_DIM): Uint32Array {
+  const t = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    let h = Math.imul(i ^ 0x9e3779b9, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    h ^= h >>> 16;
+    t[i] = ((h >>> 0) % dim) | (h & 0x80000000);
+  }
+  return t;
+}
+
+/** The count sketch of `g` (inner products and distances preserved in expectation). */
+export function countSketch(g: Float32Array, table: Uint32Array, dim = SKETCH_DIM): Float32Array {
+  const out = new Float64Array(dim);
+  for (let i = 0; i < g.length; i++) {
+    const e = table[i]!;
+    const v = g[i]!;
+    const b = e & 0x7fffffff;
+    out[b] = out[b]! + (e & 0x80000000 ? -v : v);
+  }
+  return Float32Array.from(out);
+}
+
+const medianOf = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+};
+
+/**
+ * One weight in (0, 1] per momentum: min(1, tau / distance from the coordinate-wise median of all
+ * of them), tau = the median distance. Fewer than 3 momenta: all 1 (no majority to judge by).
+ */
+export function screenWeights(moms: readonly Float32Array[]): number[] {
+  const n = moms.length;
+  if (n < 3) return moms.map(() => 1);
+  const dim = moms[0]!.length;
+  const center = new Float32Array(dim);
+  const col: number[] = new Array<number>(n);
+  for (let i = 0; i < dim; i++) {
+    for (let j = 0; j < n; j++) col[j] = moms[j]![i]!;
+    center[i] = medianOf(col);
+  }
+  const dists = moms.map((m) => {
+    let s = 0;
+    for (let i = 0; i < dim; i++) s += (m[i]! - center[i]!) ** 2;
+    return Math.sqrt(s);
+  });
+  const tau = medianOf(dists);
+  return dists.map((d) => (d > tau && d > 0 ? tau / d : 1));
+}
