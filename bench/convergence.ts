@@ -25,6 +25,7 @@ import { JobRuntime } from '../server/jobs/job-runtime.ts';
 import { demoConfig } from '../server/jobs/demos.ts';
 import { aggregationFor, describeAggregation, type AggregationConfig } from '../server/aggregation/aggregation-config.ts';
 import type { WorkerId } from '../server/leases/lease-manager.ts';
+import type { StalenessPolicy } from '../server/aggregation/staleness.ts';
 import type { tf } from '../shared/training/tf.ts';
 import type { LeasePayload } from '../shared/protocol/messages.ts';
 
@@ -38,13 +39,14 @@ const WORKERS = (arg('workers') ?? '1,2,4,8').split(',').map(Number);
 const MAX_EPOCHS = Number(arg('max-epochs') ?? 12);
 /** Samples between evaluations (the measurement's resolution). */
 const EVAL_EVERY_SAMPLES = Number(arg('eval-every') ?? 6_400);
-const MODES: { name: string; aggregation: AggregationConfig }[] = [
+const MODES: { name: string; aggregation: AggregationConfig; staleness?: StalenessPolicy }[] = [
   { name: 'async', aggregation: aggregationFor({ mode: 'async' }) },
   { name: 'buffered-mean', aggregation: aggregationFor({ mode: 'buffered', rule: 'mean' }) },
   { name: 'buffered-default', aggregation: aggregationFor({ mode: 'buffered' }) },
   { name: 'local', aggregation: aggregationFor({ mode: 'local' }) },
   // --custom '[{"name":"b4-lr2","aggregation":{"mode":"buffered","bufferSize":4,"learningRateScale":2}}]': extra rows (tuning).
-  ...(JSON.parse(arg('custom') ?? '[]') as { name: string; aggregation: Record<string, unknown> & { mode: 'async' | 'buffered' | 'local' } }[]).map((c) => ({ name: c.name, aggregation: aggregationFor(c.aggregation) })),
+  // An entry may also set the job's `staleness` policy ({ "rule": "constant", "maxStaleness": 32 }).
+  ...(JSON.parse(arg('custom') ?? '[]') as { name: string; aggregation: Record<string, unknown> & { mode: 'async' | 'buffered' | 'local' }; staleness?: StalenessPolicy }[]).map((c) => ({ name: c.name, aggregation: aggregationFor(c.aggregation), ...(c.staleness ? { staleness: c.staleness } : {}) })),
 ].filter((m) => !arg('modes') || arg('modes')!.split(',').includes(m.name));
 
 interface Result {
@@ -68,7 +70,7 @@ let initialWeights: Float32Array | null = null;
 
 async function runOne(mode: (typeof MODES)[number], n: number): Promise<Result> {
   const dir = mkdtempSync(path.join(tmpdir(), 'flock-conv-'));
-  const config = demoConfig('mnist-mlp', { aggregation: mode.aggregation, stop: { maxEpochs: MAX_EPOCHS, targetAccuracy: null }, evalEveryVersions: 1_000_000 });
+  const config = demoConfig('mnist-mlp', { aggregation: mode.aggregation, ...(mode.staleness ? { staleness: mode.staleness } : {}), stop: { maxEpochs: MAX_EPOCHS, targetAccuracy: null }, evalEveryVersions: 1_000_000 });
   const rt = await JobRuntime.create('conv', config, {
     clock: systemClock,
     data: memoryJobData(await loadMnist()),
