@@ -155,7 +155,7 @@ test('create a job from a demo with edited settings; retune lr and staleness bou
   await api('/api/jobs/trusted/cancel', { method: 'POST', token: TOKEN });
   // The create form starts from the demo's aggregation (the robust default) and local mode's steps.
   const demos = (await (await api('/api/demos', { token: TOKEN })).json()) as DemoInfo[];
-  assert.deepEqual(demos.find((d) => d.name === 'mnist-mlp')?.aggregation, { mode: 'buffered', rule: 'centered-clip', bufferSize: 6, localSteps: 8 });
+  assert.deepEqual(demos.find((d) => d.name === 'mnist-mlp')?.aggregation, { mode: 'buffered', rule: 'centered-clip', bufferSize: 6, localSteps: 32 });
 
   const bad = await api('/api/jobs', { method: 'POST', token: TOKEN, body: JSON.stringify({ source: { kind: 'demo', demo: 'nope' }, settings: {} }) });
   assert.equal(bad.status, 400);
