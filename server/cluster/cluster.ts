@@ -2,7 +2,7 @@
 // checkpoint stores, plugs socket.io's Redis adapter in (job updates and dashboard broadcasts reach
 // every process's sockets), relays its workers to the leader (relay.ts) and runs for leadership
 // (leadership.ts). On election it loads the jobs from durable state only (Redis: update log,
-// leases, checkpoints), creates the demo job if the cluster has none (so it is made once), and only
+// leases, checkpoints, jobs' own data), creates the demo job if the cluster has none (so it is made once), and only
 // then serves the workers of every process.
 //
 // State owned: the Redis connections, the cached leader id, whether the handlers are attached.
@@ -15,6 +15,7 @@ import { createAdapter } from '@socket.io/redis-adapter';
 import type { Server as IoServer } from 'socket.io';
 import { RedisStateStore } from '../storage/redis-state-store.ts';
 import { RedisCheckpointStore } from '../storage/redis-checkpoint-store.ts';
+import { RedisJobData } from '../storage/redis-job-data.ts';
 import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import { Leadership, parseHolder } from './leadership.ts';
 import { Relay } from './relay.ts';
@@ -28,6 +29,8 @@ export interface ClusterOptions {
   readonly log: Logger;
   /** A process that lost ownership exits (a supervisor restarts it as a follower); tests say false. */
   readonly exitOnLost?: boolean | undefined;
+  /** Chunk size of a job's own data in Redis (redis-job-data.ts; tests make it small). */
+  readonly dataChunkBytes?: number | undefined;
 }
 
 export interface ClusterHooks {
@@ -74,6 +77,11 @@ export class Cluster {
     const redis = this.state.redis;
     return (jobId, kind, keep) =>
       new RedisCheckpointStore({ redis, prefix: this.o.prefix, jobId, kind, keep, fence: () => ({ key: this.state.fenceKey, token: this.leadership?.token ?? null }), warn: (m) => this.o.log.warn(m) });
+  }
+
+  /** Jobs' own data sets in Redis (on a connection of their own: big chunks do not hold up the log). */
+  jobData(): RedisJobData {
+    return new RedisJobData({ redis: this.conn(), prefix: this.o.prefix, chunkBytes: this.o.dataChunkBytes });
   }
 
   get leading(): boolean {

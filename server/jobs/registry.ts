@@ -9,6 +9,7 @@ import { CheckpointStore, type Checkpoints } from '../storage/checkpoint-store.t
 import { loadMnist, type Dataset } from '../data/dataset.ts';
 import { memoryJobData, type JobData } from '../data/job-data.ts';
 import { ShardStore } from '../data/store/shard-store.ts';
+import type { SharedJobData } from '../storage/redis-job-data.ts';
 
 export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeights'> & {
   /** The built-in MNIST for demo jobs (tests pass a slice); loaded on first use otherwise. */
@@ -21,6 +22,11 @@ export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeigh
   readonly checkpoints?: ((jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints) | undefined;
   /** Evaluate in a worker thread (the CLI); absent: on the event loop, in chunks (tests). */
   readonly evaluationThread?: boolean | undefined;
+  /**
+   * Where a job's own data lives besides this process's folder (FLOCK_STORE=redis: in Redis, so any
+   * process can open the job; the folder is then a cache materialised from it).
+   */
+  readonly sharedData?: SharedJobData | undefined;
 };
 
 export class JobRegistry {
@@ -54,7 +60,11 @@ export class JobRegistry {
 
   /** The examples of a job: the shared MNIST for demos, the job's own shard store otherwise. */
   private async dataFor(id: string, config: JobConfig): Promise<JobData> {
-    if (config.dataset === 'store') return ShardStore.open(path.join(this.jobDir(id), 'data'));
+    if (config.dataset === 'store') {
+      const dir = path.join(this.jobDir(id), 'data');
+      if (this.deps.sharedData && (await this.deps.sharedData.materialise(id, dir)) === 'fetched') this.deps.log.info(`job ${id}: its data was copied from the shared store into ${dir}`);
+      return ShardStore.open(dir);
+    }
     this.mnist ??= this.deps.mnist ? Promise.resolve(this.deps.mnist) : loadMnist();
     return memoryJobData(await this.mnist);
   }
@@ -119,12 +129,21 @@ export class JobRegistry {
     await rm(this.jobDir(id), { recursive: true, force: true });
     await mkdir(this.jobDir(id), { recursive: true });
     let data: JobData | null = null;
+    let shared = false;
     try {
-      if (staged.dataDir) await rename(staged.dataDir, path.join(this.jobDir(id), 'data'));
+      if (staged.dataDir) {
+        const dir = path.join(this.jobDir(id), 'data');
+        await rename(staged.dataDir, dir);
+        // In the shared store before the job exists anywhere: whoever opens it later finds its data.
+        shared = this.deps.sharedData !== undefined;
+        await this.deps.sharedData?.put(id, dir);
+      }
       data = await this.dataFor(id, valid);
-      // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
+      // Data, then checkpoint v0, then the job record: a crash in between leaves no half-made job.
       const rt = await JobRuntime.create(id, valid, { ...this.deps, data, initialWeights: staged.initialWeights, store: this.storeFor(id), bestStore: this.bestStoreFor(id) });
       this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
+      // Recorded before it is acknowledged: a takeover right after the answer still knows the job.
+      await this.deps.state.durable();
       this.jobs.set(id, rt);
       for (const cb of this.added) cb(rt);
       return rt;
@@ -133,6 +152,7 @@ export class JobRegistry {
       this.stores.delete(id);
       this.bestStores.delete(id);
       await rm(this.jobDir(id), { recursive: true, force: true });
+      if (shared) await this.deps.sharedData!.remove(id).catch((e: Error) => this.deps.log.warn(`job ${id}: its data could not be removed from the shared store: ${e.message}`));
       throw err;
     }
   }
