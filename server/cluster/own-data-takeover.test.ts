@@ -53,7 +53,7 @@ test('own-data job: its data goes into Redis in chunks; the next owner materiali
     startCoordinator({
       port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'none'), demo: null, store: 'redis', adminToken: TOKEN,
       // 4 KiB chunks: the fixture's rows files span several.
-      redis: { url: redis!.url, leaderTtlMs: 1000, exitOnLost: false, dataChunkBytes: 4096 },
+      redis: { url: redis!.url, leaderTtlMs: 1000, dataChunkBytes: 4096 },
       log: { info() {}, warn: (m) => console.log(`[warn] ${m}`) },
     });
   const r = new Redis(redis!.url);

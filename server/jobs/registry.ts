@@ -81,17 +81,46 @@ export class JobRegistry {
     return store;
   }
 
-  /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
+  /**
+   * Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update
+   * log, and announces each (onAdded) to whoever already listens: a cluster process elected again
+   * after stepping down reloads its jobs while its handlers stay attached.
+   */
   async loadAll(): Promise<void> {
     for (const job of this.deps.state.listJobs()) {
+      if (this.jobs.has(job.id)) continue;
+      let data: JobData | null = null;
       try {
         const config = JobConfigSchema.parse(job.config);
-        const data = await this.dataFor(job.id, config);
-        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id), bestStore: this.bestStoreFor(job.id) }));
+        data = await this.dataFor(job.id, config);
+        const rt = await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id), bestStore: this.bestStoreFor(job.id) });
+        this.jobs.set(job.id, rt);
+        for (const cb of this.added) cb(rt);
       } catch (err) {
+        data?.close();
         this.deps.log.warn(`job ${job.id}: cannot be reopened: ${(err as Error).message}`);
       }
     }
+  }
+
+  /**
+   * Forgets every job without writing anything (a cluster owner that lost its lease: its successor
+   * holds the jobs now; fencing refuses whatever write of theirs is still in flight). Evaluations
+   * are stopped and data files closed; the local data folders stay as caches.
+   */
+  unloadAll(): number {
+    const jobs = [...this.jobs.values()];
+    this.jobs.clear();
+    this.stores.clear();
+    this.bestStores.clear();
+    for (const job of jobs) {
+      try {
+        job.dispose();
+      } catch (err) {
+        this.deps.log.warn(`job ${job.id}: stopping it failed: ${(err as Error).message}`);
+      }
+    }
+    return jobs.length;
   }
 
   /**
