@@ -55,8 +55,8 @@ export interface CoordinatorOptions {
    * (shared by several coordinator processes: server/cluster/cluster.ts; needs `redis`).
    */
   readonly store?: 'sqlite' | 'memory' | 'redis' | undefined;
-  /** FLOCK_STORE=redis: where, key prefix, ownership lease, whether a deposed owner exits. */
-  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; exitOnLost?: boolean | undefined; advertiseUrl?: string | undefined } | undefined;
+  /** FLOCK_STORE=redis: where, key prefix, ownership lease, advertised URL, data chunk size (tests). */
+  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; advertiseUrl?: string | undefined; dataChunkBytes?: number | undefined } | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
@@ -176,7 +176,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   let cluster: Cluster | null = null;
   if (opts.store === 'redis' && opts.redis) {
     try {
-      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, log, exitOnLost: opts.redis.exitOnLost });
+      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, log, dataChunkBytes: opts.redis.dataChunkBytes });
     } catch (err) {
       throw new StartupError(`cannot reach Redis at FLOCK_REDIS_URL=${opts.redis.url}: ${(err as Error).message}`);
     }
@@ -185,7 +185,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   // Worker credentials' secret: one for every process of a cluster (in Redis), so a worker keeps its
   // id through a takeover; else a file in the data folder.
   const workerSecret = cluster ? await sharedWorkerSecret(cluster.state.redis, opts.redis?.prefix ?? 'flock') : workerSecretFor(opts.dataDir);
-  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
+  const registry = new JobRegistry({ clock, mnist: opts.dataset, log, state, newId: () => randomUUID(), dataDir: opts.dataDir, keepCheckpoints: 3, checkpointPauseMs: opts.checkpointPauseMs, evaluationThread: opts.evaluationThread, checkpoints: cluster?.checkpoints(), sharedData: cluster?.jobData(), failureIdentity: (w) => guardRef?.addressOf(w) ?? w });
   // With Redis the jobs are loaded (and the demo made) by whichever process is elected to own them.
   let createdDemo = false;
   // Records of workers that never completed a lease: pruned by whoever owns the state (this
@@ -274,6 +274,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
         adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
         observers.push(adminFeed);
         handlersWorkers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard).workers;
+      },
+      stepDown: () => {
+        const n = registry.unloadAll();
+        log.warn(`stepped down: ${n} job runtime(s) stopped and forgotten (the new owner resumes them from Redis)`);
       },
     });
   } else {

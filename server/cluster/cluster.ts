@@ -2,10 +2,15 @@
 // checkpoint stores, plugs socket.io's Redis adapter in (job updates and dashboard broadcasts reach
 // every process's sockets), relays its workers to the leader (relay.ts) and runs for leadership
 // (leadership.ts). On election it loads the jobs from durable state only (Redis: update log,
-// leases, checkpoints), creates the demo job if the cluster has none (so it is made once), and only
-// then serves the workers of every process.
+// leases, checkpoints, jobs' own data), creates the demo job if the cluster has none (so it is made
+// once), and only then serves the workers of every process. An owner that loses its lease (or has a
+// write refused for a stale fencing token) steps down in place: it stops its job runtimes without
+// writing anything more, forgets the jobs and the sessions it served, and goes on as a gateway; its
+// own volunteers stay connected and are relayed to the new owner. Elected again, it loads the jobs
+// afresh from Redis.
 //
-// State owned: the Redis connections, the cached leader id, whether the handlers are attached.
+// State owned: the Redis connections, the cached leader id, whether the handlers are attached and
+// whether this process serves the jobs now.
 
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -13,8 +18,9 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Server as IoServer } from 'socket.io';
-import { RedisStateStore } from '../storage/redis-state-store.ts';
+import { FencedError, RedisStateStore } from '../storage/redis-state-store.ts';
 import { RedisCheckpointStore } from '../storage/redis-checkpoint-store.ts';
+import { RedisJobData } from '../storage/redis-job-data.ts';
 import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import { Leadership, parseHolder } from './leadership.ts';
 import { Relay } from './relay.ts';
@@ -26,8 +32,8 @@ export interface ClusterOptions {
   readonly prefix: string;
   readonly leaderTtlMs: number;
   readonly log: Logger;
-  /** A process that lost ownership exits (a supervisor restarts it as a follower); tests say false. */
-  readonly exitOnLost?: boolean | undefined;
+  /** Chunk size of a job's own data in Redis (redis-job-data.ts; tests make it small). */
+  readonly dataChunkBytes?: number | undefined;
 }
 
 export interface ClusterHooks {
@@ -35,6 +41,8 @@ export interface ClusterHooks {
   readonly loadJobs: () => Promise<void>;
   /** Attach the worker handlers and the dashboard feed to the relay's facade (once, after the first loadJobs). */
   readonly attachHandlers: (io: FlockServer) => void;
+  /** Ownership lost: stop and forget every job without writing (the state store refuses writes already). */
+  readonly stepDown: () => void;
 }
 
 export class Cluster {
@@ -48,6 +56,8 @@ export class Cluster {
   private statsTimer: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
   private leadership: Leadership | null = null;
+  /** Whether this process serves the jobs now (elected and loaded, not stepped down since). */
+  private serving = false;
   /** When this process last became leader, and how long loading took (ms). */
   electedAt: number | null = null;
   takeoverMs: number | null = null;
@@ -72,8 +82,24 @@ export class Cluster {
   /** Checkpoint stores in Redis, fenced by this process's leadership token. */
   checkpoints(): (jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints {
     const redis = this.state.redis;
+    // The state store's token, kept after stepping down (Redis then refuses it), never "unfenced".
+    const fence = (): { key: string; token: number | null } => {
+      if (this.state.deposed) throw new FencedError('this process no longer owns the jobs (it stepped down)');
+      return { key: this.state.fenceKey, token: this.state.fenceToken };
+    };
     return (jobId, kind, keep) =>
-      new RedisCheckpointStore({ redis, prefix: this.o.prefix, jobId, kind, keep, fence: () => ({ key: this.state.fenceKey, token: this.leadership?.token ?? null }), warn: (m) => this.o.log.warn(m) });
+      new RedisCheckpointStore({ redis, prefix: this.o.prefix, jobId, kind, keep, fence, onFenced: (e) => this.refused(e), warn: (m) => this.o.log.warn(m) });
+  }
+
+  /** A write was refused for a stale token: if it was this term's, another process owns the jobs. */
+  private refused(err: FencedError): void {
+    // A refusal of an earlier term's write (answered only now) says nothing about this term.
+    if (err.token !== null && err.token === this.leadership?.token) this.leadership.relinquish(`a write was refused (${err.message})`);
+  }
+
+  /** Jobs' own data sets in Redis (on a connection of their own: big chunks do not hold up the log). */
+  jobData(): RedisJobData {
+    return new RedisJobData({ redis: this.conn(), prefix: this.o.prefix, chunkBytes: this.o.dataChunkBytes });
   }
 
   get leading(): boolean {
@@ -91,12 +117,14 @@ export class Cluster {
     await relay.start(io);
     let attached = false;
     this.leaderConn = leaderConn;
+    this.state.onFenced = (err) => this.refused(err);
     const refresh = async (): Promise<void> => {
       const [holder, url] = await leaderConn.mget(`${this.o.prefix}:leader`, `${this.o.prefix}:leader:url`);
       this.leaderUrl = url ?? null;
       const now = parseHolder(holder ?? null)?.processId ?? null;
-      // Only the leader itself says it leads once it has loaded the jobs (see onElected).
-      const effective = now === this.processId && !attached ? null : now;
+      // Only the leader itself says it leads, once it has loaded the jobs (see onElected) and until
+      // it steps down (the lease key may still name it for a moment after that).
+      const effective = now === this.processId && !this.serving ? null : now;
       if (effective !== this.leaderId) {
         this.leaderId = effective;
         relay.leaderChanged();
@@ -120,9 +148,16 @@ export class Cluster {
       log: (m) => this.o.log.info(m),
       onElected: async (token) => {
         const t0 = Date.now();
-        this.state.setFence(token);
-        await this.state.reload();
+        const holds = (): boolean => this.leadership?.token === token;
+        // A new term: writes carry `token`; the mirror and the jobs come fresh from Redis.
+        await this.state.resume(token);
+        if (!holds()) return;
         await hooks.loadJobs();
+        if (!holds()) {
+          // Lost while loading (onLost already stepped down): drop what loaded since.
+          hooks.stepDown();
+          return;
+        }
         if (!attached) {
           // What the handlers and the dashboard feed see of socket.io on the owner: connections are
           // the relay's sessions from every process; broadcasts go out through the Redis adapter.
@@ -145,6 +180,11 @@ export class Cluster {
           attached = true;
         }
         if (this.ownUrl) await leaderConn.set(`${this.o.prefix}:leader:url`, this.ownUrl);
+        if (!holds()) {
+          hooks.stepDown();
+          return;
+        }
+        this.serving = true;
         this.electedAt = Date.now();
         this.takeoverMs = this.electedAt - t0;
         this.leaderId = this.processId;
@@ -152,8 +192,15 @@ export class Cluster {
         this.o.log.info(`cluster: process ${this.processId} serves the jobs (loaded from Redis in ${this.takeoverMs} ms, fencing token ${token})`);
       },
       onLost: (token) => {
-        this.o.log.warn(`cluster: process ${this.processId} lost ownership (token ${token}); its writes are refused from now on`);
-        if (this.o.exitOnLost !== false) process.exit(75);
+        // Synchronous, in this order: writes refused here first, then nothing waits on this
+        // process, then the jobs and the sessions served go. Workers keep their connections.
+        this.state.depose();
+        this.serving = false;
+        if (this.leaderId === this.processId) this.leaderId = null;
+        relay.leaderChanged();
+        hooks.stepDown();
+        const sessions = relay.dropServed();
+        this.o.log.warn(`cluster: process ${this.processId} lost ownership (token ${token}) and stepped down: its job runtimes stopped without writing, ${sessions} session(s) it served end there; it relays its own workers to the next owner`);
       },
     });
     this.leadership.start();

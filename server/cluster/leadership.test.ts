@@ -1,5 +1,6 @@
 // Leadership through Redis: one owner at a time, a new owner within the lease time after the old
-// one stops renewing, and the old owner's writes refused by the store (stale fencing token).
+// one stops renewing, and the old owner's writes refused by the store (stale fencing token); the
+// old owner is told, steps down (writes refused locally), and can win a later term afresh.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
@@ -34,10 +35,12 @@ test('one owner at a time; a stalled owner is replaced and fenced off', { skip, 
       onElected: async (t) => {
         elected[i] = t;
         electedAt[i] = Date.now();
-        stores[i]!.setFence(t);
+        await stores[i]!.resume(t);
       },
       onLost: (t) => lost.push(t),
     });
+  const fencedTokens: (number | null)[] = [];
+  stores[0]!.onFenced = (e) => fencedTokens.push(e.token);
   const a = mk(0);
   a.start();
   await a.elected;
@@ -65,9 +68,25 @@ test('one owner at a time; a stalled owner is replaced and fenced off', { skip, 
   assert.equal(fresh.lastVersion('j'), 1);
   assert.equal(fresh.updatesAfter('j', 0).length, 1);
   fresh.close();
+  // A is told its term's write was refused, with the token it carried: it steps down, and from then
+  // on its writes are refused here, before Redis sees them.
+  assert.deepEqual(fencedTokens, [elected[0]]);
+  stores[0]!.depose();
+  assert.throws(() => stores[0]!.appendUpdate(upd(2)), FencedError);
 
   await b.stop(true);
   assert.equal(await b.leader(), null, 'a graceful stop hands the lease back');
+  // A wins a new term: the refusal of its old term is forgotten and its mirror is what Redis holds.
+  const firstToken = elected[0]!;
+  const a2 = mk(0);
+  a2.start();
+  while (elected[0] === firstToken) await new Promise((r) => setTimeout(r, 10));
+  await a2.elected;
+  assert.ok(elected[0]! > elected[1]!, 'a newer token again');
+  assert.equal(stores[0]!.lastVersion('j'), 1, "B's update, reloaded");
+  stores[0]!.appendUpdate(upd(2));
+  await stores[0]!.durable();
+  await a2.stop(true);
   for (const s of stores) s.close();
   for (const c of conns) c.disconnect();
 });

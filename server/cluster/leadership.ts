@@ -49,7 +49,7 @@ export interface LeadershipOptions {
   readonly pollMs?: number | undefined;
   /** Became owner with `token` (await: the process loads the jobs before serving). */
   readonly onElected: (token: number) => Promise<void>;
-  /** Lost the lease (could not renew in time, or another process holds it). */
+  /** Lost the lease (could not renew in time, another process holds it, or relinquish()). */
   readonly onLost: (token: number) => void;
   readonly log?: ((m: string) => void) | undefined;
 }
@@ -143,6 +143,11 @@ export class Leadership {
     } catch (err) {
       this.opts.log?.(`leadership: ${(err as Error).message}`);
     }
+  }
+
+  /** Stops owning now (a write of this term was refused: another process holds a newer token). */
+  relinquish(why: string): void {
+    this.lose(why);
   }
 
   private lose(why: string): void {

@@ -146,6 +146,28 @@ export class Relay {
     return this.virtualByNsp['/'];
   }
 
+  /**
+   * Leader side: this process stopped owning the jobs. Every session it served ends here (its
+   * handlers hear 'disconnect' and forget the worker); the real sockets, wherever they are, stay
+   * connected, and their gateways replay hello on the next owner. A later term starts with none.
+   */
+  dropServed(): number {
+    let n = 0;
+    for (const sockets of Object.values(this.virtualByNsp)) {
+      const all = [...sockets.values()];
+      sockets.clear();
+      for (const v of all) {
+        n++;
+        try {
+          v.dispatch('disconnect', 'server namespace disconnect');
+        } catch (err) {
+          this.o.log?.(`relay: ending a session after stepping down: ${(err as Error).message}`);
+        }
+      }
+    }
+    return n;
+  }
+
   /** A new leader elsewhere: fail what waits on the old one, so the workers retry there. */
   leaderChanged(): void {
     const now = this.o.leader();

@@ -68,7 +68,7 @@ test('takeover: a worker that says hello to the new owner with its credential ke
   const start = (dataDir: string): Promise<Coordinator> =>
     startCoordinator({
       port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'none'), demo: null, store: 'redis',
-      redis: { url: redis!.url, prefix: 'takeover', leaderTtlMs: 1000, exitOnLost: false },
+      redis: { url: redis!.url, prefix: 'takeover', leaderTtlMs: 1000 },
       log: { info() {}, warn() {} },
     });
   const sockets: FlockSocket[] = [];

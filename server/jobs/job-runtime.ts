@@ -134,6 +134,8 @@ export class JobRuntime {
   /** True while the final version is evaluated: no lease is granted and no push applied. */
   private finalizing = false;
   private evaluating: Promise<void> | null = null;
+  /** dispose() ran: no more evaluations or checkpoints (the data and the evaluator are closed). */
+  private disposed = false;
   private listeners = new Set<(u: JobUpdate) => void>();
   /** While draining (graceful shutdown) no lease is granted; pushes still land. */
   private draining = false;
@@ -629,6 +631,7 @@ export class JobRuntime {
 
   /** Evaluates the current version (one evaluation at a time), then checks the stop condition. */
   evaluateNow(): Promise<void> {
+    if (this.disposed) return Promise.resolve();
     if (this.evaluating) return this.evaluating;
     const version = this.version;
     this.evals.started(version);
@@ -637,6 +640,7 @@ export class JobRuntime {
     this.evaluating = (async () => {
       try {
         const r = await this.evaluator.evaluate(version, this.allSpecs, weights, () => this.deps.clock.now());
+        if (this.disposed) return;
         this.evals.finished(r.ms);
         this.recordMetric(r);
         this.checkpoints.considerBest(r, weights);
@@ -655,6 +659,7 @@ export class JobRuntime {
             const finalPacked = this.packedWeights();
             const finalWeights = new Float32Array(finalPacked.buffer, finalPacked.byteOffset, finalPacked.byteLength / 4);
             const last = await this.evaluator.evaluate(this.version, this.allSpecs, finalWeights, () => this.deps.clock.now());
+            if (this.disposed) return;
             this.recordMetric(last);
             this.checkpoints.considerBest(last, finalWeights);
             this.evals.started(this.version);
@@ -678,6 +683,8 @@ export class JobRuntime {
 
   /** Writes a checkpoint of this instant (snapshot taken synchronously; writes serialized). */
   checkpoint(): Promise<void> {
+    // Disposed (a cluster owner that stepped down): its successor writes this job now.
+    if (this.disposed) return Promise.resolve();
     const runtime: RuntimeSnapshot = {
       ...this.lifecycle.snapshot(),
       ...this.figures.snapshot(),
@@ -758,6 +765,7 @@ export class JobRuntime {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.evaluator.dispose();
     this.deps.data.close();
   }

@@ -9,6 +9,7 @@ import { CheckpointStore, type Checkpoints } from '../storage/checkpoint-store.t
 import { loadMnist, type Dataset } from '../data/dataset.ts';
 import { memoryJobData, type JobData } from '../data/job-data.ts';
 import { ShardStore } from '../data/store/shard-store.ts';
+import type { SharedJobData } from '../storage/redis-job-data.ts';
 
 export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeights'> & {
   /** The built-in MNIST for demo jobs (tests pass a slice); loaded on first use otherwise. */
@@ -21,6 +22,11 @@ export type RegistryDeps = Omit<JobRuntimeDeps, 'store' | 'data' | 'initialWeigh
   readonly checkpoints?: ((jobId: string, kind: 'rotation' | 'best', keep: number) => Checkpoints) | undefined;
   /** Evaluate in a worker thread (the CLI); absent: on the event loop, in chunks (tests). */
   readonly evaluationThread?: boolean | undefined;
+  /**
+   * Where a job's own data lives besides this process's folder (FLOCK_STORE=redis: in Redis, so any
+   * process can open the job; the folder is then a cache materialised from it).
+   */
+  readonly sharedData?: SharedJobData | undefined;
 };
 
 export class JobRegistry {
@@ -54,7 +60,11 @@ export class JobRegistry {
 
   /** The examples of a job: the shared MNIST for demos, the job's own shard store otherwise. */
   private async dataFor(id: string, config: JobConfig): Promise<JobData> {
-    if (config.dataset === 'store') return ShardStore.open(path.join(this.jobDir(id), 'data'));
+    if (config.dataset === 'store') {
+      const dir = path.join(this.jobDir(id), 'data');
+      if (this.deps.sharedData && (await this.deps.sharedData.materialise(id, dir)) === 'fetched') this.deps.log.info(`job ${id}: its data was copied from the shared store into ${dir}`);
+      return ShardStore.open(dir);
+    }
     this.mnist ??= this.deps.mnist ? Promise.resolve(this.deps.mnist) : loadMnist();
     return memoryJobData(await this.mnist);
   }
@@ -71,17 +81,46 @@ export class JobRegistry {
     return store;
   }
 
-  /** Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update log. */
+  /**
+   * Reopens every job recorded in the StateStore, each from its newest checkpoint plus the update
+   * log, and announces each (onAdded) to whoever already listens: a cluster process elected again
+   * after stepping down reloads its jobs while its handlers stay attached.
+   */
   async loadAll(): Promise<void> {
     for (const job of this.deps.state.listJobs()) {
+      if (this.jobs.has(job.id)) continue;
+      let data: JobData | null = null;
       try {
         const config = JobConfigSchema.parse(job.config);
-        const data = await this.dataFor(job.id, config);
-        this.jobs.set(job.id, await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id), bestStore: this.bestStoreFor(job.id) }));
+        data = await this.dataFor(job.id, config);
+        const rt = await JobRuntime.open(job.id, config, { ...this.deps, data, store: this.storeFor(job.id), bestStore: this.bestStoreFor(job.id) });
+        this.jobs.set(job.id, rt);
+        for (const cb of this.added) cb(rt);
       } catch (err) {
+        data?.close();
         this.deps.log.warn(`job ${job.id}: cannot be reopened: ${(err as Error).message}`);
       }
     }
+  }
+
+  /**
+   * Forgets every job without writing anything (a cluster owner that lost its lease: its successor
+   * holds the jobs now; fencing refuses whatever write of theirs is still in flight). Evaluations
+   * are stopped and data files closed; the local data folders stay as caches.
+   */
+  unloadAll(): number {
+    const jobs = [...this.jobs.values()];
+    this.jobs.clear();
+    this.stores.clear();
+    this.bestStores.clear();
+    for (const job of jobs) {
+      try {
+        job.dispose();
+      } catch (err) {
+        this.deps.log.warn(`job ${job.id}: stopping it failed: ${(err as Error).message}`);
+      }
+    }
+    return jobs.length;
   }
 
   /**
@@ -119,12 +158,21 @@ export class JobRegistry {
     await rm(this.jobDir(id), { recursive: true, force: true });
     await mkdir(this.jobDir(id), { recursive: true });
     let data: JobData | null = null;
+    let shared = false;
     try {
-      if (staged.dataDir) await rename(staged.dataDir, path.join(this.jobDir(id), 'data'));
+      if (staged.dataDir) {
+        const dir = path.join(this.jobDir(id), 'data');
+        await rename(staged.dataDir, dir);
+        // In the shared store before the job exists anywhere: whoever opens it later finds its data.
+        shared = this.deps.sharedData !== undefined;
+        await this.deps.sharedData?.put(id, dir);
+      }
       data = await this.dataFor(id, valid);
-      // Checkpoint v0 first, then the job record: a crash in between leaves no half-made job.
+      // Data, then checkpoint v0, then the job record: a crash in between leaves no half-made job.
       const rt = await JobRuntime.create(id, valid, { ...this.deps, data, initialWeights: staged.initialWeights, store: this.storeFor(id), bestStore: this.bestStoreFor(id) });
       this.deps.state.putJob({ id, config: valid, createdAt: this.deps.clock.now() });
+      // Recorded before it is acknowledged: a takeover right after the answer still knows the job.
+      await this.deps.state.durable();
       this.jobs.set(id, rt);
       for (const cb of this.added) cb(rt);
       return rt;
@@ -133,6 +181,7 @@ export class JobRegistry {
       this.stores.delete(id);
       this.bestStores.delete(id);
       await rm(this.jobDir(id), { recursive: true, force: true });
+      if (shared) await this.deps.sharedData!.remove(id).catch((e: Error) => this.deps.log.warn(`job ${id}: its data could not be removed from the shared store: ${e.message}`));
       throw err;
     }
   }

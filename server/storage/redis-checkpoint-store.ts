@@ -49,8 +49,10 @@ export interface RedisCheckpointDeps {
   /** 'rotation' (keep-last-N) or 'best'. */
   readonly kind: string;
   readonly keep: number;
-  /** The fencing counter key and this process's token (null: unfenced), read at every save. */
+  /** The fencing counter key and this process's token (null: unfenced), read at every save; may throw FencedError. */
   readonly fence: () => { key: string; token: number | null };
+  /** Told when Redis refuses a save for a stale token (a newer owner exists). */
+  readonly onFenced?: ((err: FencedError) => void) | undefined;
   readonly warn?: Warn | undefined;
 }
 
@@ -82,7 +84,10 @@ export class RedisCheckpointStore implements Checkpoints {
       await this.r.flockCpSave(f.key, this.setKey, key, f.token === null ? '' : String(f.token), String(cp.state.version), modelJson, buf(cp.weights), buf(cp.optimizer), JSON.stringify(state), String(this.d.keep), `${this.setKey}:`);
     } catch (err) {
       const msg = (err as Error).message;
-      throw msg.includes('FENCED') ? new FencedError(msg) : err;
+      if (!msg.includes('FENCED')) throw err;
+      const fenced = new FencedError(msg, f.token);
+      this.d.onFenced?.(fenced);
+      throw fenced;
     }
     return key;
   }

@@ -10,7 +10,9 @@
 //
 // Fencing: the process that owns the jobs (server/cluster/leadership.ts) sets its fencing token here;
 // every write to a job's keys then runs in a Lua script that refuses it unless the token is still the
-// newest one issued, so a paused former owner can never write over its successor.
+// newest one issued, so a paused former owner can never write over its successor. A refusal is told
+// to `onFenced` (the cluster steps down); depose() refuses every write here, before Redis sees it,
+// until resume() starts the process's next term as owner.
 //
 // Keys (prefix P, default "flock"): P:jobs (hash id -> JSON), P:jobids (set of ids with any data),
 // P:job:<id>:upd (hash version -> JSON without gradient), P:job:<id>:grad (hash version -> bytes),
@@ -22,7 +24,15 @@ import { MemoryStateStore } from './memory-state-store.ts';
 import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
 
 /** Refused because a newer owner holds the job (the fencing token in the write is stale). */
-export class FencedError extends Error {}
+export class FencedError extends Error {
+  constructor(
+    message: string,
+    /** The token the refused write carried (null: refused here, before Redis saw it). */
+    readonly token: number | null = null,
+  ) {
+    super(message);
+  }
+}
 
 // One script for every per-job write: KEYS[1] the job's fence counter, ARGV[1] the token ('' = not
 // fenced), ARGV[2] the operation; the rest per operation.
@@ -65,6 +75,10 @@ export class RedisStateStore implements StateStore {
   private failure: Error | null = null;
   private fence: number | null = null;
   private closed = false;
+  /** This process stepped down: writes are refused here until resume(). */
+  private isDeposed = false;
+  /** Told once per term when Redis refuses a write for a stale token (a newer owner exists). */
+  onFenced: ((err: FencedError) => void) | null = null;
 
   private constructor(
     readonly redis: RedisWithScript,
@@ -137,16 +151,43 @@ export class RedisStateStore implements StateStore {
   get fenceKey(): string {
     return this.key('leader', 'fence');
   }
+  /** The token this process's writes carry (kept after it steps down: Redis refuses it then). */
+  get fenceToken(): number | null {
+    return this.fence;
+  }
+
+  /** No longer the owner: every write is refused from now on, here, until resume(). */
+  depose(): void {
+    this.isDeposed = true;
+  }
+  get deposed(): boolean {
+    return this.isDeposed;
+  }
+
+  /**
+   * A new term as owner with `token`: waits until Redis answered every write of an earlier term
+   * (refused or not), forgets that term's refusal, and reloads the mirror from Redis.
+   */
+  async resume(token: number): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    this.failure = null;
+    this.fence = token;
+    this.isDeposed = false;
+    await this.reload();
+  }
 
   // ---- write-behind -----------------------------------------------------------------------------
 
   private track(p: Promise<unknown>): void {
     if (this.failure) return;
+    const token = this.fence;
     const tracked = p.then(
       () => undefined,
       (err: Error) => {
         const msg = err.message ?? String(err);
-        this.failure ??= msg.includes('FENCED') ? new FencedError(msg) : new Error(`redis write failed: ${msg}`);
+        const first = this.failure === null;
+        this.failure ??= msg.includes('FENCED') ? new FencedError(msg, token) : new Error(`redis write failed: ${msg}`);
+        if (first && this.failure instanceof FencedError) this.onFenced?.(this.failure);
       },
     );
     this.pending.add(tracked);
@@ -160,6 +201,7 @@ export class RedisStateStore implements StateStore {
   }
 
   private assertWritable(): void {
+    if (this.isDeposed) throw new FencedError('this process no longer owns the jobs (it stepped down); the owner writes them');
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error('the Redis state store is closed');
   }

@@ -92,6 +92,8 @@ export class AdminFeed implements TransportObserver {
   private readonly deltaMs: number;
   private readonly workersMs: number;
   private readonly unsubscribers: (() => void)[] = [];
+  /** close() ran: workers leaving while the server shuts down must not start a send on closed connections. */
+  private closed = false;
 
   constructor(private readonly opts: AdminFeedOptions) {
     this.deltaMs = opts.deltaIntervalMs ?? 250;
@@ -109,6 +111,7 @@ export class AdminFeed implements TransportObserver {
 
   /** Something about `jobId` changed: a delta (and an overview) will follow within the throttle. */
   mark(jobId: string): void {
+    if (this.closed) return;
     const at = this.opts.clock.now();
     this.feed(jobId).throttle.mark(at);
     this.overview.mark(at);
@@ -134,6 +137,7 @@ export class AdminFeed implements TransportObserver {
   hello(_w: WorkerId, _c: WorkerCapabilities, _at: number): void {}
 
   close(): void {
+    this.closed = true;
     for (const u of this.unsubscribers) u();
     for (const f of this.feeds.values()) f.throttle.cancel();
     this.overview.cancel();

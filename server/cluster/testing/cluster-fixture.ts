@@ -39,8 +39,8 @@ export async function startProcess(env: Record<string, string>, port = 0): Promi
 
 /**
  * A supervisor, as the README asks for (systemd Restart=always): a process in `procs` that exits by
- * itself (an owner deposed after an event-loop stall longer than its lease exits with 75) is started
- * again on its port, in place. Processes the test SIGKILLs itself are left to the test.
+ * itself (a crash: a deposed owner steps down and keeps running) is started again on its port, in
+ * place. Processes the test SIGKILLs itself are left to the test.
  */
 export function supervise(procs: CoordinatorProcess[], env: Record<string, string>): { readonly restarts: () => number; stop(): void } {
   let restarts = 0;
@@ -63,6 +63,11 @@ export interface Workers {
   readonly acked: Map<string, number>;
   /** job:update broadcasts each worker received (index = worker; its process is urls[i % n]). */
   readonly updates: number[];
+  /** Acknowledged gradients per worker, and the lease ids each had acknowledged (index = worker). */
+  readonly ackedBy: number[];
+  readonly leasesOf: Set<string>[];
+  /** How often each worker's socket lost its connection (index = worker). */
+  readonly disconnects: number[];
   maxAcked(): number;
   stop(): Promise<void>;
 }
@@ -71,6 +76,10 @@ export interface Workers {
 export function startWorkers(urls: string[], n: number): Workers {
   const acked = new Map<string, number>();
   const updates: number[] = Array.from({ length: n }, () => 0);
+  const ackedBy: number[] = Array.from({ length: n }, () => 0);
+  const leasesOf: Set<string>[] = Array.from({ length: n }, () => new Set<string>());
+  const disconnects: number[] = Array.from({ length: n }, () => 0);
+  let stopping = false;
   let max = 0;
   const sockets: FlockSocket[] = [];
   const loops: WorkerLoop[] = [];
@@ -78,6 +87,9 @@ export function startWorkers(urls: string[], n: number): Workers {
     const socket: FlockSocket = io(urls[i % urls.length]!, { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 500 });
     const link = new SocketLink(socket, 8000);
     socket.on('job:update', () => updates[i]!++);
+    socket.on('disconnect', () => {
+      if (!stopping) disconnects[i]!++;
+    });
     const push = link.pushGradient.bind(link);
     link.pushGradient = async (req) => {
       const ack = await push(req);
@@ -85,6 +97,8 @@ export function startWorkers(urls: string[], n: number): Workers {
         const prior = acked.get(req.leaseId);
         if (prior !== undefined && prior !== ack.version) throw new Error(`lease ${req.leaseId} acked at v${prior} and v${ack.version}`);
         acked.set(req.leaseId, ack.version);
+        if (!leasesOf[i]!.has(req.leaseId)) ackedBy[i]!++;
+        leasesOf[i]!.add(req.leaseId);
         max = Math.max(max, ack.version);
       }
       return ack;
@@ -96,8 +110,12 @@ export function startWorkers(urls: string[], n: number): Workers {
   return {
     acked,
     updates,
+    ackedBy,
+    leasesOf,
+    disconnects,
     maxAcked: () => max,
     async stop() {
+      stopping = true;
       for (const l of loops) void l.stop();
       for (const s of sockets) s.close();
       await Promise.allSettled(running);
