@@ -2,7 +2,7 @@
 // coordinator, measures the backend's isolated gradient step in the same browser (?probe=), then
 // lets N volunteer tabs train until the target test accuracy (--target, default 0.97) or the time
 // budget, and writes bench/results/train.json.
-// Usage: npm run bench:train [-- --only mlp-wasm-2 --budget 180 --target 0.98 --out train-98]
+// Usage: npm run bench:train [-- --only mlp-wasm-2 --budget 180 --target 0.98 --aggregation local --out train-98]
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -28,6 +28,8 @@ const budget = Number(arg('budget') ?? 180);
 const tabParams = arg('tab-params') ? `&${arg('tab-params')}` : '';
 const outName = arg('out') ?? 'train';
 const TARGET = Number(arg('target') ?? 0.97);
+/** `--aggregation local` sets the demo job's FLOCK_AGGREGATION (default: the demo's robust buffered). */
+const AGGREGATION = arg('aggregation');
 if (!(TARGET > 0 && TARGET < 1)) throw new Error(`--target must be a test accuracy in (0, 1), got ${arg('target')}`);
 const pct = `${+(TARGET * 100).toFixed(2)}%`;
 
@@ -45,6 +47,7 @@ const runs = only ? ALL.filter((r) => only.includes(r.id)) : ALL;
 interface JobJson {
   id: string;
   batchSize: number;
+  aggregation: { mode: string; bufferSize: number; localSteps: number | null; text: string };
   status: string;
   version: number;
   samplesApplied: number;
@@ -62,7 +65,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'flock-bench-'));
-  const coord = await startCoordinatorProcess({ FLOCK_DATA_DIR: dataDir, FLOCK_DEMO: spec.demo, FLOCK_TARGET_ACCURACY: String(TARGET), FLOCK_MAX_EPOCHS: '20' });
+  const coord = await startCoordinatorProcess({ FLOCK_DATA_DIR: dataDir, FLOCK_DEMO: spec.demo, FLOCK_TARGET_ACCURACY: String(TARGET), FLOCK_MAX_EPOCHS: '20', ...(AGGREGATION ? { FLOCK_AGGREGATION: AGGREGATION } : {}) });
   const browser = await launchBrowser();
   try {
     const ctx = await browser.newContext();
@@ -93,7 +96,8 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
     const hit = hist.evaluations.find((e) => e.testAccuracy >= TARGET);
     const best = Math.max(0, ...hist.evaluations.map((e) => e.testAccuracy));
     const e2e = job.samplesApplied / elapsedS;
-    const batch = job.batchSize;
+    // A version is bufferSize gradients (x localSteps minibatches each in local mode).
+    const perVersion = job.batchSize * job.aggregation.bufferSize * (job.aggregation.localSteps ?? 1);
     const result = {
       run: spec.id,
       model: spec.demo,
@@ -102,7 +106,8 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
       targetAccuracy: TARGET,
       reachedTarget: Boolean(hit),
       secondsToTarget: hit ? (hit.at - t0) / 1000 : null,
-      samplesToTarget: hit ? hit.version * batch : null,
+      samplesToTarget: hit ? hit.version * perVersion : null,
+      aggregation: job.aggregation.text,
       bestTestAccuracy: best,
       elapsedS,
       samplesApplied: job.samplesApplied,
