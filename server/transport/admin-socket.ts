@@ -93,6 +93,8 @@ export class AdminFeed implements TransportObserver {
   private readonly workersMs: number;
   private readonly unsubscribers: (() => void)[] = [];
 
+  private closed = false;
+
   constructor(private readonly opts: AdminFeedOptions) {
     this.deltaMs = opts.deltaIntervalMs ?? 250;
     this.workersMs = opts.workersIntervalMs ?? 1000;
@@ -109,6 +111,9 @@ export class AdminFeed implements TransportObserver {
 
   /** Something about `jobId` changed: a delta (and an overview) will follow within the throttle. */
   mark(jobId: string): void {
+    // Once closed, nothing more is sent: sockets leaving as the server closes would otherwise arm
+    // timers that fire after the transport (in a cluster, the Redis adapter's connection) is gone.
+    if (this.closed) return;
     const at = this.opts.clock.now();
     this.feed(jobId).throttle.mark(at);
     this.overview.mark(at);
@@ -134,6 +139,7 @@ export class AdminFeed implements TransportObserver {
   hello(_w: WorkerId, _c: WorkerCapabilities, _at: number): void {}
 
   close(): void {
+    this.closed = true;
     for (const u of this.unsubscribers) u();
     for (const f of this.feeds.values()) f.throttle.cancel();
     this.overview.cancel();
