@@ -17,6 +17,7 @@ import type { SameAddressReplicas } from './same-address.ts';
 import { MemoryStateStore } from '../storage/memory-state-store.ts';
 import { toleranceFor } from './tolerances.ts';
 import { mulberry32 } from '../data/sharder.ts';
+import { readFileSync } from 'node:fs';
 
 const DIM = 2000;
 
@@ -277,4 +278,23 @@ test('a store that refuses the write: the check still decides, the records stay 
   assert.equal(checker.trust('a')?.creditSamples, 64);
   assert.equal(checker.counts.unsaved, 2);
   assert.deepEqual(told, [2]);
+});
+
+test('the bands against the measured figures (bench/results/spot-check-tolerances.json): 10x margin over every honest pair, every wrong result outside', () => {
+  type Figures = { minCosine: number; maxCosine: number; minRelNorm?: number; maxRelNorm: number; n: number };
+  const file = JSON.parse(readFileSync(new URL('../../bench/results/spot-check-tolerances.json', import.meta.url), 'utf8')) as { summary: Record<string, Figures>; browser: { overall: Record<string, Figures> } };
+  const check = (pair: string, f: Figures, tol: { minCosine: number; maxRelNorm: number }): void => {
+    assert.ok(f.n > 0, pair);
+    if (pair.includes('shuffled')) {
+      assert.ok(f.maxCosine < tol.minCosine, `${pair}: a wrong result with cosine ${f.maxCosine} would pass`);
+      if (f.minRelNorm !== undefined) assert.ok(f.minRelNorm > tol.maxRelNorm, `${pair}: a wrong result's norm is off by only ${f.minRelNorm}`);
+    } else {
+      assert.ok(1 - f.minCosine <= (1 - tol.minCosine) / 10, `${pair}: honest 1 - cosine ${1 - f.minCosine} is within 10x of the band`);
+      assert.ok(f.maxRelNorm <= tol.maxRelNorm / 10, `${pair}: honest norm ${f.maxRelNorm} is within 10x of the band`);
+    }
+  };
+  for (const [pair, f] of Object.entries(file.summary)) check(pair, f, toleranceFor('wasm', 'cpu')!);
+  const browser = Object.entries(file.browser.overall);
+  assert.ok(browser.length >= 10, 'the browser figures are there');
+  for (const [pair, f] of browser) check(pair, f, toleranceFor(pair.startsWith('cpu|') ? 'cpu' : 'webgpu', pair.startsWith('cpu|') ? 'wasm' : 'webgl')!);
 });
