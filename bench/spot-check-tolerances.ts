@@ -1,10 +1,11 @@
 // Measures the spot checks' agreement figures on real gradients: the MNIST MLP's gradient of the
 // same shard on the same weights, computed on tfjs wasm and cpu in Node (and twice on each), versus
 // a gradient on shuffled labels (a wrong but finite result). Writes
-// bench/results/spot-check-tolerances.json; server/validation/tolerances.ts cites it.
+// bench/results/spot-check-tolerances.json (keeping its `browser` part: the GPU class, measured by
+// bench/spot-check-tolerances-browser.ts); server/validation/tolerances.ts cites it.
 // Usage: npx tsx bench/spot-check-tolerances.ts [shards=20]
 
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tf } from '../shared/training/tf.ts';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
 import { buildModel, packWeights, setWeightsFromPacked, weightSpecs } from '../shared/training/model.ts';
@@ -64,5 +65,8 @@ for (const r of rows) {
   s.n++;
 }
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/spot-check-tolerances.json', JSON.stringify({ model: 'mnist-mlp', batch: B, shards, tolerance: tol, summary }, null, 2) + '\n');
+// The browser part (GPU class, bench/spot-check-tolerances-browser.ts) is kept.
+const out = 'bench/results/spot-check-tolerances.json';
+const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as { browser?: unknown }) : {};
+writeFileSync(out, JSON.stringify({ model: 'mnist-mlp', batch: B, shards, tolerance: tol, summary, ...(previous.browser ? { browser: previous.browser } : {}) }, null, 2) + '\n');
 console.log(JSON.stringify(summary, null, 2));

@@ -33,7 +33,8 @@ import { installDoor, type Door } from './security/door.ts';
 import { WorkerGuard } from './security/worker-guard.ts';
 import { sharedWorkerSecret, WorkerCredentials, workerSecretFor } from './security/credentials.ts';
 import { largestGradientBytes } from './security/message-size.ts';
-import { SpotChecker } from './validation/spot-checker.ts';
+import { DEFAULT_SPOT_CHECK_POLICY, SpotChecker } from './validation/spot-checker.ts';
+import type { SameAddressReplicas } from './validation/same-address.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { DEFAULT_WORKER_ROW_POLICY, pruneWorkerRows, type WorkerRowPolicy } from './storage/worker-rows.ts';
 
@@ -76,6 +77,8 @@ export interface CoordinatorOptions {
   readonly evaluationThread?: boolean | undefined;
   /** When records of workers that never completed a lease are pruned (server/storage/worker-rows.ts). */
   readonly workerRows?: Partial<WorkerRowPolicy> | undefined;
+  /** FLOCK_SPOT_CHECK_SAME_ADDRESS: where a spot check may replicate to the first worker's own address (default: nowhere). */
+  readonly spotCheckSameAddress?: SameAddressReplicas | undefined;
 }
 
 /** A start-up failure the user can fix; its message is one line: what, which setting, what to do. */
@@ -233,7 +236,17 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   let adminFeed: AdminFeed | null = cluster ? null : new AdminFeed({ io, registry, workers: workerStats, telemetry, adminToken, clock, log });
   if (cluster) io.of('/admin').use(adminAuth(adminToken));
   // Spot checks hear every lease and applied push; the guard hands out their replicas.
-  const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w);
+  const spotPolicy = { ...DEFAULT_SPOT_CHECK_POLICY, ...(opts.spotCheckSameAddress ? { sameAddress: opts.spotCheckSameAddress } : {}) };
+  const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w, spotPolicy, Math.random, (w) => guardRef?.verifiedIdentity(w) ?? false);
+  spotChecker.onUnsaved = (err, n) => log.warn(`${n} spot-check trust record(s) could not be saved: ${err.message}`);
+  // Trust records come from durable state: here now, or with Redis on each election (the new owner
+  // reads what the last one wrote), before any handler runs.
+  const restoreTrust = (): void => {
+    const n = spotChecker.restore(state);
+    const q = spotChecker.rows(Number.MAX_SAFE_INTEGER).filter((r) => r.quarantined !== null).length;
+    if (n > 0) log.info(`spot checks: restored the trust records of ${n} worker(s), ${q} quarantined`);
+  };
+  if (!cluster) restoreTrust();
   const observers: TransportObserver[] = adminFeed ? [workerStats, adminFeed, spotChecker] : [workerStats, spotChecker];
   const observer: TransportObserver = {
     hello: (w, c, at) => observers.forEach((o) => o.hello?.(w, c, at)),
@@ -269,7 +282,10 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   if (cluster) {
     // Every process relays its workers to the owner; the owner runs the handlers (cluster/relay.ts).
     await cluster.start(io, {
-      loadJobs,
+      loadJobs: async () => {
+        await loadJobs();
+        restoreTrust();
+      },
       attachHandlers: (facade) => {
         adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
         observers.push(adminFeed);

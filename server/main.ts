@@ -45,6 +45,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       checkpointPauseMs: s.checkpointPauseMs,
       limits: s.limits,
       door: s.door,
+      spotCheckSameAddress: s.spotCheckSameAddress,
       metricsPort: s.metricsPort,
       evaluationThread: true,
       log,

@@ -10,12 +10,12 @@ const error = (env: NodeJS.ProcessEnv): string => {
   return r.ok ? '' : r.error;
 };
 
-test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, drain 3 s', () => {
+test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, drain 3 s, no same-address spot checks', () => {
   const r = settingsFromEnv({}, '/srv');
   assert.ok(r.ok);
   assert.deepEqual(r.settings, {
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
-    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, metricsPort: undefined, logFormat: undefined, door: DEFAULT_DOOR_POLICY,
+    store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, metricsPort: undefined, logFormat: undefined, door: DEFAULT_DOOR_POLICY, spotCheckSameAddress: { kind: 'off' },
     limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
     redisUrl: undefined, redisPrefix: 'flock', advertiseUrl: undefined, leaderTtlMs: 3000,
   });
@@ -98,4 +98,23 @@ test('door limits: FLOCK_MAX_CONNECTIONS_PER_IP, FLOCK_TRUST_PROXY (1 or a list 
   assert.deepEqual(list.settings.door.trustProxy, { kind: 'list', proxies: ['10.0.0.2', '10.0.0.3'] });
   assert.equal(error({ FLOCK_MAX_CONNECTIONS_PER_IP: '0' }), 'FLOCK_MAX_CONNECTIONS_PER_IP="0" is not accepted: use a whole number from 1 to 100,000');
   assert.match(error({ FLOCK_TRUST_PROXY: 'yes please' }) ?? '', /^FLOCK_TRUST_PROXY="yes please" is not accepted: use 0 \(no proxy\), 1/);
+});
+
+test('FLOCK_SPOT_CHECK_SAME_ADDRESS: off unless set; 1 for any address, or a list of addresses; anything else is one line', () => {
+  for (const off of [undefined, '', '0', 'false']) {
+    const r = settingsFromEnv(off === undefined ? {} : { FLOCK_SPOT_CHECK_SAME_ADDRESS: off });
+    assert.ok(r.ok);
+    assert.deepEqual(r.settings.spotCheckSameAddress, { kind: 'off' }, String(off));
+  }
+  const any = settingsFromEnv({ FLOCK_SPOT_CHECK_SAME_ADDRESS: '1' });
+  assert.ok(any.ok);
+  assert.deepEqual(any.settings.spotCheckSameAddress, { kind: 'any' });
+  const list = settingsFromEnv({ FLOCK_SPOT_CHECK_SAME_ADDRESS: '203.0.113.7, ::ffff:198.51.100.2' });
+  assert.ok(list.ok);
+  assert.deepEqual(list.settings.spotCheckSameAddress, { kind: 'list', addresses: ['203.0.113.7', '198.51.100.2'] });
+  for (const bad of ['yes', '2', '203.0.113.300', 'lab.example.org']) {
+    const e = error({ FLOCK_SPOT_CHECK_SAME_ADDRESS: bad });
+    assert.match(e, /^FLOCK_SPOT_CHECK_SAME_ADDRESS=".*" is not accepted: use 0 \(replicas only at another address\), 1 \(also at the same address\) or a comma-separated list of the IP addresses/);
+    assert.ok(!e.includes('\n'), e);
+  }
 });

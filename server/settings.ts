@@ -10,6 +10,7 @@ import type { JobConfig } from './jobs/job-config.ts';
 import { DEFAULT_LIMITS } from './jobs/limits.ts';
 import { DEFAULT_DOOR_POLICY, type DoorPolicy } from './security/limits.ts';
 import { parseTrustProxy } from './security/client-address.ts';
+import { parseSameAddress, type SameAddressReplicas } from './validation/same-address.ts';
 
 export const DEMO_NAMES = ['mnist-mlp', 'mnist-cnn', 'mnist-mlp-large'] as const;
 export type DemoChoice = (typeof DEMO_NAMES)[number];
@@ -40,6 +41,8 @@ export interface Settings {
   readonly limits: { readonly maxModelBytes: number; readonly maxDatasetBytes: number };
   /** Rate, connection and lease limits at the door (server/security/limits.ts). */
   readonly door: DoorPolicy;
+  /** FLOCK_SPOT_CHECK_SAME_ADDRESS: where two workers at one address may check each other (default: nowhere). */
+  readonly spotCheckSameAddress: SameAddressReplicas;
   /** FLOCK_METRICS_PORT: /metrics without a token on this port too (absent: only behind the admin token). */
   readonly metricsPort: number | undefined;
   /** FLOCK_LOG_FORMAT: 'json' or 'pretty'; absent: pretty on a terminal, JSON otherwise. */
@@ -153,6 +156,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
       if (!c.ok) throw new SettingError(`FLOCK_COMPRESSION=${shown(compressionRaw)} is not accepted: ${c.error}`);
       demoOverrides.compression = c.value;
     }
+    const sameAddress = parseSameAddress(env.FLOCK_SPOT_CHECK_SAME_ADDRESS);
+    if (!sameAddress.ok) throw new SettingError(sameAddress.error);
     return {
       ok: true,
       settings: {
@@ -175,6 +180,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
           maxDatasetBytes: intIn(env, 'FLOCK_MAX_DATASET_BYTES', 1024, 2 ** 44, ' (bytes)') ?? DEFAULT_LIMITS.maxDatasetBytes,
         },
         door: doorFromEnv(env),
+        spotCheckSameAddress: sameAddress.value,
         metricsPort: intIn(env, 'FLOCK_METRICS_PORT', 0, 65_535),
         logFormat: env.FLOCK_LOG_FORMAT ? oneOf(env, 'FLOCK_LOG_FORMAT', ['json', 'pretty'] as const) : undefined,
       },

@@ -1,13 +1,16 @@
 // The coverage page (/coverage/): runs the gradient coverage matrix in this browser on cpu, wasm and
 // webgpu and renders it; exposes window.flockCoverage (the rows) and window.flockBench (isolated
-// gradient-step figures and the worker's backend probe) for e2e/coverage.e2e.ts and bench/backends.ts.
+// gradient-step figures, the worker's backend probe, and one gradient on given weights and batch)
+// for e2e/coverage.e2e.ts, bench/backends.ts and bench/spot-check-tolerances-browser.ts.
 
+import { tf } from '../../shared/training/tf.ts';
 import { adapterInfo, initTfjs, useBackend } from '../worker/backends.ts';
 import { COVERAGE_CASES } from '../../shared/kernels/coverage/cases.ts';
 import { runCoverage, type CoverageRow } from '../../shared/kernels/coverage/run.ts';
 import { probeBackends, probeGradientStep, type ProbeFigures } from '../../shared/training/probe.ts';
 import { decideBackend, PROBE_BUDGET_MS, probePlan, type BackendDecision, type ProbeOutcome } from '../../shared/training/backend-choice.ts';
-import type { StepSpec } from '../../shared/training/gradient-step.ts';
+import { computeGradients, type StepSpec } from '../../shared/training/gradient-step.ts';
+import { buildModel, setWeightsFromPacked, weightSpecs } from '../../shared/training/model.ts';
 import type { AdapterInfo, BackendName } from '../../shared/protocol/messages.ts';
 
 interface CoverageState {
@@ -24,9 +27,21 @@ interface BenchApi {
   gradientStep(topology: unknown, spec: StepSpec, backend: BackendName, batchSize: number, budgetMs: number): Promise<ProbeFigures | { error: string }>;
   /** The volunteer worker's start-up probe and choice on this browser for `topology`. */
   probeChoice(topology: unknown, spec: StepSpec, batchSize: number): Promise<{ outcomes: ProbeOutcome[]; decision: BackendDecision }>;
+  /**
+   * The packed gradient of `topology` at `weights` (packed float32, model.weights order) on one batch
+   * (feature and target bytes as a lease carries them), computed on `backend`.
+   */
+  gradient(topology: unknown, spec: StepSpec, backend: BackendName, weights: number[], x: number[], y: number[], numSamples: number): Promise<number[] | { error: string }>;
 }
 
 const params = new URLSearchParams(location.search);
+// Benchmarks: `?tfFlags=NAME:value,...` sets tfjs flags before any backend starts, e.g.
+// WEBGL_FORCE_F16_TEXTURES:true (WebGL storing in half floats, as on GPUs without float32 render
+// targets) or WEBGPU_MATMUL_PROGRAM_TYPE:1 (split-K matmul, summing with atomics).
+for (const kv of (params.get('tfFlags') ?? '').split(',').filter(Boolean)) {
+  const [name, raw = ''] = kv.split(':');
+  tf.env().set(name!, raw === 'true' ? true : raw === 'false' ? false : Number(raw));
+}
 const state: CoverageState = { done: false, adapter: null, backends: [], rows: [], error: null, ms: 0 };
 const w = window as unknown as { flockCoverage: CoverageState; flockBench: BenchApi };
 w.flockCoverage = state;
@@ -94,6 +109,20 @@ w.flockBench = {
     initTfjs();
     const outcomes = await probeBackends(probePlan(await adapterInfo(), null), topology, spec, { batchSize, budgetMs: PROBE_BUDGET_MS, useBackend });
     return { outcomes, decision: decideBackend(outcomes) };
+  },
+  async gradient(topology, spec, backend, weights, x, y, numSamples) {
+    initTfjs();
+    if (!(await useBackend(backend))) return { error: `backend ${backend} did not start` };
+    const model = await buildModel(topology);
+    try {
+      setWeightsFromPacked(model, weightSpecs(model), new Uint8Array(Float32Array.from(weights).buffer));
+      const g = await computeGradients(model, spec, { x: Uint8Array.from(x), y: Uint8Array.from(y), numSamples });
+      return Array.from(g.gradients);
+    } catch (err) {
+      return { error: err instanceof Error ? err.message : String(err) };
+    } finally {
+      model.dispose();
+    }
   },
 };
 

@@ -68,6 +68,15 @@ export class WorkerGuard implements WorkerGate {
     return { workerId: id as WorkerId, credential: issued, verified };
   }
 
+  /**
+   * Whether this worker's id is credential-backed: issued by this coordinator (or the cluster) with a
+   * credential, or claimed with a valid one. False without a secret (ids the clients chose) and for
+   * ids not seen (or no longer remembered) here.
+   */
+  verifiedIdentity(workerId: WorkerId): boolean {
+    return this.credentials !== null && this.addresses.has(workerId);
+  }
+
   /** The address a worker was last seen at (its own id when unknown): distinct-failure counting. */
   addressOf(workerId: WorkerId): string {
     return this.addresses.get(workerId) ?? workerId;

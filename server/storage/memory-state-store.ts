@@ -1,7 +1,7 @@
 // In-memory StateStore: the reference implementation of the contract, for unit tests and for
 // throwaway runs (FLOCK_STORE=memory). Nothing survives the process.
 
-import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
+import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredTrust, StoredWorker, UpdateRecord } from './state-store.ts';
 
 export class MemoryStateStore implements StateStore {
   readonly kind = 'memory';
@@ -10,6 +10,7 @@ export class MemoryStateStore implements StateStore {
   private leases = new Map<string, Map<string, StoredLease>>();
   private metricRows = new Map<string, StoredMetric[]>();
   private workers = new Map<string, StoredWorker>();
+  private trust = new Map<string, StoredTrust>();
 
   putJob(job: StoredJob): void {
     this.jobs.set(job.id, structuredClone(job));
@@ -86,6 +87,13 @@ export class MemoryStateStore implements StateStore {
     let n = 0;
     for (const id of workerIds) if (this.workers.delete(id)) n++;
     return n;
+  }
+
+  putTrust(records: readonly StoredTrust[]): void {
+    for (const r of records) this.trust.set(r.workerId, { ...r });
+  }
+  listTrust(): StoredTrust[] {
+    return [...this.trust.values()].map((r) => ({ ...r }));
   }
 
   /** Forgets one job's update log, leases and metrics (the Redis mirror reloads a job with it). */

@@ -17,11 +17,13 @@
 // Keys (prefix P, default "flock"): P:jobs (hash id -> JSON), P:jobids (set of ids with any data),
 // P:job:<id>:upd (hash version -> JSON without gradient), P:job:<id>:grad (hash version -> bytes),
 // P:job:<id>:bylease (hash lease -> version), P:job:<id>:leases (hash lease -> JSON),
-// P:job:<id>:metrics (list of JSON), P:leader:fence (counter: the newest token), P:workers (hash).
+// P:job:<id>:metrics (list of JSON), P:leader:fence (counter: the newest token), P:workers (hash),
+// P:trust (hash worker id -> JSON spot-check record; fenced like a job's keys, so a deposed owner
+// cannot write an older record, e.g. one from before a quarantine, over its successor's).
 
 import { Redis } from 'ioredis';
 import { MemoryStateStore } from './memory-state-store.ts';
-import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
+import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredTrust, StoredWorker, UpdateRecord } from './state-store.ts';
 
 /** Refused because a newer owner holds the job (the fencing token in the write is stale). */
 export class FencedError extends Error {
@@ -51,6 +53,8 @@ if op == 'append' then
   redis.call('HSET', KEYS[4], ARGV[4], ARGV[3])
 elseif op == 'hset' then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+elseif op == 'hsetmany' then
+  for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 elseif op == 'hdel' then
   for i = 3, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
 elseif op == 'rpush' then
@@ -112,6 +116,7 @@ export class RedisStateStore implements StateStore {
     const ids = new Set([...(await r.smembers(this.key('jobids'))), ...Object.keys(jobs)]);
     for (const id of ids) await this.loadJob(fresh, id);
     for (const raw of Object.values(await r.hgetall(this.key('workers')))) fresh.putWorker(JSON.parse(raw) as StoredWorker);
+    fresh.putTrust(Object.values(await r.hgetall(this.key('trust'))).map((raw) => JSON.parse(raw) as StoredTrust));
     this.mirror = fresh;
   }
 
@@ -195,9 +200,14 @@ export class RedisStateStore implements StateStore {
   }
 
   private jobWrite(jobId: string, keys: string[], op: string, ...args: (string | Buffer)[]): void {
+    this.fencedWrite(keys, op, ...args);
+    this.track(this.redis.sadd(this.key('jobids'), jobId));
+  }
+
+  /** One write that Redis refuses unless this process's fencing token is still the newest. */
+  private fencedWrite(keys: string[], op: string, ...args: (string | Buffer)[]): void {
     this.assertWritable();
     this.track(this.redis.flockJobWrite(1 + keys.length, this.fenceKey, ...keys, this.fence === null ? '' : String(this.fence), op, ...args));
-    this.track(this.redis.sadd(this.key('jobids'), jobId));
   }
 
   private assertWritable(): void {
@@ -305,6 +315,16 @@ export class RedisStateStore implements StateStore {
     // Like putWorker, not fenced: only the owner runs the worker handlers that write these rows.
     for (let i = 0; i < workerIds.length; i += 1000) this.track(this.redis.hdel(this.key('workers'), ...workerIds.slice(i, i + 1000)));
     return n;
+  }
+
+  putTrust(records: readonly StoredTrust[]): void {
+    this.assertWritable();
+    if (records.length === 0) return;
+    this.mirror.putTrust(records);
+    this.fencedWrite([this.key('trust')], 'hsetmany', ...records.flatMap((r) => [r.workerId, JSON.stringify(r)]));
+  }
+  listTrust(): StoredTrust[] {
+    return this.mirror.listTrust();
   }
 
   /** Stops accepting writes; the connection closes once the pending ones are answered. */

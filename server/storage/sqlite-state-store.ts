@@ -5,7 +5,7 @@
 // FLOCK_SQLITE_SYNC=FULL also survives power loss, at one fsync per batch of pushes.
 
 import Database from 'better-sqlite3';
-import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredWorker, UpdateRecord } from './state-store.ts';
+import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredTrust, StoredWorker, UpdateRecord } from './state-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS workers (
   capabilities TEXT NOT NULL, leases_done INTEGER NOT NULL, accepted INTEGER NOT NULL,
   refused INTEGER NOT NULL, ms_per_sample REAL
 );
+CREATE TABLE IF NOT EXISTS trust (
+  worker_id TEXT PRIMARY KEY, validated INTEGER NOT NULL, total_validated INTEGER NOT NULL,
+  faults INTEGER NOT NULL, credit_samples INTEGER NOT NULL, last_fault TEXT, quarantined TEXT,
+  updated_at INTEGER NOT NULL
+);
 `;
 
 interface UpdateRow {
@@ -44,6 +49,9 @@ interface UpdateRow {
 }
 interface LeaseRow {
   job_id: string; lease_id: string; worker_id: string; epoch: number; shard: number; base_version: number; granted_at: number; deadline_at: number;
+}
+interface TrustRow {
+  worker_id: string; validated: number; total_validated: number; faults: number; credit_samples: number; last_fault: string | null; quarantined: string | null; updated_at: number;
 }
 interface WorkerRow {
   worker_id: string; first_seen_at: number; last_seen_at: number; capabilities: string; leases_done: number; accepted: number; refused: number; ms_per_sample: number | null;
@@ -97,6 +105,10 @@ export class SqliteStateStore implements StateStore {
       getWorker: db.prepare('SELECT * FROM workers WHERE worker_id = ?'),
       listWorkers: db.prepare('SELECT * FROM workers ORDER BY first_seen_at'),
       deleteWorker: db.prepare('DELETE FROM workers WHERE worker_id = ?'),
+      putTrust: db.prepare(
+        'INSERT OR REPLACE INTO trust (worker_id, validated, total_validated, faults, credit_samples, last_fault, quarantined, updated_at) VALUES (@workerId, @validated, @totalValidated, @faults, @creditSamples, @lastFault, @quarantined, @updatedAt)',
+      ),
+      listTrust: db.prepare('SELECT * FROM trust'),
     };
   }
 
@@ -197,6 +209,17 @@ export class SqliteStateStore implements StateStore {
     let n = 0;
     for (const id of workerIds) n += this.q.deleteWorker.run(id).changes;
     return n;
+  }
+
+  putTrust(records: readonly StoredTrust[]): void {
+    if (records.length === 0) return;
+    this.begin();
+    for (const r of records) this.q.putTrust.run(r);
+  }
+  listTrust(): StoredTrust[] {
+    return (this.q.listTrust.all() as TrustRow[]).map((r) => ({
+      workerId: r.worker_id, validated: r.validated, totalValidated: r.total_validated, faults: r.faults, creditSamples: r.credit_samples, lastFault: r.last_fault, quarantined: r.quarantined, updatedAt: r.updated_at,
+    }));
   }
 
   /** Opens the turn's transaction at its first write; it commits on the next turn. */

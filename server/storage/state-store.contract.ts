@@ -3,7 +3,7 @@
 
 import { test as baseTest } from 'node:test';
 import assert from 'node:assert/strict';
-import type { StateStore, UpdateRecord } from './state-store.ts';
+import type { StateStore, StoredTrust, UpdateRecord } from './state-store.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
 
 const config = { name: 'j', description: '', batchSize: 8 } as unknown as JobConfig;
@@ -11,6 +11,10 @@ const config = { name: 'j', description: '', batchSize: 8 } as unknown as JobCon
 const upd = (version: number, over: Partial<UpdateRecord> = {}): UpdateRecord => ({
   jobId: 'a', version, leaseId: `l${version}`, workerId: 'w1', epoch: 0, shard: version - 1, baseVersion: version - 1,
   lr: 0.001, staleness: 0, samples: 8, loss: 1.5, at: 1000 + version, gradient: new Uint8Array([version, 2, 3, 4]), ...over,
+});
+
+const trust = (workerId: string, over: Partial<StoredTrust> = {}): StoredTrust => ({
+  workerId, validated: 3, totalValidated: 7, faults: 1, creditSamples: 448, lastFault: 'shard 4 of epoch 1 at v9: cosine 0.310', quarantined: null, updatedAt: 1000, ...over,
 });
 
 type Maybe<T> = T | Promise<T>;
@@ -118,6 +122,24 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: trust records are written in batches, each replacing the worker's previous one`, async () => {
+    const s = await open();
+    assert.deepEqual(s.listTrust(), []);
+    s.putTrust([trust('w1'), trust('w2', { quarantined: 'spot checks found 2 of its results wrong', faults: 2 })]);
+    s.putTrust([]);
+    s.putTrust([trust('w1', { validated: 4, totalValidated: 8, creditSamples: 512, updatedAt: 2000 })]);
+    const byId = new Map(s.listTrust().map((r) => [r.workerId, r]));
+    assert.equal(byId.size, 2);
+    assert.deepEqual(byId.get('w1'), trust('w1', { validated: 4, totalValidated: 8, creditSamples: 512, updatedAt: 2000 }));
+    assert.equal(byId.get('w2')?.quarantined, 'spot checks found 2 of its results wrong');
+    assert.equal(byId.get('w2')?.faults, 2);
+    // A read is a copy: changing it changes nothing stored.
+    (s.listTrust()[0] as { faults: number }).faults = 99;
+    assert.ok(s.listTrust().every((r) => r.faults !== 99));
+    await s.durable();
+    s.close();
+  });
+
   test(`${name}: flush resolves once the writes are durable`, async () => {
     const s = await open();
     s.appendUpdate(upd(1));
@@ -142,6 +164,7 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       s.putWorker({ workerId: 'w1', firstSeenAt: 1, lastSeenAt: 2, capabilities: { backend: 'wasm' }, leasesDone: 3, accepted: 2, refused: 1, msPerSample: null });
       s.putWorker({ workerId: 'pruned', firstSeenAt: 1, lastSeenAt: 2, capabilities: null, leasesDone: 0, accepted: 0, refused: 0, msPerSample: null });
       s.deleteWorkers(['pruned']);
+      s.putTrust([trust('w1', { faults: 2, validated: 0, quarantined: 'spot checks found 2 of its results wrong' }), trust('w2', { faults: 0, lastFault: null })]);
       await s.durable();
       s = await reopen(s);
       assert.equal(s.listJobs().length, 1);
@@ -153,6 +176,9 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
       assert.deepEqual(s.ledger('a', 0), new Map([[0, 1], [1, 1], [2, 1]]));
       assert.deepEqual(s.getWorker('w1')?.capabilities, { backend: 'wasm' });
       assert.equal(s.getWorker('pruned'), null, 'a deleted worker record stays deleted');
+      const kept = new Map(s.listTrust().map((r) => [r.workerId, r]));
+      assert.deepEqual(kept.get('w1'), trust('w1', { faults: 2, validated: 0, quarantined: 'spot checks found 2 of its results wrong' }), 'a quarantine survives');
+      assert.deepEqual(kept.get('w2'), trust('w2', { faults: 0, lastFault: null }));
       s.close();
     });
   }

@@ -5,7 +5,8 @@
 //
 // What lives here: jobs, the update log (every acknowledged gradient, durable BEFORE its ack, with
 // the shard it completes: this is also the shard ledger), outstanding leases with deadlines,
-// metric history and worker records. Weights live in checkpoint files (checkpoint-store.ts).
+// metric history, worker records and workers' spot-check trust records. Weights live in checkpoint
+// files (checkpoint-store.ts).
 
 import type { JobConfig } from '../jobs/job-config.ts';
 
@@ -89,6 +90,24 @@ export interface StoredWorker {
   readonly msPerSample: number | null;
 }
 
+/**
+ * A worker's spot-check record (server/validation/spot-checker.ts): how far it is trusted, its
+ * validated work (credit) and whether it is quarantined. Written only once a check changed it.
+ */
+export interface StoredTrust {
+  readonly workerId: string;
+  /** Consecutive validated results (reset by a fault): the check probability falls with it. */
+  readonly validated: number;
+  readonly totalValidated: number;
+  readonly faults: number;
+  /** Samples of validated work. */
+  readonly creditSamples: number;
+  readonly lastFault: string | null;
+  /** Why it is quarantined, or null. */
+  readonly quarantined: string | null;
+  readonly updatedAt: number;
+}
+
 export interface StateStore {
   readonly kind: string;
 
@@ -125,6 +144,11 @@ export interface StateStore {
   listWorkers(): StoredWorker[];
   /** Deletes these workers' records (unknown ids are ignored); returns how many were there. */
   deleteWorkers(workerIds: readonly string[]): number;
+
+  /** Writes these trust records (each replaces the worker's previous one), in one batch. */
+  putTrust(records: readonly StoredTrust[]): void;
+  /** Every trust record, in no particular order. */
+  listTrust(): StoredTrust[];
 
   /**
    * Resolves once every write made so far is durable (group commit in SQLite: writes of one

@@ -111,6 +111,8 @@ export class AdminFeed implements TransportObserver {
 
   /** Something about `jobId` changed: a delta (and an overview) will follow within the throttle. */
   mark(jobId: string): void {
+    // Once closed, nothing more is sent: sockets leaving as the server closes would otherwise arm
+    // timers that fire after the transport (in a cluster, the Redis adapter's connection) is gone.
     if (this.closed) return;
     const at = this.opts.clock.now();
     this.feed(jobId).throttle.mark(at);

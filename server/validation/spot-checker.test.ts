@@ -2,6 +2,8 @@
 // wrong but finite gradients (as if computed on shuffled labels): the checks catch >= 95% of them
 // within 50 of their submissions, quarantine < 1% of honest workers, and once workers are trusted
 // replicate < 10% of the leases. A replica push is answered by the checker, never applied.
+// Replicas at the first worker's address only where FLOCK_SPOT_CHECK_SAME_ADDRESS allows it and both
+// ids are verified; trust records restored from the store are the ones written, quarantine included.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,9 +12,12 @@ import { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { GradientPush, LeaseAck, WeightsPayload } from '../../shared/protocol/messages.ts';
 import type { WorkerId } from '../leases/lease-manager.ts';
 import { compareGradients } from './compare.ts';
-import { checkProbability, SpotChecker } from './spot-checker.ts';
+import { checkProbability, DEFAULT_SPOT_CHECK_POLICY, SpotChecker, type TrustStore } from './spot-checker.ts';
+import type { SameAddressReplicas } from './same-address.ts';
+import { MemoryStateStore } from '../storage/memory-state-store.ts';
 import { toleranceFor } from './tolerances.ts';
 import { mulberry32 } from '../data/sharder.ts';
+import { readFileSync } from 'node:fs';
 
 const DIM = 2000;
 
@@ -53,13 +58,14 @@ interface RunResult {
   quarantined: string[];
 }
 
-function simulate(seed: number, rounds: number): RunResult {
+function simulate(seed: number, rounds: number, store?: TrustStore): RunResult & { checker: SpotChecker; ids: WorkerId[] } {
   const clock = new FakeClock();
   const r = rng(seed);
   const N = 10;
   const wrong = new Set([0, 1]);
   const ids = Array.from({ length: N }, (_, i) => `w-${seed}-${i}` as WorkerId);
   const checker = new SpotChecker(clock, (w) => `10.0.0.${ids.indexOf(w)}`, undefined, r);
+  if (store) checker.restore(store);
   for (const w of ids) checker.hello(w, { backend: 'wasm', runtime: 'browser' });
   const told: string[] = [];
   checker.onQuarantined = (w, why) => {
@@ -113,7 +119,7 @@ function simulate(seed: number, rounds: number): RunResult {
   }
   if (process.env.DBG) console.log(JSON.stringify(checker.counts), ids.map((w) => JSON.stringify(checker.trust(w))).join("\n"));
   const honestQuarantined = ids.filter((w, i) => !wrong.has(i) && checker.quarantineReason(w)).length;
-  return { caughtWithin, honestQuarantined, replicatedLate, leasesLate, replicaApplied, told, quarantined: ids.filter((w) => checker.quarantineReason(w)) };
+  return { caughtWithin, honestQuarantined, replicatedLate, leasesLate, replicaApplied, told, quarantined: ids.filter((w) => checker.quarantineReason(w)), checker, ids };
 }
 
 test('2 of 10 workers wrong: >= 95% caught within 50 submissions, < 1% of honest quarantined, < 10% replication once trusted', () => {
@@ -185,4 +191,110 @@ test('a quarantine is told once per worker (the coordinator then drops its buffe
     total += res.told.length;
   }
   assert.ok(total >= 8, `only ${total} quarantines in 5 runs`);
+});
+
+/** One shard pushed by `first`, then offered as a replica to `second`: whether `second` got it. */
+function replicaAtSameAddress(sameAddress: SameAddressReplicas, verified: (w: string) => boolean, address = '203.0.113.7'): { got: boolean; checker: SpotChecker } {
+  const clock = new FakeClock();
+  const checker = new SpotChecker(clock, () => address, { ...DEFAULT_SPOT_CHECK_POLICY, sameAddress }, () => 0, verified);
+  for (const w of ['first', 'second']) checker.hello(w as WorkerId, { backend: 'wasm', runtime: 'browser' });
+  const g = trueGradient(0, 0);
+  const lease: LeaseAck = { ok: true, lease: { leaseId: 'L1', jobId: 'job', epoch: 0, shardIndex: 0, baseVersion: 0, deadlineAt: 0, numSamples: 64, x: new Uint8Array(8), y: new Uint8Array(1) }, weights: { version: 0, specs: [], data: new Uint8Array(0) } };
+  checker.leased('first' as WorkerId, 'job', lease);
+  const p: GradientPush = { leaseId: 'L1', baseVersion: 0, numSamples: 64, loss: 1, computeMs: 1, specs: [], data: new Uint8Array(g.buffer) };
+  checker.pushed('first' as WorkerId, 'job', p, { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 });
+  const r = checker.replicaLease('second' as WorkerId, 'job');
+  if (r?.ok) assert.ok(checker.takePush('second' as WorkerId, { ...p, leaseId: r.lease.leaseId })?.ok);
+  return { got: r !== null, checker };
+}
+
+test('same address: no replica by default, even between verified identities; allowed by the setting only between two verified identities, and with a list only at a listed address', () => {
+  const both = (): boolean => true;
+  assert.equal(replicaAtSameAddress({ kind: 'off' }, both).got, false, 'secure by default');
+  const any = replicaAtSameAddress({ kind: 'any' }, both);
+  assert.equal(any.got, true, 'allowed: two workers with credentials behind one NAT');
+  assert.equal(any.checker.trust('first')?.creditSamples, 64, 'and their agreeing work is credited');
+  assert.equal(any.checker.trust('second')?.creditSamples, 64);
+  assert.equal(replicaAtSameAddress({ kind: 'any' }, (w) => w === 'first').got, false, 'the replica worker has no verified identity');
+  assert.equal(replicaAtSameAddress({ kind: 'any' }, (w) => w === 'second').got, false, 'the first worker has no verified identity');
+  assert.equal(replicaAtSameAddress({ kind: 'any' }, () => false).got, false);
+  const lab: SameAddressReplicas = { kind: 'list', addresses: ['203.0.113.7'] };
+  assert.equal(replicaAtSameAddress(lab, both).got, true, 'the listed lab address');
+  assert.equal(replicaAtSameAddress(lab, both, '::ffff:203.0.113.7').got, true, 'the same address written as IPv4-mapped IPv6');
+  assert.equal(replicaAtSameAddress(lab, both, '198.51.100.2').got, false, 'an address not on the list');
+});
+
+test('trust is durable: records restored from the store keep validated counts, credit and quarantine; each decided check writes its records in one batch', () => {
+  const store = new MemoryStateStore();
+  let batches = 0;
+  let written = 0;
+  const counting: TrustStore = {
+    putTrust: (rows) => {
+      batches++;
+      written += rows.length;
+      store.putTrust(rows);
+    },
+    listTrust: () => store.listTrust(),
+  };
+  const res = simulate(3, 120, counting);
+  const before = res.checker;
+  const decided = before.counts.agreed + before.counts.faults + before.counts.inconclusive;
+  assert.ok(res.quarantined.length >= 1, 'the run quarantined someone');
+  assert.ok(batches > 0 && batches <= decided + before.counts.mismatches, `${batches} batches for ${decided} decided checks`);
+  assert.ok(written >= batches, 'a batch carries every record the check changed');
+  // A restart: a new checker (nothing in memory) restores from the same store.
+  const after = new SpotChecker(new FakeClock(), (w) => w, undefined, () => 0);
+  assert.equal(after.restore(store), store.listTrust().length);
+  for (const w of res.ids) {
+    assert.deepEqual(after.trust(w), before.trust(w), `record of ${w}`);
+    assert.equal(after.quarantineReason(w), before.quarantineReason(w), `quarantine of ${w}`);
+  }
+  const trusted = res.ids.filter((w) => (before.trust(w)?.validated ?? 0) >= DEFAULT_SPOT_CHECK_POLICY.trustAfter);
+  assert.ok(trusted.length > 0, 'some honest workers earned trust');
+  for (const w of trusted) assert.ok(checkProbability(after.trust(w)!.validated, DEFAULT_SPOT_CHECK_POLICY.trustAfter) < 1, `${w} is not checked every time after the restart`);
+  // A takeover by a process that held older records in memory: restore replaces them.
+  const stale = new SpotChecker(new FakeClock(), (w) => w, undefined, () => 0);
+  stale.restore(new MemoryStateStore());
+  stale.restore(store);
+  for (const w of res.quarantined) assert.ok(stale.quarantineReason(w as WorkerId));
+});
+
+test('a store that refuses the write: the check still decides, the records stay in memory, and the loss is counted and told', () => {
+  const told: number[] = [];
+  const failing: TrustStore = { putTrust: () => { throw new Error('FENCED token 1 is stale'); }, listTrust: () => [] };
+  const clock = new FakeClock();
+  const checker = new SpotChecker(clock, (w) => w, undefined, () => 0);
+  checker.restore(failing);
+  checker.onUnsaved = (_e, n) => told.push(n);
+  for (const w of ['a', 'b']) checker.hello(w as WorkerId, { backend: 'wasm', runtime: 'browser' });
+  const g = trueGradient(0, 0);
+  const lease: LeaseAck = { ok: true, lease: { leaseId: 'L1', jobId: 'job', epoch: 0, shardIndex: 0, baseVersion: 0, deadlineAt: 0, numSamples: 64, x: new Uint8Array(8), y: new Uint8Array(1) }, weights: { version: 0, specs: [], data: new Uint8Array(0) } };
+  checker.leased('a' as WorkerId, 'job', lease);
+  const p: GradientPush = { leaseId: 'L1', baseVersion: 0, numSamples: 64, loss: 1, computeMs: 1, specs: [], data: new Uint8Array(g.buffer) };
+  checker.pushed('a' as WorkerId, 'job', p, { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 });
+  const r = checker.replicaLease('b' as WorkerId, 'job');
+  assert.ok(r?.ok);
+  assert.ok(checker.takePush('b' as WorkerId, { ...p, leaseId: r.lease.leaseId })?.ok);
+  assert.equal(checker.trust('a')?.creditSamples, 64);
+  assert.equal(checker.counts.unsaved, 2);
+  assert.deepEqual(told, [2]);
+});
+
+test('the bands against the measured figures (bench/results/spot-check-tolerances.json): 10x margin over every honest pair, every wrong result outside', () => {
+  type Figures = { minCosine: number; maxCosine: number; minRelNorm?: number; maxRelNorm: number; n: number };
+  const file = JSON.parse(readFileSync(new URL('../../bench/results/spot-check-tolerances.json', import.meta.url), 'utf8')) as { summary: Record<string, Figures>; browser: { overall: Record<string, Figures> } };
+  const check = (pair: string, f: Figures, tol: { minCosine: number; maxRelNorm: number }): void => {
+    assert.ok(f.n > 0, pair);
+    if (pair.includes('shuffled')) {
+      assert.ok(f.maxCosine < tol.minCosine, `${pair}: a wrong result with cosine ${f.maxCosine} would pass`);
+      if (f.minRelNorm !== undefined) assert.ok(f.minRelNorm > tol.maxRelNorm, `${pair}: a wrong result's norm is off by only ${f.minRelNorm}`);
+    } else {
+      assert.ok(1 - f.minCosine <= (1 - tol.minCosine) / 10, `${pair}: honest 1 - cosine ${1 - f.minCosine} is within 10x of the band`);
+      assert.ok(f.maxRelNorm <= tol.maxRelNorm / 10, `${pair}: honest norm ${f.maxRelNorm} is within 10x of the band`);
+    }
+  };
+  for (const [pair, f] of Object.entries(file.summary)) check(pair, f, toleranceFor('wasm', 'cpu')!);
+  const browser = Object.entries(file.browser.overall);
+  assert.ok(browser.length >= 10, 'the browser figures are there');
+  for (const [pair, f] of browser) check(pair, f, toleranceFor(pair.startsWith('cpu|') ? 'cpu' : 'webgpu', pair.startsWith('cpu|') ? 'wasm' : 'webgl')!);
 });

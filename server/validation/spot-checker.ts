@@ -1,6 +1,7 @@
 // Spot-check validation: BOINC's adaptive replication adapted to floating point. Some leases are
 // replicated: the same shard on the same weights version goes to a second worker of the same
-// backend class (at another address); the two gradients must agree within the pair's tolerance
+// backend class at another address (or at the same one where FLOCK_SPOT_CHECK_SAME_ADDRESS allows
+// it, same-address.ts); the two gradients must agree within the pair's tolerance
 // (compare.ts, tolerances.ts). A new worker is checked every time until it has `trustAfter`
 // consecutive validated results, then with probability 1/(n+1) for n validated results. A
 // mismatch gets a third opinion; the worker the third disagrees with is at fault, loses its trust,
@@ -8,6 +9,9 @@
 // work only. Owns: per-worker trust records, the leases chosen for checking, the pending checks
 // and a few recent weight versions per job (all bounded). The push path is untouched: it hears
 // about leases and applied pushes as a TransportObserver, and answers replica leases and pushes.
+// Trust records are durable: restore() loads them from the StateStore (at start, and on election in
+// a cluster) and every check that changes some writes them back in one batch, so a restart or a
+// takeover neither forgets a quarantine nor starts trusted workers over.
 
 import { ErrorCode, fail } from '../../shared/protocol/errors.ts';
 import type { GradientPush, LeaseAck, PushAck, WeightsPayload, WorkerCapabilities } from '../../shared/protocol/messages.ts';
@@ -16,6 +20,8 @@ import type { WorkerId } from '../leases/lease-manager.ts';
 import type { Clock } from '../../shared/clock.ts';
 import { compareGradients, type Comparison } from './compare.ts';
 import { backendClass, toleranceFor } from './tolerances.ts';
+import { SAME_ADDRESS_OFF, sameAddressReplicaAllowed, type SameAddressReplicas } from './same-address.ts';
+import type { StateStore, StoredTrust } from '../storage/state-store.ts';
 
 export interface SpotCheckPolicy {
   /** Consecutive validated results before the check probability starts to fall (BOINC: 10). */
@@ -30,9 +36,14 @@ export interface SpotCheckPolicy {
   readonly replicaLeaseMs: number;
   /** Bytes the pending checks may pin (weights, shard, gradients; shared weights counted per check). */
   readonly maxPinnedBytes: number;
+  /** Whether a replica may go to a worker at the first worker's address (FLOCK_SPOT_CHECK_SAME_ADDRESS). */
+  readonly sameAddress: SameAddressReplicas;
 }
 
-export const DEFAULT_SPOT_CHECK_POLICY: SpotCheckPolicy = { trustAfter: 10, faultsToQuarantine: 2, maxPending: 64, checkTtlMs: 120_000, replicaLeaseMs: 30_000, maxPinnedBytes: 256 * 1024 * 1024 };
+export const DEFAULT_SPOT_CHECK_POLICY: SpotCheckPolicy = { trustAfter: 10, faultsToQuarantine: 2, maxPending: 64, checkTtlMs: 120_000, replicaLeaseMs: 30_000, maxPinnedBytes: 256 * 1024 * 1024, sameAddress: SAME_ADDRESS_OFF };
+
+/** Where trust records are kept: the coordinator's StateStore. */
+export type TrustStore = Pick<StateStore, 'putTrust' | 'listTrust'>;
 
 /** Probability that a result of a worker with `validated` consecutive validated results is checked. */
 export function checkProbability(validated: number, trustAfter: number): number {
@@ -109,17 +120,61 @@ export class SpotChecker {
   private readonly versions = new Map<string, WeightsPayload>();
   private nextId = 1;
   private pinnedBytes = 0;
-  /** Counters: leases replicated (handed out as replicas) and checks decided. */
-  readonly counts = { replicaLeases: 0, agreed: 0, mismatches: 0, faults: 0, inconclusive: 0, expired: 0 };
+  /** Where records are written (null: kept in memory only), and the ones changed since the last write. */
+  private store: TrustStore | null = null;
+  private readonly dirty = new Set<string>();
+  /**
+   * Counters: leases replicated (handed out as replicas), checks decided, and trust records a
+   * refused write could not save (the store failed, e.g. a deposed cluster owner's fenced writes).
+   */
+  readonly counts = { replicaLeases: 0, agreed: 0, mismatches: 0, faults: 0, inconclusive: 0, expired: 0, unsaved: 0 };
   /** Told once when a worker is quarantined (the coordinator drops its buffered gradients). */
   onQuarantined: ((workerId: WorkerId, reason: string) => void) | null = null;
+  /** Told when trust records could not be written (the coordinator logs it). */
+  onUnsaved: ((err: Error, records: number) => void) | null = null;
 
   constructor(
     private readonly clock: Clock,
     private readonly addressOf: (workerId: WorkerId) => string,
     private readonly policy: SpotCheckPolicy = DEFAULT_SPOT_CHECK_POLICY,
     private readonly random: () => number = Math.random,
+    /** Whether a worker's id was issued (or proven) with a credential: same-address replicas need it on both sides. */
+    private readonly verifiedIdentity: (workerId: WorkerId) => boolean = () => false,
   ) {}
+
+  /**
+   * Replaces every trust record by the store's and writes each change to it from now on: at start,
+   * and in a cluster on each election (the new owner reads what its predecessor wrote). Returns how
+   * many records were loaded (quarantined ones first, then the most credited, MAX_RECORDS at most).
+   */
+  restore(store: TrustStore): number {
+    this.store = store;
+    this.records.clear();
+    this.dirty.clear();
+    const rows = store.listTrust().sort((a, b) => Number(b.quarantined !== null) - Number(a.quarantined !== null) || b.creditSamples - a.creditSamples).slice(0, MAX_RECORDS);
+    for (const r of rows) {
+      this.records.set(r.workerId, { validated: r.validated, totalValidated: r.totalValidated, faults: r.faults, creditSamples: r.creditSamples, lastFault: r.lastFault, quarantined: r.quarantined });
+    }
+    return rows.length;
+  }
+
+  /** Writes the records changed since the last write, in one batch (the store's group commit makes it durable). */
+  private save(): void {
+    if (!this.store || this.dirty.size === 0) return;
+    const at = this.clock.now();
+    const rows: StoredTrust[] = [];
+    for (const id of this.dirty) {
+      const r = this.records.get(id);
+      if (r) rows.push({ workerId: id, ...r, updatedAt: at });
+    }
+    this.dirty.clear();
+    try {
+      this.store.putTrust(rows);
+    } catch (err) {
+      this.counts.unsaved += rows.length;
+      this.onUnsaved?.(err as Error, rows.length);
+    }
+  }
 
   record(workerId: string): TrustRecord {
     let r = this.records.get(workerId);
@@ -129,7 +184,7 @@ export class SpotChecker {
       // Forget the least recently created records of workers that never validated anything.
       if (this.records.size > MAX_RECORDS) {
         for (const [k, v] of this.records) {
-          if (v.totalValidated === 0 && v.faults === 0) {
+          if (k !== workerId && v.totalValidated === 0 && v.faults === 0) {
             this.records.delete(k);
             break;
           }
@@ -224,7 +279,7 @@ export class SpotChecker {
     }
     for (const c of this.checks.values()) {
       if (c.jobId !== jobId || c.cls !== cls || c.opinions.length + c.assigned.size >= c.wanted) continue;
-      if (c.opinions.some((o) => o.workerId === workerId || o.address === address)) continue;
+      if (c.opinions.some((o) => o.workerId === workerId || (o.address === address && !this.sameAddressAllowed(o.workerId, workerId, address)))) continue;
       // The deciding third opinion comes from a worker with a validated record, not a newcomer.
       if (c.wanted > 2 && (this.records.get(workerId)?.validated ?? 0) === 0) continue;
       const leaseId = `${REPLICA_PREFIX}${c.id}-${c.opinions.length + c.assigned.size}`;
@@ -238,6 +293,10 @@ export class SpotChecker {
       };
     }
     return null;
+  }
+
+  private sameAddressAllowed(first: WorkerId, replica: WorkerId, address: string): boolean {
+    return sameAddressReplicaAllowed(this.policy.sameAddress, address, this.verifiedIdentity(first), this.verifiedIdentity(replica));
   }
 
   /** The answer to a push of a replica lease; null when the lease is not a replica (the normal path). */
@@ -255,6 +314,7 @@ export class SpotChecker {
     const grad = floats(msg.data);
     c.opinions.push({ workerId, address: this.addressOf(workerId), backend: this.backends.get(workerId) ?? 'unknown', grad });
     this.decide(c);
+    this.save();
     return { ok: true, status: 'applied', version: c.baseVersion, staleness: 0, scale: 0 };
   }
 
@@ -296,6 +356,7 @@ export class SpotChecker {
 
   private validate(workerId: string, samples: number): void {
     const r = this.record(workerId);
+    this.dirty.add(workerId);
     r.validated++;
     r.totalValidated++;
     r.creditSamples += samples;
@@ -303,6 +364,7 @@ export class SpotChecker {
 
   private fault(workerId: string, why: string): void {
     const r = this.record(workerId);
+    this.dirty.add(workerId);
     this.counts.faults++;
     r.validated = 0;
     r.faults++;
