@@ -275,7 +275,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
         observers.push(adminFeed);
         const handlers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
         handlersWorkers = handlers.workers;
-        return { pushCombined: handlers.pushCombined };
+        return { pushCombined: handlers.pushCombined, wantsGradient: handlers.wantsGradient };
       },
       stepDown: () => {
         const n = registry.unloadAll();

@@ -42,7 +42,7 @@ export interface ClusterHooks {
   /** Load the jobs from durable state and create the demo if the cluster has none. */
   readonly loadJobs: () => Promise<void>;
   /** Attach the worker handlers and the dashboard feed to the relay's facade (once, after the first loadJobs). */
-  readonly attachHandlers: (io: FlockServer) => { pushCombined?: CombinedHandler } | void;
+  readonly attachHandlers: (io: FlockServer) => { pushCombined?: CombinedHandler; wantsGradient?: (leaseId: string) => boolean } | void;
   /** Ownership lost: stop and forget every job without writing (the state store refuses writes already). */
   readonly stepDown: () => void;
 }
@@ -184,6 +184,7 @@ export class Cluster {
           };
           const attachedHandlers = hooks.attachHandlers(facade as unknown as FlockServer);
           if (attachedHandlers?.pushCombined) relay.setCombinedHandler(attachedHandlers.pushCombined);
+          if (attachedHandlers?.wantsGradient) relay.setGradientWanted(attachedHandlers.wantsGradient);
           attached = true;
         }
         if (this.ownUrl) await leaderConn.set(`${this.o.prefix}:leader:url`, this.ownUrl);

@@ -46,6 +46,8 @@ export interface WireLease {
   readonly numSamples: number;
   readonly loss: number | null;
   readonly norm: number;
+  /** Its own gradient (float32, packed) when a spot check on the owner holds the lease (mustCarry). */
+  readonly gradient?: Uint8Array | undefined;
 }
 export interface WireCombined {
   readonly jobId: string;
@@ -101,6 +103,8 @@ export class PreAggregator {
   private readonly specs = new Map<string, readonly TensorSpec[]>();
   private readonly versions = new Map<string, number>();
   private readonly batches = new Map<string, Batch>();
+  /** Leases a spot check on the owner holds (told with the lease): their own gradient goes along. */
+  private readonly carry = new Set<string>();
   /** Leases waiting here or in flight: a worker's retried push joins the first one's answer. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
   /** Combined updates sent, gradients they carried, pushes forwarded one by one. */
@@ -118,6 +122,12 @@ export class PreAggregator {
     if (version > (this.versions.get(jobId) ?? -1)) this.versions.set(jobId, version);
   }
 
+  /** The owner's spot checker holds this lease: its gradient must reach the owner as the worker sent it. */
+  mustCarry(leaseId: string): void {
+    this.carry.add(leaseId);
+    if (this.carry.size > 10_000) this.carry.delete(this.carry.values().next().value!);
+  }
+
   /** A worker's gradient:push for `jobId` (its last lease's job); resolves with the worker's ack. */
   push(sid: string, jobId: string | undefined, raw: unknown): Promise<unknown> {
     const parsed = parse(GradientPushSchema, raw);
@@ -125,7 +135,10 @@ export class PreAggregator {
     const msg = parsed.value;
     const waiting = this.inFlight.get(msg.leaseId);
     if (waiting) return waiting;
-    const p = this.admit(sid, jobId, raw, msg).finally(() => this.inFlight.delete(msg.leaseId));
+    const p = this.admit(sid, jobId, raw, msg).finally(() => {
+      this.inFlight.delete(msg.leaseId);
+      this.settled(msg.leaseId);
+    });
     this.inFlight.set(msg.leaseId, p);
     return p;
   }
@@ -142,6 +155,8 @@ export class PreAggregator {
     // What the owner would refuse or must see alone goes alone: it answers with the right code.
     const g = acceptGradient(specs, msg.specs, msg.data, msg.encoding, job.maxGradNorm);
     if (!g.ok) return this.alone(sid, raw);
+    // A spot-check replica is answered by the checker alone; a held lease pushed compressed is compared as it came.
+    if (msg.leaseId.startsWith('spot-') || (this.carry.has(msg.leaseId) && msg.encoding !== undefined && msg.encoding !== 'f32')) return this.alone(sid, raw);
     const known = this.versions.get(jobId) ?? msg.baseVersion;
     if (!judgeStaleness(job.staleness, Math.max(known, msg.baseVersion), msg.baseVersion).accept) return this.alone(sid, raw);
     this.learnVersion(jobId, msg.baseVersion);
@@ -171,7 +186,10 @@ export class PreAggregator {
   private async send(jobId: string, baseVersion: number, entries: readonly Entry[], again: boolean): Promise<void> {
     if (entries.length === 1) return this.one(entries[0]!);
     const sum = sumInOrder(entries.map((e) => e.floats));
-    const leases = entries.map((e) => ({ sid: e.sid, leaseId: e.msg.leaseId, baseVersion: e.msg.baseVersion, numSamples: e.msg.numSamples, loss: e.msg.loss, norm: e.norm }));
+    const leases = entries.map((e) => ({
+      sid: e.sid, leaseId: e.msg.leaseId, baseVersion: e.msg.baseVersion, numSamples: e.msg.numSamples, loss: e.msg.loss, norm: e.norm,
+      ...(this.carry.has(e.msg.leaseId) ? { gradient: new Uint8Array(e.floats.buffer, e.floats.byteOffset, e.floats.byteLength) } : {}),
+    }));
     this.stats.combined++;
     this.stats.combinedGradients += entries.length;
     let answer: CombinedAnswer;
@@ -200,5 +218,10 @@ export class PreAggregator {
 
   private async one(e: Entry): Promise<void> {
     e.done(await this.alone(e.sid, e.raw));
+  }
+
+  /** A lease answered (either way): forget that it was held for a check. */
+  private settled(leaseId: string): void {
+    this.carry.delete(leaseId);
   }
 }

@@ -49,7 +49,8 @@ interface Session {
   /** The job of this worker's last lease (whose cached weights may serve its next one). */
   jobId?: string;
 }
-type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
+/** `checked`: the lease this answer grants is held for a spot check (its gradient must reach the owner). */
+type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean; checked?: string };
 type Ctl = { kind: 'join' | 'leave'; nsp: Nsp; sid: string; room: string } | { kind: 'emit'; nsp: Nsp; sid: string; ev: string; args: unknown[] };
 
 export interface RelayOptions {
@@ -84,6 +85,8 @@ export interface CombinedEntry {
   readonly numSamples: number;
   readonly loss: number | null;
   readonly norm: number;
+  /** This lease's own gradient (float32), sent along because a spot check holds the lease. */
+  readonly gradient?: Uint8Array | undefined;
 }
 /** The owner's handler of combined updates (transport/socket-handlers.ts: pushCombined). */
 export type CombinedHandler = (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array) => Promise<CombinedAnswer>;
@@ -138,6 +141,7 @@ export class Relay {
   readonly pre: PreAggregator | null;
   private readonly jobInfo = new Map<string, { at: number; job: Promise<GatewayJob | null> }>();
   private onCombined: CombinedHandler | null = null;
+  private wantsGradient: ((leaseId: string) => boolean) | null = null;
   /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
   private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
   private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
@@ -177,6 +181,11 @@ export class Relay {
   /** Leader side: where combined updates go (the worker handlers' pushCombined). */
   setCombinedHandler(fn: CombinedHandler): void {
     this.onCombined = fn;
+  }
+
+  /** Leader side: which leases a spot check holds (their gateways send their gradients along with a combined update). */
+  setGradientWanted(fn: (leaseId: string) => boolean): void {
+    this.wantsGradient = fn;
   }
 
   private chan(kind: 'rpc' | 'reply' | 'ctl', pid: string): string {
@@ -396,6 +405,7 @@ export class Relay {
   }
 
   private answered(r: Reply): void {
+    if (r.checked !== undefined) this.pre?.mustCarry(r.checked);
     const p = this.pending.get(r.seq);
     if (!p) return;
     clearTimeout(p.timer);
@@ -447,6 +457,18 @@ export class Relay {
       onConnection(v);
     }
     if (m.ev === '$connect') return reply({ ok: true });
+    if (m.ev === 'lease:request' && this.wantsGradient) {
+      // The spot checker hears of the lease right after its ack (a TransportObserver): ask after that.
+      const wants = this.wantsGradient;
+      v.dispatch(m.ev, m.raw, (res: unknown) =>
+        queueMicrotask(() => {
+          const lease = (res as { ok?: boolean; lease?: { leaseId?: string } } | null)?.lease?.leaseId;
+          const checked = lease !== undefined && wants(lease) ? lease : undefined;
+          this.reply(m.gw, { kind: 'res', seq: m.seq, res, ...(checked !== undefined ? { checked } : {}) });
+        }),
+      );
+      return;
+    }
     v.dispatch(m.ev, m.raw, (res: unknown) => reply(res));
   }
 
@@ -461,7 +483,7 @@ export class Relay {
     // A lease whose session this owner does not know (it took over since) is pushed alone: the gateway replays the hello.
     const entries = m.c.leases.map((l) => {
       const v = sockets.get(`${m.gw}/${l.sid}`);
-      return v ? { data: v.data, leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, norm: l.norm } : null;
+      return v ? { data: v.data, leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, norm: l.norm, gradient: l.gradient } : null;
     });
     handler(m.c.jobId, m.c.baseVersion, entries, m.c.sum).then(reply, (err: Error) => {
       this.o.log?.(`relay: a combined update failed: ${err.message}`);

@@ -69,7 +69,7 @@ export interface TransportObserver {
 
 export function attachWorkerHandlers(
   io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {}, gate?: WorkerGate,
-): { workers(): WorkerInfo[]; assigner: JobAssigner; pushCombined: CombinedHandler } {
+): { workers(): WorkerInfo[]; assigner: JobAssigner; pushCombined: CombinedHandler; wantsGradient: (leaseId: string) => boolean } {
   const room = (jobId: string): string => `job:${jobId}`;
   /** safeAck that also tells the observer how long the answer took and how it went. */
   const timedAck = <K extends keyof ClientToServerEvents>(event: K, rawAck: unknown): ((res: AckOf<K>) => void) => {
@@ -268,7 +268,8 @@ export function attachWorkerHandlers(
     const leases = [];
     for (const e of entries as CombinedEntry[]) {
       const wid = (e.data as SocketData).workerId;
-      const alone = !wid || (e.data as SocketData).jobId !== jobId || gate?.wantsGradient?.(e.leaseId) === true || gate?.pushRefusal?.(wid) != null;
+      // A lease a spot check holds is taken only with its own gradient (the checker compares it).
+      const alone = !wid || (e.data as SocketData).jobId !== jobId || (gate?.wantsGradient?.(e.leaseId) === true && !e.gradient) || gate?.pushRefusal?.(wid) != null;
       if (alone) individually.push(e.leaseId);
       else leases.push({ workerId: wid, leaseId: e.leaseId, baseVersion: e.baseVersion, numSamples: e.numSamples, loss: e.loss, norm: e.norm });
     }
@@ -278,7 +279,8 @@ export function attachWorkerHandlers(
     leases.forEach((l, i) => {
       const ack = res.acks[i]!;
       assigner.noteApplied(l.workerId, job.id, l.numSamples);
-      const push: GradientPush = { leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, computeMs: 0, specs: [], data: new Uint8Array(0) };
+      const own = (entries[i] as CombinedEntry).gradient;
+      const push: GradientPush = { leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, computeMs: 0, specs: own ? job.descriptor().trainableSpecs : [], data: own ?? new Uint8Array(0) };
       observer.pushed?.(l.workerId, job.id, push, ack);
     });
     return res;
@@ -286,6 +288,7 @@ export function attachWorkerHandlers(
 
   return {
     pushCombined,
+    wantsGradient: (leaseId: string) => gate?.wantsGradient?.(leaseId) === true,
     assigner,
     workers: () =>
       [...io.of('/').sockets.values()]
