@@ -11,8 +11,10 @@
 // `async` jobs (every gradient is a step of its own: there is nothing to sum), `local` jobs (one
 // pseudo-gradient per lease of H steps, few messages already, combined by a robust rule by
 // default), and any gradient the gateway cannot vouch for (unknown job or specs, bad tensors, too
-// stale, a spot-check replica). When the owner names leases it must judge one by one (a duplicate,
-// a lease not the worker's, a spot-checked lease, a quarantined worker...), those are pushed
+// stale, a spot-check replica). A lease the owner's spot checker holds (the owner says so with the
+// lease: mustCarry) travels inside the combined update with its own gradient, which the checker
+// compares. When the owner names leases it must judge one by one (a duplicate, a lease not the
+// worker's, a quarantined worker, a session it does not know...), those are pushed
 // individually and the rest combined once more; any other failure sends them all individually (the
 // owner's lease claims and idempotency make a combined update that did land answer 'duplicate').
 //
@@ -165,7 +167,6 @@ export class PreAggregator {
       let b = this.batches.get(key);
       if (!b) {
         const timer = setTimeout(() => this.flush(key), this.o.intervalMs);
-        timer.unref?.();
         b = { jobId, baseVersion: msg.baseVersion, entries: [], timer };
         this.batches.set(key, b);
       }

@@ -5,6 +5,8 @@
 // A gradient's walk, in push(): idempotency -> lease claim -> shape and staleness checks -> norm and
 // finiteness check -> log record (durable first) -> Aggregator.admit (steps when its buffer is full)
 // -> shard ledger -> counters -> maybe evaluate -> ack once the log is committed (group commit).
+// pushCombined() walks the same way for a gateway's combined update (server/cluster/pre-aggregator.ts):
+// all its leases claimed and logged in one turn, one contribution of weight n, every ack after the commit.
 // After a crash the job reopens from the newest valid checkpoint, refills the buffer it held and
 // replays the logged gradients after it, so every acknowledged gradient is in the model exactly once.
 // A job that stops (target, time limit, last shard, cancel) flushes its buffer as one partial step.
