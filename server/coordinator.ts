@@ -57,7 +57,7 @@ export interface CoordinatorOptions {
    */
   readonly store?: 'sqlite' | 'memory' | 'redis' | undefined;
   /** FLOCK_STORE=redis: where, key prefix, ownership lease, advertised URL, data chunk size (tests). */
-  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; advertiseUrl?: string | undefined; dataChunkBytes?: number | undefined } | undefined;
+  readonly redis?: { url: string; prefix?: string | undefined; leaderTtlMs?: number | undefined; preAggregateMs?: number | undefined; advertiseUrl?: string | undefined; dataChunkBytes?: number | undefined } | undefined;
   readonly sqliteSync?: 'NORMAL' | 'FULL' | undefined;
   /** Fault injection only: pause inside every checkpoint write (FLOCK_FAULT_CHECKPOINT_PAUSE_MS). */
   readonly checkpointPauseMs?: number | undefined;
@@ -179,7 +179,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   let cluster: Cluster | null = null;
   if (opts.store === 'redis' && opts.redis) {
     try {
-      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, log, dataChunkBytes: opts.redis.dataChunkBytes });
+      cluster = await Cluster.open({ url: opts.redis.url, prefix: opts.redis.prefix ?? 'flock', leaderTtlMs: opts.redis.leaderTtlMs ?? 3000, preAggregateMs: opts.redis.preAggregateMs, log, dataChunkBytes: opts.redis.dataChunkBytes });
     } catch (err) {
       throw new StartupError(`cannot reach Redis at FLOCK_REDIS_URL=${opts.redis.url}: ${(err as Error).message}`);
     }
@@ -289,7 +289,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
       attachHandlers: (facade) => {
         adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
         observers.push(adminFeed);
-        handlersWorkers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard).workers;
+        const handlers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+        handlersWorkers = handlers.workers;
+        return { pushCombined: handlers.pushCombined, wantsGradient: handlers.wantsGradient };
       },
       stepDown: () => {
         const n = registry.unloadAll();

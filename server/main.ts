@@ -40,7 +40,7 @@ export async function serve(env: NodeJS.ProcessEnv): Promise<void> {
       demo: s.demo,
       demoOverrides: s.demoOverrides,
       store: s.store,
-      redis: s.redisUrl ? { url: s.redisUrl, prefix: s.redisPrefix, leaderTtlMs: s.leaderTtlMs, advertiseUrl: s.advertiseUrl } : undefined,
+      redis: s.redisUrl ? { url: s.redisUrl, prefix: s.redisPrefix, leaderTtlMs: s.leaderTtlMs, preAggregateMs: s.preAggregateMs, advertiseUrl: s.advertiseUrl } : undefined,
       sqliteSync: s.sqliteSync,
       checkpointPauseMs: s.checkpointPauseMs,
       limits: s.limits,

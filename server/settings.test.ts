@@ -17,7 +17,7 @@ test('defaults: port 8080 on 127.0.0.1, ./data, the MLP demo, sqlite NORMAL, dra
     port: 8080, host: '127.0.0.1', dataDir: '/srv/data', adminToken: undefined, demo: 'mnist-mlp', demoOverrides: {},
     store: 'sqlite', sqliteSync: 'NORMAL', drainMs: 3000, checkpointPauseMs: 0, metricsPort: undefined, logFormat: undefined, door: DEFAULT_DOOR_POLICY, spotCheckSameAddress: { kind: 'off' },
     limits: { maxModelBytes: 512 * 2 ** 20, maxDatasetBytes: 4 * 2 ** 30 },
-    redisUrl: undefined, redisPrefix: 'flock', advertiseUrl: undefined, leaderTtlMs: 3000,
+    redisUrl: undefined, redisPrefix: 'flock', advertiseUrl: undefined, leaderTtlMs: 3000, preAggregateMs: 200,
   });
   assert.deepEqual([...DEMO_NAMES], [...DEMOS]);
 });

@@ -34,6 +34,8 @@ export interface Settings {
   readonly advertiseUrl: string | undefined;
   /** FLOCK_LEADER_TTL_MS: the ownership lease; a dead owner is replaced within about this long. */
   readonly leaderTtlMs: number;
+  /** FLOCK_PREAGGREGATE_MS: how long a gateway holds a `buffered` + `mean` job's gradients to forward them combined (0: each alone). */
+  readonly preAggregateMs: number;
   readonly sqliteSync: 'NORMAL' | 'FULL';
   readonly drainMs: number;
   readonly checkpointPauseMs: number;
@@ -172,6 +174,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, cwd = process.cwd()): Se
         advertiseUrl: env.FLOCK_ADVERTISE_URL?.trim() || undefined,
         redisPrefix: env.FLOCK_REDIS_PREFIX?.trim() || 'flock',
         leaderTtlMs: intIn(env, 'FLOCK_LEADER_TTL_MS', 500, 600_000, ' (ms)') ?? 3000,
+        preAggregateMs: intIn(env, 'FLOCK_PREAGGREGATE_MS', 0, 10_000, ' (ms)') ?? 200,
         sqliteSync: oneOf(env, 'FLOCK_SQLITE_SYNC', ['NORMAL', 'FULL'] as const),
         drainMs: intIn(env, 'FLOCK_DRAIN_MS', 0, 600_000, ' (ms)') ?? 3000,
         checkpointPauseMs: intIn(env, 'FLOCK_FAULT_CHECKPOINT_PAUSE_MS', 0, 600_000, ' (ms)') ?? 0,

@@ -34,6 +34,13 @@ export interface Contribution {
   readonly excluded?: boolean | undefined;
   /** The worker that sent it (its history weights it under `workerMomentum`); absent: no history. */
   readonly worker?: string | undefined;
+  /**
+   * Gradients this contribution sums (a gateway's pre-aggregated update, server/cluster/pre-aggregator.ts):
+   * absent or 1, one gradient; n > 1, the float32 sum of n gradients, counted as n towards the
+   * buffer and the mean's divisor (`mean` rule only); 0, a log position whose gradient is summed
+   * into a later record of the same combined update (admitted for its position, no gradient).
+   */
+  readonly weight?: number | undefined;
 }
 
 export interface Admission {
@@ -67,6 +74,8 @@ const MAX_HISTORY = 4096;
 export class Aggregator {
   private readonly optimizer: ServerOptimizer;
   private buffer: Contribution[] = [];
+  /** Gradients the buffer holds: the sum of its contributions' weights. */
+  private filled = 0;
   private norms: number[] = [];
   /** CenteredClip's starting point: a momentum average of the steps' combined gradients. */
   private readonly center: Float32Array | null;
@@ -94,12 +103,16 @@ export class Aggregator {
   get version(): number {
     return this.versionNow;
   }
+  /** Trainable parameters (a gradient's length). */
+  get trainSize(): number {
+    return this.trainParams.length;
+  }
   get seq(): number {
     return this.seqAdmitted;
   }
   /** Gradients waiting for the buffer to fill. */
   get buffered(): number {
-    return this.buffer.length;
+    return this.filled;
   }
   /** Gradients per step. */
   get bufferSize(): number {
@@ -123,6 +136,10 @@ export class Aggregator {
   admit(c: Contribution, last = false): Admission {
     if (c.seq !== this.seqAdmitted + 1) throw new Error(`contribution #${c.seq} admitted after #${this.seqAdmitted}`);
     this.seqAdmitted = c.seq;
+    const weight = c.weight ?? 1;
+    // Covered by the record that carries its combined update's sum (logged right after it).
+    if (weight === 0) return { step: this.versionNow + 1, stepped: false };
+    if (weight !== 1 && (this.cfg.mode !== 'buffered' || this.cfg.rule !== 'mean')) throw new Error(`contribution #${c.seq} combines ${weight} gradients: only a buffered mean job admits combined updates`);
     if (c.scale === null) {
       // A pre-fix async record: its lr carries the discount; replay exactly what was done then.
       if (this.cfg.mode !== 'async' || this.buffer.length > 0) throw new Error(`contribution #${c.seq} has no discount recorded: only an async job logs such records`);
@@ -130,7 +147,8 @@ export class Aggregator {
       return { step: ++this.versionNow, stepped: true };
     }
     const g = discounted(c.gradient, c.scale);
-    this.norms.push(l2norm(g));
+    // A combined update counts once in the window, at its mean gradient's norm (the mean rule never clips).
+    this.norms.push(weight === 1 ? l2norm(g) : l2norm(g) / weight);
     if (this.norms.length > NORM_WINDOW) this.norms.splice(0, this.norms.length - NORM_WINDOW);
     if (c.excluded) {
       // Live, a contribution is excluded only while buffered, and the last one never waits: this
@@ -139,7 +157,10 @@ export class Aggregator {
       return { step: this.versionNow + 1, stepped: false };
     }
     this.buffer.push({ ...c, gradient: g });
-    if (this.buffer.length < this.bufferSize && !last) return { step: this.versionNow + 1, stepped: false };
+    this.filled += weight;
+    // A combined update is never split: one that overfills the buffer makes a step of more than
+    // bufferSize gradients (still their exact mean).
+    if (this.filled < this.bufferSize && !last) return { step: this.versionNow + 1, stepped: false };
     this.step(c.lr);
     return { step: this.versionNow, stepped: true };
   }
@@ -168,7 +189,10 @@ export class Aggregator {
    */
   exclude(seqs: ReadonlySet<number>): number[] {
     const dropped = this.buffer.filter((b) => seqs.has(b.seq)).map((b) => b.seq);
-    if (dropped.length > 0) this.buffer = this.buffer.filter((b) => !seqs.has(b.seq));
+    if (dropped.length > 0) {
+      this.buffer = this.buffer.filter((b) => !seqs.has(b.seq));
+      this.filled = this.buffer.reduce((n, b) => n + (b.weight ?? 1), 0);
+    }
     return dropped;
   }
 
@@ -178,18 +202,24 @@ export class Aggregator {
    */
   refill(cs: readonly Contribution[]): void {
     if (this.buffer.length > 0) throw new Error('refill into a non-empty buffer');
-    this.buffer = cs.filter((c) => !c.excluded).map((c) => ({ ...c, gradient: discounted(c.gradient, c.scale ?? 1) }));
+    this.buffer = cs.filter((c) => !c.excluded && c.weight !== 0).map((c) => ({ ...c, gradient: discounted(c.gradient, c.scale ?? 1) }));
+    this.filled = this.buffer.reduce((n, b) => n + (b.weight ?? 1), 0);
   }
 
   private step(lr: number): void {
     const batch = this.buffer;
     const gs = batch.map((b) => b.gradient);
+    const count = this.filled;
     this.buffer = [];
+    this.filled = 0;
     let combined: Float32Array;
-    if (this.cfg.mode === 'async' || gs.length === 1) {
+    if (this.cfg.mode === 'async' || (gs.length === 1 && count === 1)) {
       combined = gs[0]!;
     } else if (this.cfg.rule === 'mean') {
-      combined = combine('mean', gs, { trim: 0, center: null });
+      // Summed in buffer order (a combined update's sum was added up at its gateway in arrival
+      // order), divided by the gradients counted: one combined update of n equals its n gradients
+      // admitted one by one, bit for bit, when their discounts are 1.
+      combined = count === gs.length ? combine('mean', gs, { trim: 0, center: null }) : weightedMean(gs, count);
     } else {
       const bound = this.cfg.clipMultiple * median(this.norms);
       let clipped = gs.map((g) => clipToNorm(g, bound));
@@ -275,6 +305,14 @@ export class Aggregator {
     this.pendingHistory = st.slots.find((s) => s.name === HISTORY_SLOT)?.data ?? null;
     this.optimizer.restore({ step: st.step, slots: st.slots.filter((s) => s.name !== CENTER_SLOT && s.name !== HISTORY_SLOT) });
   }
+}
+
+/** The float32 sum of `vs` in order, divided by `count` (the gradients they hold), as robust.ts's mean. */
+function weightedMean(vs: readonly Float32Array[], count: number): Float32Array {
+  const out = new Float32Array(vs[0]!.length);
+  for (const v of vs) for (let i = 0; i < out.length; i++) out[i] = out[i]! + v[i]!;
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! / count;
+  return out;
 }
 
 /** g x scale, a copy (scale 1: the same values). The discount acts on the gradient, before any optimizer slot. */

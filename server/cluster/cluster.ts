@@ -23,7 +23,7 @@ import { RedisCheckpointStore } from '../storage/redis-checkpoint-store.ts';
 import { RedisJobData } from '../storage/redis-job-data.ts';
 import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import { Leadership, parseHolder } from './leadership.ts';
-import { Relay } from './relay.ts';
+import { Relay, type CombinedHandler } from './relay.ts';
 import type { FlockServer } from '../transport/socket-handlers.ts';
 import type { Logger } from '../jobs/job-runtime.ts';
 
@@ -31,6 +31,8 @@ export interface ClusterOptions {
   readonly url: string;
   readonly prefix: string;
   readonly leaderTtlMs: number;
+  /** Gateway pre-aggregation interval for `buffered` + `mean` jobs (pre-aggregator.ts); 0 or absent: off. */
+  readonly preAggregateMs?: number | undefined;
   readonly log: Logger;
   /** Chunk size of a job's own data in Redis (redis-job-data.ts; tests make it small). */
   readonly dataChunkBytes?: number | undefined;
@@ -40,7 +42,7 @@ export interface ClusterHooks {
   /** Load the jobs from durable state and create the demo if the cluster has none. */
   readonly loadJobs: () => Promise<void>;
   /** Attach the worker handlers and the dashboard feed to the relay's facade (once, after the first loadJobs). */
-  readonly attachHandlers: (io: FlockServer) => void;
+  readonly attachHandlers: (io: FlockServer) => { pushCombined?: CombinedHandler; wantsGradient?: (leaseId: string) => boolean } | void;
   /** Ownership lost: stop and forget every job without writing (the state store refuses writes already). */
   readonly stepDown: () => void;
 }
@@ -112,7 +114,7 @@ export class Cluster {
   async start(io: IoServer, hooks: ClusterHooks): Promise<void> {
     io.adapter(createAdapter(this.conn(), this.conn(), { key: `${this.o.prefix}:sio` }));
     const leaderConn = this.conn();
-    const relay = new Relay({ processId: this.processId, prefix: this.o.prefix, pub: this.conn(), sub: this.conn(), leader: () => this.leaderId, log: (m) => this.o.log.warn(m) });
+    const relay = new Relay({ processId: this.processId, prefix: this.o.prefix, pub: this.conn(), sub: this.conn(), leader: () => this.leaderId, preAggregateMs: this.o.preAggregateMs, log: (m) => this.o.log.warn(m) });
     this.relay = relay;
     await relay.start(io);
     let attached = false;
@@ -134,7 +136,11 @@ export class Cluster {
     this.poll.unref();
     let shown = '';
     this.statsTimer = setInterval(() => {
-      const line = `relay: ${relay.stats.weightsFromCache} lease(s) served weights from this process's cache, ${relay.stats.weightsRelayed} got them from the owner`;
+      const pre = relay.pre?.stats;
+      const combined = pre ? `; pre-aggregation: ${pre.combined} combined update(s) of ${pre.combinedGradients} gradient(s), ${pre.individual} gradient(s) forwarded alone` : '';
+      const served = relay.served;
+      const owner = served.pushes + served.combined > 0 ? `; as owner: ${served.pushes} push(es) and ${served.combined} combined update(s) of ${served.combinedGradients} gradient(s) from other processes` : '';
+      const line = `relay: ${relay.stats.weightsFromCache} lease(s) served weights from this process's cache, ${relay.stats.weightsRelayed} got them from the owner${combined}${owner}`;
       if (line !== shown) this.o.log.info(line);
       shown = line;
     }, 30_000);
@@ -176,7 +182,9 @@ export class Cluster {
             to: (room: string) => io.to(room),
             of: (nsp: string) => (nsp === '/admin' ? adminFacade : { sockets: new Map(relay.virtual) }),
           };
-          hooks.attachHandlers(facade as unknown as FlockServer);
+          const attachedHandlers = hooks.attachHandlers(facade as unknown as FlockServer);
+          if (attachedHandlers?.pushCombined) relay.setCombinedHandler(attachedHandlers.pushCombined);
+          if (attachedHandlers?.wantsGradient) relay.setGradientWanted(attachedHandlers.wantsGradient);
           attached = true;
         }
         if (this.ownUrl) await leaderConn.set(`${this.o.prefix}:leader:url`, this.ownUrl);

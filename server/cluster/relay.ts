@@ -22,6 +22,10 @@ import type { LeaseAck, LeaseRequest, WeightsPayload } from '../../shared/protoc
 import type { SocketData } from '../transport/socket-handlers.ts';
 import { decodeVector, tensorSizes } from '../../shared/codec/compression.ts';
 import { toBytes } from '../../shared/codec/tensor-codec.ts';
+import type { JobDescriptor } from '../../shared/protocol/messages.ts';
+import type { JobConfig } from '../jobs/job-config.ts';
+import { aggregationOf } from '../aggregation/aggregation-config.ts';
+import { PreAggregator, type CombinedAnswer, type GatewayJob, type WireCombined } from './pre-aggregator.ts';
 
 /** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
 export type Nsp = '/' | '/admin';
@@ -35,6 +39,7 @@ const OPENS: Record<Nsp, string> = { '/': 'worker:hello', '/admin': '$connect' }
 
 type Rpc =
   | { kind: 'req'; gw: string; nsp: Nsp; sid: string; seq: number; ev: string; raw: unknown; addr?: string | undefined }
+  | { kind: 'combined'; gw: string; seq: number; c: WireCombined }
   | { kind: 'bye'; gw: string; nsp: Nsp; sid: string };
 interface Session {
   readonly socket: Socket;
@@ -44,7 +49,8 @@ interface Session {
   /** The job of this worker's last lease (whose cached weights may serve its next one). */
   jobId?: string;
 }
-type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean };
+/** `checked`: the lease this answer grants is held for a spot check (its gradient must reach the owner). */
+type Reply = { kind: 'res'; seq: number; res: unknown; noSession?: boolean; checked?: string };
 type Ctl = { kind: 'join' | 'leave'; nsp: Nsp; sid: string; room: string } | { kind: 'emit'; nsp: Nsp; sid: string; ev: string; args: unknown[] };
 
 export interface RelayOptions {
@@ -58,6 +64,11 @@ export interface RelayOptions {
   readonly leader: () => string | null;
   /** Forwarded requests unanswered after this long get a transient error. */
   readonly timeoutMs?: number | undefined;
+  /**
+   * Gateway side: how long a `buffered` + `mean` job's gradients are held to be combined into one
+   * update for the owner (pre-aggregator.ts); 0 forwards every gradient individually.
+   */
+  readonly preAggregateMs?: number | undefined;
   readonly log?: ((m: string) => void) | undefined;
 }
 
@@ -65,6 +76,20 @@ export interface RelayOptions {
 const MAX_DELTA_CHAIN = 16;
 
 const transient = (message: string) => ({ ok: false, code: ErrorCode.Internal, message, retryAfterMs: 500 });
+
+/** One lease of a combined update on the owner: the session that pushed it and what it said. */
+export interface CombinedEntry {
+  readonly data: Record<string, unknown>;
+  readonly leaseId: string;
+  readonly baseVersion: number;
+  readonly numSamples: number;
+  readonly loss: number | null;
+  readonly norm: number;
+  /** This lease's own gradient (float32), sent along because a spot check holds the lease. */
+  readonly gradient?: Uint8Array | undefined;
+}
+/** The owner's handler of combined updates (transport/socket-handlers.ts: pushCombined). */
+export type CombinedHandler = (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array) => Promise<CombinedAnswer>;
 
 /** What the handlers on the owner see of a socket: client events dispatched in, emits and room changes sent back. */
 export class VirtualSocket {
@@ -110,12 +135,57 @@ export class Relay {
   private readonly deltaChain = new Map<string, number>();
   /** Leases whose weights came from this process's cache / crossed Redis from the owner. */
   readonly stats = { weightsFromCache: 0, weightsRelayed: 0 };
+  /** Leader side: gradient messages served from other processes: single pushes, combined updates and the gradients these carried. */
+  readonly served = { pushes: 0, combined: 0, combinedGradients: 0 };
+  /** Gateway side: sums its workers' gradients for `buffered` + `mean` jobs (null: off). */
+  readonly pre: PreAggregator | null;
+  private readonly jobInfo = new Map<string, { at: number; job: Promise<GatewayJob | null> }>();
+  private onCombined: CombinedHandler | null = null;
+  private wantsGradient: ((leaseId: string) => boolean) | null = null;
   /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
   private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
   private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
 
   constructor(private readonly o: RelayOptions) {
     this.timeoutMs = o.timeoutMs ?? 10_000;
+    const ms = o.preAggregateMs ?? 0;
+    this.pre =
+      ms > 0
+        ? new PreAggregator({
+            intervalMs: ms,
+            job: (jobId) => this.gatewayJob(jobId),
+            send: (c) => this.callCombined(c),
+            individually: (sid, raw) => this.forward('/', sid, 'gradient:push', raw),
+            log: o.log,
+          })
+        : null;
+  }
+
+  /** A job's config as the shared store holds it (cached; an unknown job is asked again after 5 s). */
+  private gatewayJob(jobId: string): Promise<GatewayJob | null> {
+    const hit = this.jobInfo.get(jobId);
+    if (hit && (Date.now() - hit.at < 5000 || hit.job !== null)) return hit.job;
+    const job = this.o.pub.hget(`${this.o.prefix}:jobs`, jobId).then((raw) => {
+      if (!raw) return null;
+      const config = (JSON.parse(raw) as { config: JobConfig }).config;
+      return { aggregation: aggregationOf(config), maxGradNorm: config.maxGradNorm, staleness: config.staleness };
+    });
+    const entry = { at: Date.now(), job };
+    void job.then((j) => {
+      if (!j && this.jobInfo.get(jobId) === entry) this.jobInfo.delete(jobId);
+    }, () => this.jobInfo.delete(jobId));
+    this.jobInfo.set(jobId, entry);
+    return job;
+  }
+
+  /** Leader side: where combined updates go (the worker handlers' pushCombined). */
+  setCombinedHandler(fn: CombinedHandler): void {
+    this.onCombined = fn;
+  }
+
+  /** Leader side: which leases a spot check holds (their gateways send their gradients along with a combined update). */
+  setGradientWanted(fn: (leaseId: string) => boolean): void {
+    this.wantsGradient = fn;
   }
 
   private chan(kind: 'rpc' | 'reply' | 'ctl', pid: string): string {
@@ -189,7 +259,18 @@ export class Relay {
       socket.on(ev, (raw: unknown, ack: unknown) => {
         if (ev === 'worker:hello') entry.hello = raw;
         if (ev === 'job:get') entry.jobGet = raw;
-        const answer = ev === 'lease:request' ? this.leaseViaCache(entry, socket.id, raw) : this.forward(nsp, socket.id, ev, raw);
+        const answer =
+          ev === 'lease:request'
+            ? this.leaseViaCache(entry, socket.id, raw)
+            : ev === 'gradient:push' && this.pre && this.o.leader() !== this.o.processId
+              ? this.pre.push(socket.id, entry.jobId, raw)
+              : this.forward(nsp, socket.id, ev, raw);
+        if (ev === 'job:get' && this.pre) {
+          void answer.then((res) => {
+            const r = res as { ok?: boolean; job?: JobDescriptor } | null;
+            if (r?.ok && r.job) this.pre?.learnSpecs(r.job.id, r.job.trainableSpecs);
+          });
+        }
         void answer.then((res) => {
           if (typeof ack === 'function') (ack as (r: unknown) => void)(res);
         });
@@ -226,6 +307,7 @@ export class Relay {
     const res = (await this.forward('/', sid, 'lease:request', substitute ? { ...req, cachedVersion: cached.version } : raw)) as LeaseAck;
     if (!res || typeof res !== 'object' || !res.ok) return res;
     entry.jobId = res.lease.jobId;
+    this.pre?.learnVersion(res.lease.jobId, res.lease.baseVersion);
     if (res.weights) {
       this.stats.weightsRelayed++;
       if (res.weights.deltaFrom !== undefined && !substitute) return res; // against the worker's own version
@@ -300,7 +382,30 @@ export class Relay {
     });
   }
 
+  /** A combined update to the owner; a lost or failed round trip answers with an error (then pushed one by one). */
+  private callCombined(c: WireCombined): Promise<CombinedAnswer> {
+    const leader = this.o.leader();
+    if (!leader) return Promise.resolve({ ok: false, error: 'no coordinator owns the jobs' });
+    const seq = ++this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        resolve({ ok: false, error: 'the owner did not answer' });
+      }, this.timeoutMs);
+      this.pending.set(seq, {
+        leader,
+        timer,
+        done: (res) => {
+          const r = res as CombinedAnswer | { ok: false; message?: string } | null;
+          resolve(r && typeof r === 'object' && ('acks' in r || 'individually' in r) ? (r as CombinedAnswer) : { ok: false, error: (r as { message?: string } | null)?.message ?? 'refused' });
+        },
+      });
+      this.send(leader, { kind: 'combined', gw: this.o.processId, seq, c });
+    });
+  }
+
   private answered(r: Reply): void {
+    if (r.checked !== undefined) this.pre?.mustCarry(r.checked);
     const p = this.pending.get(r.seq);
     if (!p) return;
     clearTimeout(p.timer);
@@ -328,6 +433,7 @@ export class Relay {
   // ---- leader side --------------------------------------------------------------------------------
 
   private serve(m: Rpc): void {
+    if (m.kind === 'combined') return this.serveCombined(m, (res) => this.reply(m.gw, { kind: 'res', seq: m.seq, res }));
     const key = `${m.gw}${m.nsp}${m.sid}`;
     const sockets = this.virtualByNsp[m.nsp];
     if (m.kind === 'bye') {
@@ -337,6 +443,7 @@ export class Relay {
       return;
     }
     const reply = (res: unknown, noSession = false): void => this.reply(m.gw, { kind: 'res', seq: m.seq, res, noSession });
+    if (m.ev === 'gradient:push' && m.gw !== this.o.processId) this.served.pushes++;
     const onConnection = this.onConnection[m.nsp];
     if (!onConnection || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
     let v = sockets.get(key);
@@ -350,7 +457,38 @@ export class Relay {
       onConnection(v);
     }
     if (m.ev === '$connect') return reply({ ok: true });
+    if (m.ev === 'lease:request' && this.wantsGradient) {
+      // The spot checker hears of the lease right after its ack (a TransportObserver): ask after that.
+      const wants = this.wantsGradient;
+      v.dispatch(m.ev, m.raw, (res: unknown) =>
+        queueMicrotask(() => {
+          const lease = (res as { ok?: boolean; lease?: { leaseId?: string } } | null)?.lease?.leaseId;
+          const checked = lease !== undefined && wants(lease) ? lease : undefined;
+          this.reply(m.gw, { kind: 'res', seq: m.seq, res, ...(checked !== undefined ? { checked } : {}) });
+        }),
+      );
+      return;
+    }
     v.dispatch(m.ev, m.raw, (res: unknown) => reply(res));
+  }
+
+  private serveCombined(m: Extract<Rpc, { kind: 'combined' }>, reply: (res: unknown) => void): void {
+    const handler = this.onCombined;
+    if (!handler || this.o.leader() !== this.o.processId) return reply(transient('this coordinator does not own the jobs (any more); retry'));
+    if (m.gw !== this.o.processId) {
+      this.served.combined++;
+      this.served.combinedGradients += m.c.leases.length;
+    }
+    const sockets = this.virtualByNsp['/'];
+    // A lease whose session this owner does not know (it took over since) is pushed alone: the gateway replays the hello.
+    const entries = m.c.leases.map((l) => {
+      const v = sockets.get(`${m.gw}/${l.sid}`);
+      return v ? { data: v.data, leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, norm: l.norm, gradient: l.gradient } : null;
+    });
+    handler(m.c.jobId, m.c.baseVersion, entries, m.c.sum).then(reply, (err: Error) => {
+      this.o.log?.(`relay: a combined update failed: ${err.message}`);
+      reply({ ok: false, error: err.message });
+    });
   }
 
   private reply(gw: string, r: Reply): void {

@@ -863,3 +863,92 @@ for (const checkpointAt of ['before', 'after'] as const) {
     assert.deepEqual(weightsOf(back), weightsOf(rt), 'bit-exact after the next step');
   });
 }
+
+// ---- combined updates (a gateway's pre-aggregation, server/cluster/pre-aggregator.ts) -------------
+
+test('buffered/mean: a combined update of K gradients makes the same step as the K pushed one by one (bit for bit at discount 1); replay is bit-exact; each lease is acked once', async () => {
+  const { sumInOrder } = await import('../cluster/pre-aggregator.ts');
+  const agg = { mode: 'buffered', rule: 'mean', bufferSize: 3 } as const;
+  const one = await createJob({ aggregation: JSON.parse(JSON.stringify(agg)) });
+  const start = Float32Array.from(weightsOf(one.rt));
+  const deps = await newDeps();
+  const comb = await JobRuntime.create('job-1', tinyConfig({ aggregation: JSON.parse(JSON.stringify(agg)) }), { ...deps, initialWeights: start });
+  runtimes.push(comb);
+  assert.deepEqual(weightsOf(comb), weightsOf(one.rt), 'same start');
+  const fill = (k: number) => (i: number) => Math.sin(i * 0.37 + k) * 0.05 + (k - 2) * 0.01;
+  const floatsOf = (p: GradientPush) => new Float32Array(toBytes(p.data).slice().buffer);
+  const workers = [W1, W2, W1];
+  for (let round = 0; round < 2; round++) {
+    // One by one on `one`; the same three gradients (same shards, same base version) summed on `comb`.
+    const pushes: GradientPush[] = [];
+    const combined: { workerId: WorkerId; leaseId: string; baseVersion: number; numSamples: number; loss: number | null; norm: number }[] = [];
+    for (let k = 0; k < 3; k++) {
+      const la = one.rt.requestLease(workers[k]!, null);
+      const lb = comb.requestLease(workers[k]!, null);
+      assert.ok(la.ok && lb.ok);
+      assert.equal(la.lease.shardIndex, lb.lease.shardIndex);
+      const pa = handcrafted(one.rt, la.lease, fill(k + 3 * round));
+      const pb = handcrafted(comb, lb.lease, fill(k + 3 * round));
+      assert.equal((await one.rt.push(workers[k]!, pa)).ok, true);
+      pushes.push(pb);
+      combined.push({ workerId: workers[k]!, leaseId: lb.lease.leaseId, baseVersion: lb.lease.baseVersion, numSamples: lb.lease.numSamples, loss: 1, norm: 1 });
+    }
+    const sum = sumInOrder(pushes.map(floatsOf));
+    const res = await comb.pushCombined({ baseVersion: round, leases: combined, sum: new Uint8Array(sum.buffer) });
+    assert.ok(res.ok, JSON.stringify(res));
+    assert.deepEqual(res.acks.map((a) => (a.ok ? `${a.status}@${a.version}` : a.code)), ['applied', 'applied', 'applied'].map((s) => `${s}@${round + 1}`));
+    assert.equal(comb.currentVersion, round + 1);
+    assert.deepEqual(weightsOf(comb), weightsOf(one.rt), `step ${round + 1}: the combined update's step equals the one-by-one step`);
+    // A lease already answered inside a combined update is a duplicate for its worker, with the same version.
+    const dup = await comb.push(workers[1]!, pushes[1]!);
+    assert.ok(dup.ok && dup.status === 'duplicate' && dup.version === round + 1);
+    // And a combined update naming it again changes nothing: the owner names it to be pushed alone.
+    const again = await comb.pushCombined({ baseVersion: round, leases: combined.slice(0, 2), sum: new Uint8Array(sum.buffer) });
+    assert.deepEqual(again, { ok: false, individually: combined.slice(0, 2).map((c) => c.leaseId) });
+    assert.equal(comb.currentVersion, round + 1);
+  }
+  // The log: one record per lease (each shard once), the sum on the last of each combined update.
+  const log = deps.state.updatesAfter('job-1', 0);
+  assert.deepEqual(log.map((u) => u.weight ?? 1), [0, 0, 3, 0, 0, 3]);
+  assert.deepEqual(log.map((u) => u.gradient !== null), [false, false, true, false, false, true]);
+  assert.equal(new Set(log.map((u) => `${u.epoch}/${u.shard}`)).size, 6);
+  // Crash: reopen from checkpoint v0 and replay the log: the same weights, bit for bit.
+  const back = await JobRuntime.open('job-1', comb.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.equal(back.currentVersion, 2);
+  assert.deepEqual(weightsOf(back), weightsOf(comb), 'replay is bit-exact');
+  // A combined update refused as a whole changes nothing: a job whose rule needs individual gradients.
+  const robust = await createJob({ aggregation: { mode: 'buffered', rule: 'centered-clip', bufferSize: 3 } as JobConfig['aggregation'] });
+  const l = robust.rt.requestLease(W1, null);
+  assert.ok(l.ok);
+  const refused = await robust.rt.pushCombined({ baseVersion: 0, leases: [{ workerId: W1, leaseId: l.lease.leaseId, baseVersion: 0, numSamples: l.lease.numSamples, loss: 1, norm: 1 }], sum: new Uint8Array(toBytes(handcrafted(robust.rt, l.lease, fill(0)).data)) });
+  assert.deepEqual(refused, { ok: false, individually: [l.lease.leaseId] });
+  assert.equal(robust.deps.state.updatesAfter('job-1', 0).length, 0);
+});
+
+test('buffered/mean: a combined update that half-fills the buffer waits in it; a crash in between refills it from the log (bit-exact)', async () => {
+  const { sumInOrder } = await import('../cluster/pre-aggregator.ts');
+  const agg = { mode: 'buffered', rule: 'mean', bufferSize: 4 } as const;
+  const { rt, deps } = await createJob({ aggregation: JSON.parse(JSON.stringify(agg)) });
+  const fill = (k: number) => (i: number) => Math.cos(i * 0.11 + k) * 0.05;
+  const leases = [W1, W2].map((w) => rt.requestLease(w, null));
+  const gs = leases.map((l, k) => (assert.ok(l.ok), new Float32Array(toBytes(handcrafted(rt, l.lease, fill(k)).data).slice().buffer)));
+  const res = await rt.pushCombined({ baseVersion: 0, leases: leases.map((l, k) => (assert.ok(l.ok), { workerId: [W1, W2][k]!, leaseId: l.lease.leaseId, baseVersion: 0, numSamples: l.lease.numSamples, loss: 1, norm: 1 })), sum: new Uint8Array(sumInOrder(gs).buffer) });
+  assert.ok(res.ok && res.acks.every((a) => a.ok && a.status === 'buffered' && a.version === 1));
+  assert.equal(rt.summary().aggregation.buffered, 2, 'the combined update counts as its 2 gradients');
+  await rt.checkpoint();
+  await rt.settle();
+  const back = await JobRuntime.open('job-1', rt.config, { ...(await newDeps(deps.root)), state: copyState(deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.equal(back.summary().aggregation.buffered, 2);
+  // Two single pushes complete the step on both, the same way.
+  for (const w of [W1, W2]) {
+    const a = rt.requestLease(w, null);
+    const b = back.requestLease(w, null);
+    assert.ok(a.ok && b.ok);
+    assert.equal((await rt.push(w, handcrafted(rt, a.lease, fill(5)))).ok, true);
+    assert.equal((await back.push(w, handcrafted(back, b.lease, fill(5)))).ok, true);
+  }
+  assert.equal(rt.currentVersion, 1);
+  assert.deepEqual(weightsOf(back), weightsOf(rt), 'bit-exact after the step');
+});

@@ -5,6 +5,8 @@
 // A gradient's walk, in push(): idempotency -> lease claim -> shape and staleness checks -> norm and
 // finiteness check -> log record (durable first) -> Aggregator.admit (steps when its buffer is full)
 // -> shard ledger -> counters -> maybe evaluate -> ack once the log is committed (group commit).
+// pushCombined() walks the same way for a gateway's combined update (server/cluster/pre-aggregator.ts):
+// all its leases claimed and logged in one turn, one contribution of weight n, every ack after the commit.
 // After a crash the job reopens from the newest valid checkpoint, refills the buffer it held and
 // replays the logged gradients after it, so every acknowledged gradient is in the model exactly once.
 // A job that stops (target, time limit, last shard, cancel) flushes its buffer as one partial step.
@@ -59,6 +61,24 @@ export interface JobRuntimeDeps {
 }
 
 export type { Counters } from './job-metrics.ts';
+
+/** One lease answered inside a gateway's combined update, with what push() would have checked of it. */
+export interface CombinedLease {
+  readonly workerId: WorkerId;
+  readonly leaseId: string;
+  readonly baseVersion: number;
+  readonly numSamples: number;
+  readonly loss: number | null;
+  /** The L2 norm of this lease's gradient, measured at the gateway (the owner checks the bound again). */
+  readonly norm: number;
+}
+
+/** A gateway's combined update: leases granted at one version and the float32 sum of their gradients (trainable weights, packed). */
+export interface CombinedPush {
+  readonly baseVersion: number;
+  readonly leases: readonly CombinedLease[];
+  readonly sum: Uint8Array;
+}
 
 interface RuntimeSnapshot extends LifecycleSnapshot, MetricsSnapshot {
   ledger: LedgerSnapshot;
@@ -267,12 +287,15 @@ export class JobRuntime {
     this.aggregator.restoreSnapshot(s);
     if (s.buffered === 0) return;
     const span = this.deps.state.updatesAfter(this.id, s.seq - s.buffered).filter((u) => u.version <= s.seq);
-    if (span.length !== s.buffered || span.some((u) => !u.gradient && u.excluded !== true)) throw new Error(`the checkpoint's ${s.buffered} buffered gradient(s) up to #${s.seq} are not all in the log`);
+    if (span.length !== s.buffered || span.some((u) => !u.gradient && u.excluded !== true && u.weight !== 0)) throw new Error(`the checkpoint's ${s.buffered} buffered gradient(s) up to #${s.seq} are not all in the log`);
     this.aggregator.refill(span.filter((u) => u.excluded !== true).map((u) => this.contribution(u)));
   }
 
   private contribution(u: UpdateRecord): Contribution {
-    return { seq: u.version, gradient: flatFloats(u.gradient!), scale: u.scale ?? null, lr: u.lr, excluded: u.excluded === true, worker: u.workerId };
+    return {
+      seq: u.version, gradient: u.gradient ? flatFloats(u.gradient) : new Float32Array(0), scale: u.scale ?? null, lr: u.lr, excluded: u.excluded === true, worker: u.workerId,
+      ...(u.weight != null ? { weight: u.weight } : {}),
+    };
   }
 
   /**
@@ -283,7 +306,8 @@ export class JobRuntime {
   private replay(): number {
     let n = 0;
     for (const u of this.deps.state.updatesAfter(this.id, this.aggregator.seq)) {
-      if (u.version !== this.aggregator.seq + 1 || !u.gradient) {
+      // weight 0: a lease of a combined update whose sum the next record carries.
+      if (u.version !== this.aggregator.seq + 1 || (!u.gradient && u.weight !== 0)) {
         throw new Error(`update log cannot be replayed from #${this.aggregator.seq}: next logged gradient is #${u.version}${u.gradient ? '' : ' without its gradient'}`);
       }
       this.leases.markDone(u.epoch, u.shard);
@@ -555,7 +579,8 @@ export class JobRuntime {
     if (waiting.length === 0) return 0;
     const theirs = this.deps.state
       .updatesAfter(this.id, waiting[0]! - 1)
-      .filter((u) => u.workerId === workerId && waiting.includes(u.version))
+      // A combined update's sum mixes several workers' gradients: it cannot be taken apart, and stays.
+      .filter((u) => u.workerId === workerId && waiting.includes(u.version) && (u.weight ?? 1) === 1)
       .map((u) => u.version);
     if (theirs.length === 0) return 0;
     // The mark first: if the store refuses it (a deposed owner), the buffer is left as it was.
@@ -563,6 +588,74 @@ export class JobRuntime {
     const dropped = this.aggregator.exclude(new Set(theirs));
     this.deps.log.warn(`job ${this.id}: dropped ${dropped.length} buffered gradient(s) of quarantined worker ${workerId} before step v${this.version + 1} (log #${dropped.join(', #')})`);
     return dropped.length;
+  }
+
+  /**
+   * A gateway's combined update (server/cluster/pre-aggregator.ts): the float32 sum of gradients the
+   * gateway validated as push() would (specs, finite, norm bound), for leases all granted at one
+   * version. Either every lease is accepted and logged in this turn (one record per lease, the last
+   * carrying the sum and weight n, see UpdateRecord.weight), admitted as one contribution of weight
+   * n, and each gets the ack push() would have given (after the commit); or nothing changes and the
+   * answer names the leases to push individually, where push() judges each (a duplicate, a lease
+   * that is not the worker's, stale, ...) and the rest may be combined again. A job whose rule needs
+   * individual gradients (robust rules, async, local) takes none combined.
+   */
+  async pushCombined(c: CombinedPush): Promise<{ ok: true; acks: PushAck[] } | { ok: false; individually: string[] }> {
+    const all = { ok: false as const, individually: c.leases.map((l) => l.leaseId) };
+    const a = this.aggregation;
+    if (a.mode !== 'buffered' || a.rule !== 'mean' || this.lifecycle.ended || this.finalizing || c.leases.length === 0) return all;
+    if (c.sum.byteLength !== this.aggregator.trainSize * 4) return all;
+    const verdict = this.aggregator.judge(this.config.staleness, c.baseVersion);
+    if (!verdict.accept) return all;
+    const floats = flatFloats(c.sum);
+    for (let i = 0; i < floats.length; i++) if (!Number.isFinite(floats[i]!)) return all;
+    const individually: string[] = [];
+    const taken: { l: CombinedLease; lease: Lease }[] = [];
+    const seen = new Set<string>();
+    for (const l of c.leases) {
+      const claim = this.acks.has(l.leaseId) || seen.has(l.leaseId) ? null : this.leases.claim(l.leaseId, l.workerId);
+      seen.add(l.leaseId);
+      const ok = claim?.ok === true && claim.lease.baseVersion === c.baseVersion && l.baseVersion === c.baseVersion && this.sharder.indices(claim.lease.epoch, claim.lease.shard).length === l.numSamples && Number.isFinite(l.norm) && l.norm <= this.config.maxGradNorm;
+      if (ok) taken.push({ l, lease: claim.lease });
+      else individually.push(l.leaseId);
+    }
+    if (individually.length > 0) return { ok: false, individually };
+
+    const n = taken.length;
+    const lr = this.aggregator.stepLearningRate(this.config.optimizer.learningRate);
+    const step = this.version + 1;
+    const now = this.deps.clock.now();
+    const completed: number[] = [];
+    const acks: PushAck[] = [];
+    let admitted = { step, stepped: false };
+    taken.forEach(({ l, lease }, i) => {
+      const last = i === n - 1;
+      const seq = this.aggregator.seq + 1;
+      const samples = l.numSamples;
+      const loss = l.loss !== null && Number.isFinite(l.loss) ? l.loss : null;
+      this.rowCaches.confirm(lease.id);
+      this.deps.state.appendUpdate({
+        jobId: this.id, version: seq, step, scale: verdict.scale, weight: last ? n : 0, leaseId: lease.id, workerId: l.workerId, epoch: lease.epoch, shard: lease.shard,
+        baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss, at: now, gradient: last ? c.sum : null,
+      });
+      this.deps.state.deleteLease(this.id, lease.id);
+      completed.push(...this.leases.complete(lease));
+      admitted = this.aggregator.admit({ seq, gradient: last ? floats : new Float32Array(0), scale: verdict.scale, lr, worker: l.workerId, weight: last ? n : 0 }, this.leases.exhausted);
+      this.speeds.set(l.workerId, updateSpeed(this.speeds.get(l.workerId), now - lease.grantedAt, samples));
+      this.figures.accepted(samples, verdict.tau, last ? c.sum.byteLength : 0, loss, step);
+      this.figures.noteSamples(samples);
+    });
+    for (const { l, lease } of taken) {
+      const ack = { ok: true as const, status: admitted.stepped ? ('applied' as const) : ('buffered' as const), version: admitted.step, staleness: verdict.tau, scale: verdict.scale };
+      this.acks.set(lease.id, { workerId: l.workerId, ack });
+      if (this.acks.size > MAX_ACKS_KEPT) this.acks.delete(this.acks.keys().next().value!);
+      this.recordWorkerOutcome(l.workerId, ack);
+      acks.push(ack);
+    }
+    if (completed.length > 0) this.afterEpochs(completed);
+    else if (this.evals.periodicDue(this.version) || this.leases.exhausted) void this.evaluateNow();
+    await this.deps.state.durable();
+    return { ok: true, acks };
   }
 
   /** The worker's durable record: leases answered, accepted/refused, measured speed. */

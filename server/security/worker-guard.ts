@@ -24,12 +24,15 @@ export interface WorkerGate {
   replicaLease?(workerId: WorkerId, jobId: string): LeaseAck | null;
   /** The answer to a push of a replica lease; null for a normal lease (it goes to the job). */
   takePush?(workerId: WorkerId, msg: GradientPush): PushAck | null;
+  /** True when this lease's push must be seen alone (a spot check compares its gradient), never inside a combined update. */
+  wantsGradient?(leaseId: string): boolean;
 }
 
 /** What the guard needs of the spot checker (server/validation/spot-checker.ts). */
 export interface SpotCheckView extends QuarantineView {
   replicaLease(workerId: WorkerId, jobId: string): LeaseAck | null;
   takePush(workerId: WorkerId, msg: GradientPush): PushAck | null;
+  wantsGradient?(leaseId: string): boolean;
 }
 
 export interface QuarantineView {
@@ -89,6 +92,10 @@ export class WorkerGuard implements WorkerGate {
 
   takePush(workerId: WorkerId, msg: GradientPush): PushAck | null {
     return this.spotChecks?.takePush(workerId, msg) ?? null;
+  }
+
+  wantsGradient(leaseId: string): boolean {
+    return this.spotChecks?.wantsGradient?.(leaseId) ?? false;
   }
 
   /** A quarantined worker's results are not taken either (it may still hold a lease or a prefetched one). */

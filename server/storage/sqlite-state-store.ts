@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS updates (
   job_id TEXT NOT NULL, version INTEGER NOT NULL, lease_id TEXT NOT NULL, worker_id TEXT NOT NULL,
   epoch INTEGER NOT NULL, shard INTEGER NOT NULL, base_version INTEGER NOT NULL, lr REAL NOT NULL,
   staleness INTEGER NOT NULL, samples INTEGER NOT NULL, loss REAL, at INTEGER NOT NULL,
-  gradient BLOB, step INTEGER, scale REAL, excluded INTEGER,
+  gradient BLOB, step INTEGER, scale REAL, excluded INTEGER, weight INTEGER,
   PRIMARY KEY (job_id, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS updates_by_lease ON updates (job_id, lease_id);
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS trust (
 interface UpdateRow {
   job_id: string; version: number; lease_id: string; worker_id: string; epoch: number; shard: number;
   base_version: number; lr: number; staleness: number; samples: number; loss: number | null; at: number; gradient: Buffer | null;
-  step: number | null; scale: number | null; excluded: number | null;
+  step: number | null; scale: number | null; excluded: number | null; weight: number | null;
 }
 interface LeaseRow {
   job_id: string; lease_id: string; worker_id: string; epoch: number; shard: number; base_version: number; granted_at: number; deadline_at: number;
@@ -58,7 +58,7 @@ interface WorkerRow {
 }
 
 const toUpdate = (r: UpdateRow): UpdateRecord => ({
-  jobId: r.job_id, version: r.version, step: r.step, scale: r.scale, ...(r.excluded ? { excluded: true } : {}), leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard,
+  jobId: r.job_id, version: r.version, step: r.step, scale: r.scale, ...(r.excluded ? { excluded: true } : {}), ...(r.weight != null ? { weight: r.weight } : {}), leaseId: r.lease_id, workerId: r.worker_id, epoch: r.epoch, shard: r.shard,
   baseVersion: r.base_version, lr: r.lr, staleness: r.staleness, samples: r.samples, loss: r.loss, at: r.at,
   gradient: r.gradient ? new Uint8Array(r.gradient.buffer, r.gradient.byteOffset, r.gradient.byteLength) : null,
 });
@@ -84,7 +84,7 @@ export class SqliteStateStore implements StateStore {
       putJob: db.prepare('INSERT OR REPLACE INTO jobs (id, config, created_at) VALUES (?, ?, ?)'),
       listJobs: db.prepare('SELECT id, config, created_at FROM jobs ORDER BY created_at, id'),
       appendUpdate: db.prepare(
-        'INSERT INTO updates (job_id, version, step, scale, excluded, lease_id, worker_id, epoch, shard, base_version, lr, staleness, samples, loss, at, gradient) VALUES (@jobId, @version, @step, @scale, @excluded, @leaseId, @workerId, @epoch, @shard, @baseVersion, @lr, @staleness, @samples, @loss, @at, @gradient)',
+        'INSERT INTO updates (job_id, version, step, scale, excluded, weight, lease_id, worker_id, epoch, shard, base_version, lr, staleness, samples, loss, at, gradient) VALUES (@jobId, @version, @step, @scale, @excluded, @weight, @leaseId, @workerId, @epoch, @shard, @baseVersion, @lr, @staleness, @samples, @loss, @at, @gradient)',
       ),
       updateByLease: db.prepare('SELECT * FROM updates WHERE job_id = ? AND lease_id = ?'),
       updatesAfter: db.prepare('SELECT * FROM updates WHERE job_id = ? AND version > ? ORDER BY version'),
@@ -122,7 +122,7 @@ export class SqliteStateStore implements StateStore {
 
   appendUpdate(u: UpdateRecord): void {
     this.begin();
-    this.q.appendUpdate.run({ ...u, step: u.step ?? null, scale: u.scale ?? null, excluded: u.excluded ? 1 : null, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
+    this.q.appendUpdate.run({ ...u, step: u.step ?? null, scale: u.scale ?? null, excluded: u.excluded ? 1 : null, weight: u.weight ?? null, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
   }
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
     const r = this.q.updateByLease.get(jobId, leaseId) as UpdateRow | undefined;
@@ -171,6 +171,7 @@ export class SqliteStateStore implements StateStore {
     if (updateCols.length > 0 && !updateCols.some((c) => c.name === 'step')) this.db.exec('ALTER TABLE updates ADD COLUMN step INTEGER; ALTER TABLE updates ADD COLUMN scale REAL;');
     // Logs written before quarantined workers' buffered gradients were dropped: add the mark (null = kept).
     if (updateCols.length > 0 && !updateCols.some((c) => c.name === 'excluded')) this.db.exec('ALTER TABLE updates ADD COLUMN excluded INTEGER;');
+    if (updateCols.length > 0 && !updateCols.some((c) => c.name === 'weight')) this.db.exec('ALTER TABLE updates ADD COLUMN weight INTEGER;');
     const cols = this.db.prepare("SELECT name FROM pragma_table_info('metrics')").all() as { name: string }[];
     if (cols.length === 0 || cols.some((c) => c.name === 'test_mae')) return;
     this.db.exec(`BEGIN;

@@ -63,6 +63,21 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
     s.close();
   });
 
+  test(`${name}: a combined update's records keep their weights (0 without a gradient, n on the sum) across a reopen`, async () => {
+    let s = await open();
+    s.appendUpdate(upd(1));
+    s.appendUpdate(upd(2, { step: 1, scale: 1, weight: 0, gradient: null }));
+    s.appendUpdate(upd(3, { step: 1, scale: 1, weight: 2 }));
+    await s.durable();
+    if (reopen) s = await reopen(s);
+    const all = s.updatesAfter('a', 0);
+    assert.deepEqual(all.map((u) => u.weight ?? null), [null, 0, 2]);
+    assert.deepEqual(all.map((u) => u.gradient === null), [false, true, false]);
+    assert.equal(s.updateByLease('a', 'l2')!.step, 1, 'a covered lease is found by its id');
+    assert.equal(s.ledger('a', 0).size, 3, 'each lease completes its shard');
+    s.close();
+  });
+
   test(`${name}: updates marked excluded read back so, keep their gradient and their place in the ledger`, async () => {
     const s = await open();
     for (const v of [1, 2, 3, 4]) s.appendUpdate(upd(v, { step: 1, scale: 0.5 }));

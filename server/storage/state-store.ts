@@ -38,6 +38,12 @@ export interface UpdateRecord {
    * Absent/null/false: counted as logged. Its shard stays done (the ledger counts every record).
    */
   readonly excluded?: boolean | null | undefined;
+  /**
+   * A gateway's combined update (server/cluster/pre-aggregator.ts) is logged as one record per lease
+   * it answers, in one turn: the last carries the float32 sum of all of them and `weight` = their
+   * count; the ones before it carry no gradient and `weight` 0. Absent/null: one gradient (weight 1).
+   */
+  readonly weight?: number | null | undefined;
   readonly leaseId: string;
   readonly workerId: string;
   readonly epoch: number;

@@ -25,6 +25,8 @@ import { RefusalBook } from './refusals.ts';
 import { JobAssigner } from './job-assignment.ts';
 import type { SchedulerPolicy } from '../jobs/scheduler.ts';
 import type { WorkerGate } from '../security/worker-guard.ts';
+import type { CombinedEntry, CombinedHandler } from '../cluster/relay.ts';
+import type { CombinedAnswer } from '../cluster/pre-aggregator.ts';
 
 /** The acknowledgement payload type of a client->server event. */
 type AckOf<K extends keyof ClientToServerEvents> = Parameters<Parameters<ClientToServerEvents[K]>[1]>[0];
@@ -67,7 +69,7 @@ export interface TransportObserver {
 
 export function attachWorkerHandlers(
   io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {}, gate?: WorkerGate,
-): { workers(): WorkerInfo[]; assigner: JobAssigner } {
+): { workers(): WorkerInfo[]; assigner: JobAssigner; pushCombined: CombinedHandler; wantsGradient: (leaseId: string) => boolean } {
   const room = (jobId: string): string => `job:${jobId}`;
   /** safeAck that also tells the observer how long the answer took and how it went. */
   const timedAck = <K extends keyof ClientToServerEvents>(event: K, rawAck: unknown): ((res: AckOf<K>) => void) => {
@@ -251,7 +253,42 @@ export function attachWorkerHandlers(
     });
   });
 
+  /**
+   * A gateway's combined update (server/cluster/pre-aggregator.ts), leases in the order summed.
+   * Each lease is judged as its push would be by the gate (a spot-check replica, a lease held for a
+   * spot check, a quarantined worker: those need the push itself) and by the job (JobRuntime.pushCombined);
+   * any the owner must see alone are named back and nothing is applied. Accepted, each worker's
+   * push is told to the observers as if it had come alone (never held for a spot check).
+   */
+  const pushCombined = async (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array): Promise<CombinedAnswer> => {
+    const job = registry.get(jobId);
+    const leaseIds = entries.map((e) => e?.leaseId ?? '');
+    if (!job || entries.some((e) => e === null)) return { ok: false, individually: leaseIds };
+    const individually: string[] = [];
+    const leases = [];
+    for (const e of entries as CombinedEntry[]) {
+      const wid = (e.data as SocketData).workerId;
+      // A lease a spot check holds is taken only with its own gradient (the checker compares it).
+      const alone = !wid || (e.data as SocketData).jobId !== jobId || (gate?.wantsGradient?.(e.leaseId) === true && !e.gradient) || gate?.pushRefusal?.(wid) != null;
+      if (alone) individually.push(e.leaseId);
+      else leases.push({ workerId: wid, leaseId: e.leaseId, baseVersion: e.baseVersion, numSamples: e.numSamples, loss: e.loss, norm: e.norm });
+    }
+    if (individually.length > 0) return { ok: false, individually };
+    const res = await job.pushCombined({ baseVersion, leases, sum });
+    if (!res.ok) return res;
+    leases.forEach((l, i) => {
+      const ack = res.acks[i]!;
+      assigner.noteApplied(l.workerId, job.id, l.numSamples);
+      const own = (entries[i] as CombinedEntry).gradient;
+      const push: GradientPush = { leaseId: l.leaseId, baseVersion: l.baseVersion, numSamples: l.numSamples, loss: l.loss, computeMs: 0, specs: own ? job.descriptor().trainableSpecs : [], data: own ?? new Uint8Array(0) };
+      observer.pushed?.(l.workerId, job.id, push, ack);
+    });
+    return res;
+  };
+
   return {
+    pushCombined,
+    wantsGradient: (leaseId: string) => gate?.wantsGradient?.(leaseId) === true,
     assigner,
     workers: () =>
       [...io.of('/').sockets.values()]

@@ -299,6 +299,11 @@ export class SpotChecker {
     return sameAddressReplicaAllowed(this.policy.sameAddress, address, this.verifiedIdentity(first), this.verifiedIdentity(replica));
   }
 
+  /** A replica lease, or one held to be compared: its gradient must come alone (not summed at a gateway). */
+  wantsGradient(leaseId: string): boolean {
+    return leaseId.startsWith(REPLICA_PREFIX) || this.held.has(leaseId);
+  }
+
   /** The answer to a push of a replica lease; null when the lease is not a replica (the normal path). */
   takePush(workerId: WorkerId, msg: GradientPush): PushAck | null {
     if (!msg.leaseId.startsWith(REPLICA_PREFIX)) return null;
