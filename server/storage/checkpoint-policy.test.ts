@@ -37,6 +37,9 @@ class RecordingStore implements Checkpoints {
     return this.saved.map((c) => ({ version: c.version, dir: `v${c.version}` })).reverse();
   }
   async infos(): Promise<CheckpointInfo[]> {
+    return this.listInfos();
+  }
+  async listInfos(): Promise<CheckpointInfo[]> {
     return this.saved.map((c) => JSON.parse(c.stateJson) as StateFile).map((s) => ({ version: s.version, createdAt: s.createdAt, dir: `v${s.version}`, runtime: s.runtime })).reverse();
   }
   async loadLatest(): Promise<null> {
@@ -66,17 +69,18 @@ function snapshot(version: number): CheckpointSnapshot {
   };
 }
 
-function setup(): { events: string[]; encoder: HeldEncoder; store: RecordingStore; policy: CheckpointPolicy; warnings: string[] } {
+function setup(): { events: string[]; encoder: HeldEncoder; store: RecordingStore; state: RecordingState; policy: CheckpointPolicy; warnings: string[] } {
   const events: string[] = [];
   const warnings: string[] = [];
   const encoder = new HeldEncoder(events);
   const store = new RecordingStore(events);
+  const state = new RecordingState(events);
   let now = 1000;
   const policy = new CheckpointPolicy(
-    { jobId: 'j', store, state: new RecordingState(events), now: () => now++, warn: (m) => warnings.push(m), modelTopology: { class_name: 'Sequential' }, allSpecs: [{ name: 'w', shape: [3], dtype: 'float32' }], loss: 'categoricalCrossentropy', encoder },
+    { jobId: 'j', store, state, now: () => now++, warn: (m) => warnings.push(m), modelTopology: { class_name: 'Sequential' }, allSpecs: [{ name: 'w', shape: [3], dtype: 'float32' }], loss: 'categoricalCrossentropy', encoder },
     null,
   );
-  return { events, encoder, store, policy, warnings };
+  return { events, encoder, store, state, policy, warnings };
 }
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -110,4 +114,16 @@ test('a checkpoint that fails to encode is reported; the next one is written', a
   assert.deepEqual(store.saved.map((c) => c.version), [2]);
   assert.deepEqual(warnings, ['job j: checkpoint v1 failed: thread gone']);
   assert.equal(policy.lastVersion, 2);
+});
+
+test('the log is compacted to the oldest replay start of every kept checkpoint, verified or not', async () => {
+  const { encoder, store, state, policy } = setup();
+  const compacted: number[] = [];
+  state.compactUpdates = (_job, upTo) => void compacted.push(upTo);
+  store.infos = async () => []; // none verifies: the bound still covers them all
+  const written = [5, 9].map((v) => policy.write({ ...snapshot(v), runtime: { aggregator: { seq: v, buffered: 2 } } }));
+  encoder.held.get(5)!.release();
+  encoder.held.get(9)!.release();
+  await Promise.all(written);
+  assert.deepEqual(compacted, [3, 3]);
 });

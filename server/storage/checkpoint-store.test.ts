@@ -111,6 +111,18 @@ for (const [what, damage] of [
   });
 }
 
+test('listInfos: every checkpoint whose state reads, damaged or not (what log compaction must cover); infos: the verified ones', async () => {
+  const root = await tempDir();
+  const store = new CheckpointStore(root, 3, () => {});
+  await store.save(encodeCheckpoint(fixture(1)));
+  const b = await store.save(encodeCheckpoint(fixture(2)));
+  const c = await store.save(encodeCheckpoint(fixture(3)));
+  await writeFile(path.join(b, 'weights.bin'), Buffer.alloc(24));
+  await rm(path.join(c, 'state.json'));
+  assert.deepEqual((await store.listInfos()).map((i) => [i.version, i.runtime]), [[2, fixture(2).state.runtime], [1, fixture(1).state.runtime]]);
+  assert.deepEqual((await store.infos()).map((i) => i.version), [1]);
+});
+
 test('a corrupt optimizer.bin or model.json also falls back', async () => {
   const root = await tempDir();
   const { warn, messages } = collect();

@@ -3,9 +3,9 @@
 // A checkpoint is written into a temp directory (every file fsynced) and renamed into place, so a
 // crash leaves either a complete checkpoint or none. state.json carries SHA-256 checksums of the
 // binaries; load() skips a checkpoint whose files are missing or do not match, and uses the previous.
-// Saves take encoded checkpoints (checkpoint-encoding.ts: packed and hashed off the event loop); the
-// writes are asynchronous (libuv's pool), and infos() (after every save) hashes in the checkpoint
-// thread, so the event loop only issues I/O.
+// Saves take encoded checkpoints (checkpoint-encoding.ts: packed and hashed off the event loop) and
+// the writes are asynchronous (libuv's pool), so the event loop only issues I/O; infos() hashes in
+// the checkpoint thread.
 
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -55,6 +55,8 @@ export interface Checkpoints {
   save(cp: EncodedCheckpoint): Promise<string>;
   /** Checkpoints, newest first (not verified). */
   list(): Promise<{ version: number; dir: string }[]>;
+  /** As list(), with each one's state (those whose state reads); not verified, so a superset of infos(). */
+  listInfos(): Promise<CheckpointInfo[]>;
   /** Checkpoints whose checksums verify, newest first. */
   infos(): Promise<CheckpointInfo[]>;
   /** The newest checkpoint whose checksums verify, or null. */
@@ -108,6 +110,19 @@ export class CheckpointStore implements Checkpoints {
       .filter((n) => /^v\d{10}$/.test(n))
       .map((n) => ({ version: Number(n.slice(1)), dir: path.join(this.root, n) }))
       .sort((a, b) => b.version - a.version);
+  }
+
+  async listInfos(): Promise<CheckpointInfo[]> {
+    const out: CheckpointInfo[] = [];
+    for (const { dir } of await this.list()) {
+      try {
+        const st = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as StateFile;
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch {
+        /* incomplete or damaged: no state to report */
+      }
+    }
+    return out;
   }
 
   /** Checkpoints whose checksums verify (what may be served), newest first. */

@@ -48,6 +48,7 @@ test('redis checkpoints: keep-last-N, round trip, checksum fallback, fenced save
   assert.equal((await store.loadLatest())!.state.version, 3);
   assert.ok(warnings.some((w) => w.includes('checksum')));
   assert.deepEqual((await store.infos()).map((i) => i.version), [3, 2]);
+  assert.deepEqual((await store.listInfos()).map((i) => [i.version, i.runtime]), [[4, { note: 'v4' }], [3, { note: 'v3' }], [2, { note: 'v2' }]], 'listInfos does not verify');
 
   // Fencing: this process holds token 1, then a newer owner takes token 2.
   await r.set('cp1:leader:fence', '1');

@@ -4,7 +4,7 @@
 // that fails them is skipped for an older one. Saves carry the owner's fencing token (the state
 // store's), so a former owner can never publish weights that include updates it could not log.
 // Saves take encoded checkpoints (checkpoint-encoding.ts: packed and hashed off the event loop), and
-// infos() (after every save) hashes the kept entries in the checkpoint thread too.
+// infos() hashes the kept entries in the checkpoint thread.
 //
 // Keys: P:job:<id>:cp:<kind> (sorted set of versions), P:job:<id>:cp:<kind>:<version> (hash:
 // model, weights, optimizer, state).
@@ -88,6 +88,21 @@ export class RedisCheckpointStore implements Checkpoints {
   async list(): Promise<{ version: number; dir: string }[]> {
     const vs = await this.r.zrevrange(this.setKey, 0, -1);
     return vs.map((v) => ({ version: Number(v), dir: this.entryKey(v) }));
+  }
+
+  async listInfos(): Promise<CheckpointInfo[]> {
+    const out: CheckpointInfo[] = [];
+    for (const { dir } of await this.list()) {
+      try {
+        const raw = await this.r.hget(dir, 'state');
+        if (raw === null) continue;
+        const st = JSON.parse(raw) as StateFile;
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch {
+        /* damaged: no state to report */
+      }
+    }
+    return out;
   }
 
   async infos(): Promise<CheckpointInfo[]> {
