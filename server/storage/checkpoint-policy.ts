@@ -12,7 +12,7 @@ import type { Checkpoints } from './checkpoint-store.ts';
 import type { StateStore } from './state-store.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from './best-checkpoint.ts';
 import { sharedCheckpointEncoder, type CheckpointEncoder } from './checkpoint-encoder.ts';
-import type { EncodedCheckpoint } from './checkpoint-encoding.ts';
+import type { CheckpointInput, EncodedCheckpoint } from './checkpoint-encoding.ts';
 
 export interface CheckpointSnapshot {
   readonly version: number;
@@ -61,8 +61,8 @@ export class CheckpointPolicy {
   }
 
   /** Starts encoding now (in parallel with the writes queued before); the queue awaits it. */
-  private encode(...args: Parameters<CheckpointEncoder['encode']>): Promise<EncodedCheckpoint> {
-    const encoded = this.encoder.encode(...args);
+  private encode(cp: CheckpointInput): Promise<EncodedCheckpoint> {
+    const encoded = this.encoder.encode(cp);
     encoded.catch(() => {}); // reported when the queue reaches it, not as an unhandled rejection
     return encoded;
   }
