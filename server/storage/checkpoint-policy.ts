@@ -1,20 +1,24 @@
 // A job's checkpoint writer: serializes checkpoint writes, keeps the best evaluated version apart,
 // and compacts the update log to what the kept checkpoints can still need. Owns the write queue,
 // the last written version and the best checkpoint. The runtime decides WHEN (a snapshot taken
-// synchronously, so it is one version); this decides how it becomes durable.
+// synchronously, so it is one version); this decides how it becomes durable. Packing and hashing
+// run in the checkpoint thread (checkpoint-encoder.ts), started as soon as a write is queued.
 
-import { encodeTensors, type TensorSpec } from '../../shared/codec/tensor-codec.ts';
+import type { TensorSpec } from '../../shared/codec/tensor-codec.ts';
 import type { OptimizerState } from '../aggregation/optimizers.ts';
 import type { EvalResult } from '../evaluation/evaluator.ts';
 import type { LossName } from '../../shared/protocol/messages.ts';
 import type { Checkpoints } from './checkpoint-store.ts';
 import type { StateStore } from './state-store.ts';
 import { bestMetricFor, isBetter, type BestCheckpoint } from './best-checkpoint.ts';
+import { sharedCheckpointEncoder, type CheckpointEncoder } from './checkpoint-encoder.ts';
+import type { CheckpointInput, EncodedCheckpoint } from './checkpoint-encoding.ts';
 
 export interface CheckpointSnapshot {
   readonly version: number;
-  /** All weights, flat (a copy: the model keeps training while this is written). */
+  /** All weights, flat (a copy: the model keeps training while this is written). Handed over. */
   readonly weights: Uint8Array;
+  /** Copies of the slots (ServerOptimizer.state()). Handed over: moved to the checkpoint thread. */
   readonly optimizer: OptimizerState;
   /** JSON the runtime needs to resume; `aggregator.seq/buffered` say where its log replay starts. */
   readonly runtime: { aggregator?: { seq: number; buffered: number } } & Record<string, unknown>;
@@ -30,6 +34,8 @@ export interface CheckpointPolicyDeps {
   readonly modelTopology: unknown;
   readonly allSpecs: readonly TensorSpec[];
   readonly loss: LossName;
+  /** Packs and hashes checkpoints; default: the process's checkpoint thread. */
+  readonly encoder?: CheckpointEncoder | undefined;
 }
 
 /** The log position from which a checkpoint replays: records after it must keep their gradients. */
@@ -42,6 +48,7 @@ export class CheckpointPolicy {
   private saving: Promise<void> = Promise.resolve();
   lastVersion: number | null;
   private bestSeen: BestCheckpoint | null = null;
+  private readonly encoder: CheckpointEncoder;
   /** The best version whose weights are on disk (shown once written). */
   bestSaved: BestCheckpoint | null = null;
 
@@ -50,27 +57,37 @@ export class CheckpointPolicy {
     lastVersion: number | null,
   ) {
     this.lastVersion = lastVersion;
+    this.encoder = deps.encoder ?? sharedCheckpointEncoder();
+  }
+
+  /** Starts encoding now (in parallel with the writes queued before); the queue awaits it. */
+  private encode(cp: CheckpointInput): Promise<EncodedCheckpoint> {
+    const encoded = this.encoder.encode(cp);
+    encoded.catch(() => {}); // reported when the queue reaches it, not as an unhandled rejection
+    return encoded;
   }
 
   /** Queues the write of `cp`; resolves once it is on disk (or failed and was reported). */
   write(cp: CheckpointSnapshot): Promise<void> {
     const { deps } = this;
     const optSpecs: TensorSpec[] = cp.optimizer.slots.map((s) => ({ name: s.name, shape: [s.data.length], dtype: 'float32' }));
-    const optimizer = new Uint8Array(encodeTensors(optSpecs, cp.optimizer.slots.map((s) => s.data)));
+    const encoded = this.encode({
+      modelTopology: deps.modelTopology,
+      weightSpecs: deps.allSpecs,
+      weights: cp.weights,
+      optimizer: cp.optimizer.slots.map((s) => s.data),
+      state: { version: cp.version, createdAt: deps.now(), runtime: cp.runtime, optimizer: { step: cp.optimizer.step, specs: optSpecs } },
+    });
     const next = this.saving.then(async () => {
       // The log records this checkpoint covers are committed first (group commit).
       await deps.state.durable();
-      await deps.store.save({
-        modelTopology: deps.modelTopology,
-        weightSpecs: deps.allSpecs,
-        weights: cp.weights,
-        optimizer,
-        state: { version: cp.version, createdAt: deps.now(), runtime: cp.runtime, optimizer: { step: cp.optimizer.step, specs: optSpecs } },
-      });
+      await deps.store.save(await encoded);
       this.lastVersion = cp.version;
       // Gradients stay in the log back to the oldest kept checkpoint's replay start, so falling
-      // back to any of them (the newest may be corrupt) can still replay forward.
-      const kept = await deps.store.infos();
+      // back to any of them (the newest may be corrupt) can still replay forward. Unverified states
+      // suffice: a superset of the usable checkpoints only keeps more of the log, and the newest
+      // checkpoint is not read back and hashed (~16 MB at 1M parameters) after every write.
+      const kept = await deps.store.listInfos();
       if (kept.length > 0) deps.state.compactUpdates(deps.jobId, Math.min(...kept.map((k) => replayFrom(k.version, k.runtime))));
       await deps.state.durable();
     });
@@ -86,15 +103,15 @@ export class CheckpointPolicy {
     if (!store || !isBetter(metric, r, this.bestSeen)) return;
     const best: BestCheckpoint = { version: r.version, metric, testAccuracy: r.testAccuracy, testLoss: r.testLoss, at: r.at };
     this.bestSeen = best;
-    const data = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength).slice();
+    const encoded = this.encode({
+      modelTopology: deps.modelTopology,
+      weightSpecs: deps.allSpecs,
+      weights: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength).slice(),
+      optimizer: new Uint8Array(0),
+      state: { version: best.version, createdAt: deps.now(), runtime: { best }, optimizer: { step: 0, specs: [] } },
+    });
     const next = this.saving.then(async () => {
-      await store.save({
-        modelTopology: deps.modelTopology,
-        weightSpecs: deps.allSpecs,
-        weights: data,
-        optimizer: new Uint8Array(0),
-        state: { version: best.version, createdAt: deps.now(), runtime: { best }, optimizer: { step: 0, specs: [] } },
-      });
+      await store.save(await encoded);
       this.bestSaved = best;
     });
     this.saving = next.catch((err: Error) => deps.warn(`job ${deps.jobId}: best checkpoint v${best.version} failed: ${err.message}`));

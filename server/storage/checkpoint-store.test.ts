@@ -4,6 +4,7 @@ import { mkdtemp, mkdir, readdir, readFile, rm, writeFile, stat } from 'node:fs/
 import os from 'node:os';
 import path from 'node:path';
 import { CheckpointStore, type CheckpointData } from './checkpoint-store.ts';
+import { encodeCheckpoint } from './checkpoint-encoding.ts';
 import { tf } from '../../shared/training/tf.ts';
 import { initNodeBackend } from '../../shared/training/node-backend.ts';
 import { packWeights } from '../../shared/training/model.ts';
@@ -49,7 +50,7 @@ function collect(): { warn: (m: string) => void; messages: string[] } {
 test('save then loadLatest returns the same bytes and state', async () => {
   const root = await tempDir();
   const store = new CheckpointStore(root, 3, () => assert.fail('no warning expected'));
-  const dir = await store.save(fixture(7));
+  const dir = await store.save(encodeCheckpoint(fixture(7)));
   assert.equal(path.basename(dir), 'v0000000007');
   const cp = await store.loadLatest();
   assert.ok(cp);
@@ -74,7 +75,7 @@ test('an empty or missing root has no checkpoint', async () => {
 test('keeps only the newest N', async () => {
   const root = await tempDir();
   const store = new CheckpointStore(root, 2, () => {});
-  for (const v of [1, 2, 3, 10]) await store.save(fixture(v));
+  for (const v of [1, 2, 3, 10]) await store.save(encodeCheckpoint(fixture(v)));
   assert.deepEqual((await store.list()).map((c) => c.version), [10, 3]);
   assert.deepEqual((await readdir(root)).sort(), ['v0000000003', 'v0000000010']);
   assert.equal((await store.loadLatest())?.state.version, 10);
@@ -83,9 +84,9 @@ test('keeps only the newest N', async () => {
 test('saving the same version twice replaces it', async () => {
   const root = await tempDir();
   const store = new CheckpointStore(root, 3, () => {});
-  await store.save(fixture(4));
+  await store.save(encodeCheckpoint(fixture(4)));
   const second = { ...fixture(4), state: { ...fixture(4).state, runtime: { note: 'again' } } };
-  await store.save(second);
+  await store.save(encodeCheckpoint(second));
   assert.deepEqual(await readdir(root), ['v0000000004']);
   assert.deepEqual((await store.loadLatest())?.state.runtime, { note: 'again' });
 });
@@ -98,8 +99,8 @@ for (const [what, damage] of [
     const root = await tempDir();
     const { warn, messages } = collect();
     const store = new CheckpointStore(root, 3, warn);
-    await store.save(fixture(1));
-    const newest = await store.save(fixture(2));
+    await store.save(encodeCheckpoint(fixture(1)));
+    const newest = await store.save(encodeCheckpoint(fixture(2)));
     const file = path.join(newest, 'weights.bin');
     await writeFile(file, damage(await readFile(file)));
     const cp = await store.loadLatest();
@@ -110,13 +111,25 @@ for (const [what, damage] of [
   });
 }
 
+test('listInfos: every checkpoint whose state reads, damaged or not (what log compaction must cover); infos: the verified ones', async () => {
+  const root = await tempDir();
+  const store = new CheckpointStore(root, 3, () => {});
+  await store.save(encodeCheckpoint(fixture(1)));
+  const b = await store.save(encodeCheckpoint(fixture(2)));
+  const c = await store.save(encodeCheckpoint(fixture(3)));
+  await writeFile(path.join(b, 'weights.bin'), Buffer.alloc(24));
+  await rm(path.join(c, 'state.json'));
+  assert.deepEqual((await store.listInfos()).map((i) => [i.version, i.runtime]), [[2, fixture(2).state.runtime], [1, fixture(1).state.runtime]]);
+  assert.deepEqual((await store.infos()).map((i) => i.version), [1]);
+});
+
 test('a corrupt optimizer.bin or model.json also falls back', async () => {
   const root = await tempDir();
   const { warn, messages } = collect();
   const store = new CheckpointStore(root, 3, warn);
-  await store.save(fixture(1));
-  const a = await store.save(fixture(2));
-  const b = await store.save(fixture(3));
+  await store.save(encodeCheckpoint(fixture(1)));
+  const a = await store.save(encodeCheckpoint(fixture(2)));
+  const b = await store.save(encodeCheckpoint(fixture(3)));
   await writeFile(path.join(b, 'optimizer.bin'), Buffer.from([1, 2, 3]));
   await writeFile(path.join(a, 'model.json'), '{"modelTopology":{},"weightsManifest":[]}');
   assert.equal((await store.loadLatest())?.state.version, 1);
@@ -126,7 +139,7 @@ test('a corrupt optimizer.bin or model.json also falls back', async () => {
 test('a leftover .tmp-* directory (crash mid-write) is ignored by load and removed by the next save', async () => {
   const root = await tempDir();
   const store = new CheckpointStore(root, 3, () => assert.fail('no warning expected'));
-  await store.save(fixture(5));
+  await store.save(encodeCheckpoint(fixture(5)));
   // A crash after writing some files of v9, before the rename.
   const tmp = path.join(root, '.tmp-v0000000009-deadbeef');
   await mkdir(tmp);
@@ -134,7 +147,7 @@ test('a leftover .tmp-* directory (crash mid-write) is ignored by load and remov
   await writeFile(path.join(tmp, 'state.json'), JSON.stringify({ version: 9 }));
   assert.equal((await store.loadLatest())?.state.version, 5);
   assert.deepEqual((await store.list()).map((c) => c.version), [5]);
-  await store.save(fixture(6));
+  await store.save(encodeCheckpoint(fixture(6)));
   assert.deepEqual((await readdir(root)).sort(), ['v0000000005', 'v0000000006']);
   await assert.rejects(stat(tmp), { code: 'ENOENT' });
 });
@@ -143,8 +156,8 @@ test('a checkpoint without state.json is skipped (and not listed by infos)', asy
   const root = await tempDir();
   const { warn, messages } = collect();
   const store = new CheckpointStore(root, 3, warn);
-  await store.save(fixture(1));
-  const newest = await store.save(fixture(2));
+  await store.save(encodeCheckpoint(fixture(1)));
+  const newest = await store.save(encodeCheckpoint(fixture(2)));
   await rm(path.join(newest, 'state.json'));
   assert.equal((await store.loadLatest())?.state.version, 1);
   assert.equal(messages.length, 1);
@@ -156,7 +169,7 @@ test('every checkpoint corrupt: loadLatest is null', async () => {
   const root = await tempDir();
   const { warn, messages } = collect();
   const store = new CheckpointStore(root, 3, warn);
-  const d = await store.save(fixture(1));
+  const d = await store.save(encodeCheckpoint(fixture(1)));
   await writeFile(path.join(d, 'weights.bin'), Buffer.alloc(0));
   assert.equal(await store.loadLatest(), null);
   assert.equal(messages.length, 1);
@@ -175,13 +188,13 @@ test('the saved model.json + weights.bin load with tf.loadLayersModel and predic
   assert.deepEqual(wSpecs.map((s) => s.name), ['h/kernel', 'h/bias', 'out/kernel', 'out/bias']);
   const root = await tempDir();
   const store = new CheckpointStore(root, 3, () => {});
-  const dir = await store.save({
+  const dir = await store.save(encodeCheckpoint({
     modelTopology: model.toJSON(null, false),
     weightSpecs: wSpecs,
     weights: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     optimizer: new Uint8Array(0),
     state: { version: 1, createdAt: 0, runtime: null, optimizer: { step: 0, specs: [] } },
-  });
+  }));
 
   const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
   assert.equal(json.format, 'layers-model');

@@ -3,11 +3,16 @@
 // A checkpoint is written into a temp directory (every file fsynced) and renamed into place, so a
 // crash leaves either a complete checkpoint or none. state.json carries SHA-256 checksums of the
 // binaries; load() skips a checkpoint whose files are missing or do not match, and uses the previous.
+// Saves take encoded checkpoints (checkpoint-encoding.ts: packed and hashed off the event loop) and
+// the writes are asynchronous (libuv's pool), so the event loop only issues I/O; infos() hashes in
+// the checkpoint thread.
 
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsyncDir, writeFileSynced } from './atomic-file.ts';
+import { checksumsMatch, sha256, type EncodedCheckpoint, type StateFile } from './checkpoint-encoding.ts';
+import { sharedCheckpointEncoder, type CheckpointEncoder } from './checkpoint-encoder.ts';
 import type { TensorSpec } from '../../shared/codec/tensor-codec.ts';
 
 export interface CheckpointState {
@@ -37,11 +42,6 @@ export interface CheckpointInfo {
   readonly runtime: unknown;
 }
 
-interface StateFile extends CheckpointState {
-  readonly sha256: { weights: string; optimizer: string; model: string };
-}
-
-const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 const dirName = (v: number): string => `v${String(v).padStart(10, '0')}`;
 
 export type Warn = (msg: string) => void;
@@ -51,10 +51,12 @@ export type Warn = (msg: string) => void;
  * (RedisCheckpointStore, FLOCK_STORE=redis). `dir` names a checkpoint within its store.
  */
 export interface Checkpoints {
-  /** Writes a checkpoint atomically and prunes all but the newest `keep`. */
-  save(cp: CheckpointData): Promise<string>;
+  /** Writes an encoded checkpoint atomically and prunes all but the newest `keep`. */
+  save(cp: EncodedCheckpoint): Promise<string>;
   /** Checkpoints, newest first (not verified). */
   list(): Promise<{ version: number; dir: string }[]>;
+  /** As list(), with each one's state (those whose state reads); not verified, so a superset of infos(). */
+  listInfos(): Promise<CheckpointInfo[]>;
   /** Checkpoints whose checksums verify, newest first. */
   infos(): Promise<CheckpointInfo[]>;
   /** The newest checkpoint whose checksums verify, or null. */
@@ -70,32 +72,23 @@ export class CheckpointStore implements Checkpoints {
     private readonly warn: Warn = (m) => console.warn(m),
     /** Fault injection only (FLOCK_FAULT_CHECKPOINT_PAUSE_MS): widens the window in which a kill lands mid-write. */
     private readonly pauseBeforeRenameMs = 0,
+    /** Hashes for infos(); default: the process's checkpoint thread. */
+    private readonly hasher: Pick<CheckpointEncoder, 'digest'> = sharedCheckpointEncoder(),
   ) {}
 
   /** Writes a checkpoint atomically and prunes all but the newest `keep`. */
-  async save(cp: CheckpointData): Promise<string> {
+  async save(cp: EncodedCheckpoint): Promise<string> {
     await mkdir(this.root, { recursive: true });
-    const final = path.join(this.root, dirName(cp.state.version));
-    const tmp = path.join(this.root, `.tmp-${dirName(cp.state.version)}-${randomBytes(4).toString('hex')}`);
+    const final = path.join(this.root, dirName(cp.version));
+    const tmp = path.join(this.root, `.tmp-${dirName(cp.version)}-${randomBytes(4).toString('hex')}`);
     await mkdir(tmp);
-    const modelJson = JSON.stringify({
-      format: 'layers-model',
-      generatedBy: 'flock',
-      convertedBy: null,
-      modelTopology: cp.modelTopology,
-      weightsManifest: [{ paths: ['weights.bin'], weights: cp.weightSpecs }],
-    });
-    const state: StateFile = {
-      ...cp.state,
-      sha256: { weights: sha256(cp.weights), optimizer: sha256(cp.optimizer), model: sha256(modelJson) },
-    };
     await Promise.all([
-      writeFileSynced(path.join(tmp, 'model.json'), modelJson),
+      writeFileSynced(path.join(tmp, 'model.json'), cp.modelJson),
       writeFileSynced(path.join(tmp, 'weights.bin'), cp.weights),
       writeFileSynced(path.join(tmp, 'optimizer.bin'), cp.optimizer),
     ]);
     // state.json last: a directory without it is never trusted.
-    await writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state));
+    await writeFileSynced(path.join(tmp, 'state.json'), cp.stateJson);
     await fsyncDir(tmp);
     if (this.pauseBeforeRenameMs > 0) await new Promise((r) => setTimeout(r, this.pauseBeforeRenameMs));
     await rm(final, { recursive: true, force: true });
@@ -117,6 +110,19 @@ export class CheckpointStore implements Checkpoints {
       .filter((n) => /^v\d{10}$/.test(n))
       .map((n) => ({ version: Number(n.slice(1)), dir: path.join(this.root, n) }))
       .sort((a, b) => b.version - a.version);
+  }
+
+  async listInfos(): Promise<CheckpointInfo[]> {
+    const out: CheckpointInfo[] = [];
+    for (const { dir } of await this.list()) {
+      try {
+        const st = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as StateFile;
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch {
+        /* incomplete or damaged: no state to report */
+      }
+    }
+    return out;
   }
 
   /** Checkpoints whose checksums verify (what may be served), newest first. */
@@ -147,10 +153,23 @@ export class CheckpointStore implements Checkpoints {
     }
     const hit = this.verifiedCache.get(dir);
     if (hit?.key === key) return hit.ok;
-    const ok = (await this.read(dir)) !== null;
+    const ok = await this.check(dir);
     this.verifiedCache.set(dir, { key, ok });
     if (this.verifiedCache.size > 64) this.verifiedCache.delete(this.verifiedCache.keys().next().value!);
     return ok;
+  }
+
+  /** Whether a checkpoint's files match their checksums, hashed in the checkpoint thread (warns as read() does). */
+  private async check(dir: string): Promise<boolean> {
+    try {
+      const [stateRaw, model, weights, optimizer] = await Promise.all(['state.json', 'model.json', 'weights.bin', 'optimizer.bin'].map((f) => readFile(path.join(dir, f))));
+      const st = JSON.parse(stateRaw!.toString('utf8')) as StateFile;
+      if (checksumsMatch(st, await this.hasher.digest([weights!, optimizer!, model!]))) return true;
+      this.warn(`checkpoint ${dir} failed its checksum; using an older one`);
+    } catch (err) {
+      this.warn(`checkpoint ${dir} is unreadable (${(err as Error).message}); using an older one`);
+    }
+    return false;
   }
 
   file(dir: string, name: 'model.json' | 'weights.bin'): Promise<Buffer> {
@@ -175,7 +194,8 @@ export class CheckpointStore implements Checkpoints {
         readFile(path.join(dir, 'optimizer.bin')),
       ]);
       const st = JSON.parse(stateRaw) as StateFile;
-      if (sha256(weights) !== st.sha256.weights || sha256(optimizer) !== st.sha256.optimizer || sha256(modelRaw) !== st.sha256.model) {
+      // Hashed here: the bytes are needed on this thread (start-up), not the hot path.
+      if (!checksumsMatch(st, [sha256(weights), sha256(optimizer), sha256(modelRaw)])) {
         this.warn(`checkpoint ${dir} failed its checksum; using an older one`);
         return null;
       }

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { RedisCheckpointStore } from './redis-checkpoint-store.ts';
 import { FencedError } from './redis-state-store.ts';
 import type { CheckpointData } from './checkpoint-store.ts';
+import { encodeCheckpoint } from './checkpoint-encoding.ts';
 import { redisMissing, startRedis, type RedisFixture } from './testing/redis-server.ts';
 
 const skip = redisMissing();
@@ -32,7 +33,7 @@ test('redis checkpoints: keep-last-N, round trip, checksum fallback, fenced save
   const warnings: string[] = [];
   let token: number | null = null;
   const store = new RedisCheckpointStore({ redis: r, prefix: 'cp1', jobId: 'j', kind: 'rotation', keep: 3, fence: () => ({ key: 'cp1:leader:fence', token }), warn: (m) => warnings.push(m) });
-  for (const v of [1, 2, 3, 4]) await store.save(fixture(v));
+  for (const v of [1, 2, 3, 4]) await store.save(encodeCheckpoint(fixture(v)));
   assert.deepEqual((await store.list()).map((c) => c.version), [4, 3, 2]);
   assert.equal(await r.exists('cp1:job:j:cp:rotation:1'), 0, 'pruned entries are deleted');
   const latest = (await store.loadLatest())!;
@@ -47,13 +48,14 @@ test('redis checkpoints: keep-last-N, round trip, checksum fallback, fenced save
   assert.equal((await store.loadLatest())!.state.version, 3);
   assert.ok(warnings.some((w) => w.includes('checksum')));
   assert.deepEqual((await store.infos()).map((i) => i.version), [3, 2]);
+  assert.deepEqual((await store.listInfos()).map((i) => [i.version, i.runtime]), [[4, { note: 'v4' }], [3, { note: 'v3' }], [2, { note: 'v2' }]], 'listInfos does not verify');
 
   // Fencing: this process holds token 1, then a newer owner takes token 2.
   await r.set('cp1:leader:fence', '1');
   token = 1;
-  await store.save(fixture(5));
+  await store.save(encodeCheckpoint(fixture(5)));
   await r.incr('cp1:leader:fence');
-  await assert.rejects(store.save(fixture(6)), FencedError);
+  await assert.rejects(store.save(encodeCheckpoint(fixture(6))), FencedError);
   assert.deepEqual((await store.list()).map((c) => c.version), [5, 4, 3]);
   r.disconnect();
 });

@@ -3,13 +3,16 @@
 // (one Lua script), the newest `keep` are kept, state carries SHA-256 checksums and a checkpoint
 // that fails them is skipped for an older one. Saves carry the owner's fencing token (the state
 // store's), so a former owner can never publish weights that include updates it could not log.
+// Saves take encoded checkpoints (checkpoint-encoding.ts: packed and hashed off the event loop), and
+// infos() hashes the kept entries in the checkpoint thread.
 //
 // Keys: P:job:<id>:cp:<kind> (sorted set of versions), P:job:<id>:cp:<kind>:<version> (hash:
 // model, weights, optimizer, state).
 
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { CheckpointData, CheckpointInfo, Checkpoints, StoredCheckpoint, Warn } from './checkpoint-store.ts';
+import type { CheckpointInfo, Checkpoints, StoredCheckpoint, Warn } from './checkpoint-store.ts';
+import { checksumsMatch, sha256, type EncodedCheckpoint, type StateFile } from './checkpoint-encoding.ts';
+import { sharedCheckpointEncoder, type CheckpointEncoder } from './checkpoint-encoder.ts';
 import type { TensorSpec } from '../../shared/codec/tensor-codec.ts';
 import { FencedError } from './redis-state-store.ts';
 
@@ -31,15 +34,6 @@ return 1
 
 type Scripted = Redis & { flockCpSave(...args: (string | Buffer)[]): Promise<number> };
 
-interface StateField {
-  version: number;
-  createdAt: number;
-  runtime: unknown;
-  optimizer: { step: number; specs: TensorSpec[] };
-  sha256: { weights: string; optimizer: string; model: string };
-}
-
-const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
 const bytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
 export interface RedisCheckpointDeps {
@@ -54,12 +48,16 @@ export interface RedisCheckpointDeps {
   /** Told when Redis refuses a save for a stale token (a newer owner exists). */
   readonly onFenced?: ((err: FencedError) => void) | undefined;
   readonly warn?: Warn | undefined;
+  /** Hashes for infos(); default: the process's checkpoint thread. */
+  readonly hasher?: Pick<CheckpointEncoder, 'digest'> | undefined;
 }
 
 export class RedisCheckpointStore implements Checkpoints {
   private readonly r: Scripted;
+  private readonly hasher: Pick<CheckpointEncoder, 'digest'>;
   constructor(private readonly d: RedisCheckpointDeps) {
     this.r = d.redis as Scripted;
+    this.hasher = d.hasher ?? sharedCheckpointEncoder();
     if (typeof (this.r as { flockCpSave?: unknown }).flockCpSave !== 'function') d.redis.defineCommand('flockCpSave', { numberOfKeys: 3, lua: SAVE });
   }
 
@@ -71,17 +69,12 @@ export class RedisCheckpointStore implements Checkpoints {
     return `${this.setKey}:${version}`;
   }
 
-  async save(cp: CheckpointData): Promise<string> {
-    const modelJson = JSON.stringify({
-      format: 'layers-model', generatedBy: 'flock', convertedBy: null, modelTopology: cp.modelTopology,
-      weightsManifest: [{ paths: ['weights.bin'], weights: cp.weightSpecs }],
-    });
-    const state: StateField = { ...cp.state, sha256: { weights: sha256(cp.weights), optimizer: sha256(cp.optimizer), model: sha256(modelJson) } };
+  async save(cp: EncodedCheckpoint): Promise<string> {
     const f = this.d.fence();
-    const key = this.entryKey(cp.state.version);
+    const key = this.entryKey(cp.version);
     const buf = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
     try {
-      await this.r.flockCpSave(f.key, this.setKey, key, f.token === null ? '' : String(f.token), String(cp.state.version), modelJson, buf(cp.weights), buf(cp.optimizer), JSON.stringify(state), String(this.d.keep), `${this.setKey}:`);
+      await this.r.flockCpSave(f.key, this.setKey, key, f.token === null ? '' : String(f.token), String(cp.version), cp.modelJson, buf(cp.weights), buf(cp.optimizer), cp.stateJson, String(this.d.keep), `${this.setKey}:`);
     } catch (err) {
       const msg = (err as Error).message;
       if (!msg.includes('FENCED')) throw err;
@@ -97,11 +90,36 @@ export class RedisCheckpointStore implements Checkpoints {
     return vs.map((v) => ({ version: Number(v), dir: this.entryKey(v) }));
   }
 
+  async listInfos(): Promise<CheckpointInfo[]> {
+    const out: CheckpointInfo[] = [];
+    for (const { dir } of await this.list()) {
+      try {
+        const raw = await this.r.hget(dir, 'state');
+        if (raw === null) continue;
+        const st = JSON.parse(raw) as StateFile;
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch {
+        /* damaged: no state to report */
+      }
+    }
+    return out;
+  }
+
   async infos(): Promise<CheckpointInfo[]> {
     const out: CheckpointInfo[] = [];
     for (const { dir } of await this.list()) {
-      const cp = await this.read(dir);
-      if (cp) out.push({ version: cp.state.version, createdAt: cp.state.createdAt, dir, runtime: cp.state.runtime });
+      try {
+        const [model, weights, optimizer, stateRaw] = await this.r.hmgetBuffer(dir, 'model', 'weights', 'optimizer', 'state');
+        if (!model || !weights || !optimizer || !stateRaw) continue;
+        const st = JSON.parse(stateRaw.toString('utf8')) as StateFile;
+        if (!checksumsMatch(st, await this.hasher.digest([weights, optimizer, model]))) {
+          this.d.warn?.(`checkpoint ${dir} failed its checksum; using an older one`);
+          continue;
+        }
+        out.push({ version: st.version, createdAt: st.createdAt, dir, runtime: st.runtime });
+      } catch (err) {
+        this.d.warn?.(`checkpoint ${dir} is unreadable (${(err as Error).message}); using an older one`);
+      }
     }
     return out;
   }
@@ -124,9 +142,10 @@ export class RedisCheckpointStore implements Checkpoints {
     try {
       const [model, weights, optimizer, stateRaw] = await this.r.hmgetBuffer(dir, 'model', 'weights', 'optimizer', 'state');
       if (!model || !weights || !optimizer || !stateRaw) return null;
-      const st = JSON.parse(stateRaw.toString('utf8')) as StateField;
+      const st = JSON.parse(stateRaw.toString('utf8')) as StateFile;
       const modelText = model.toString('utf8');
-      if (sha256(weights) !== st.sha256.weights || sha256(optimizer) !== st.sha256.optimizer || sha256(modelText) !== st.sha256.model) {
+      // Hashed here: the bytes are needed on this thread (start-up, takeover), not the hot path.
+      if (!checksumsMatch(st, [sha256(weights), sha256(optimizer), sha256(modelText)])) {
         this.d.warn?.(`checkpoint ${dir} failed its checksum; using an older one`);
         return null;
       }
