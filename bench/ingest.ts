@@ -110,7 +110,12 @@ for (const size of SIZES) {
       const stats = { applied: 0, refused: 0, latencies: [] as number[], bytesDown: 0 };
       const t0 = Date.now();
       const until = t0 + SECONDS * 1000;
-      const sockets = await Promise.all(Array.from({ length: clients }, (_, i) => client(server.url, i, until, stats)));
+      // A client the coordinator does not answer (refused at the door, a hello timeout) is counted,
+      // not fatal: the run goes on with the others and the row says how many connected.
+      const settled = await Promise.allSettled(Array.from({ length: clients }, (_, i) => client(server.url, i, until, stats)));
+      const sockets = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const failedClients = settled.length - sockets.length;
+      if (failedClients > 0) console.log(`  ${failedClients} of ${clients} clients could not start: ${(settled.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason}`);
       while (Date.now() < until + 200) await new Promise((r) => setTimeout(r, 100));
       const metrics = await (await fetch(`${server.url}/metrics`, { headers: { Authorization: `Bearer ${server.token}` } })).text();
       const lagP99 = Number(/^nodejs_eventloop_lag_p99_seconds ([\d.e+-]+)$/m.exec(metrics)?.[1] ?? NaN) * 1000;
@@ -120,6 +125,7 @@ for (const size of SIZES) {
       const r = {
         params: n,
         clients,
+        failedClients,
         seconds: elapsed,
         updatesApplied: stats.applied,
         refused: stats.refused,
