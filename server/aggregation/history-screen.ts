@@ -9,6 +9,8 @@
 // bounds it. The gradients themselves are combined as they came (no momentum lag in the step).
 // Pure functions; the Aggregator keeps the momenta and checkpoints them.
 
+import { median } from './robust.ts';
+
 export const SKETCH_DIM = 1024;
 
 /**
@@ -38,12 +40,6 @@ export function countSketch(g: Float32Array, table: Uint32Array, dim = SKETCH_DI
   return Float32Array.from(out);
 }
 
-const medianOf = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-};
-
 /**
  * One weight in (0, 1] per momentum: min(1, tau / distance from the coordinate-wise median of all
  * of them), tau = the median distance. Fewer than 3 momenta: all 1 (no majority to judge by).
@@ -56,13 +52,13 @@ export function screenWeights(moms: readonly Float32Array[]): number[] {
   const col: number[] = new Array<number>(n);
   for (let i = 0; i < dim; i++) {
     for (let j = 0; j < n; j++) col[j] = moms[j]![i]!;
-    center[i] = medianOf(col);
+    center[i] = median(col);
   }
   const dists = moms.map((m) => {
     let s = 0;
     for (let i = 0; i < dim; i++) s += (m[i]! - center[i]!) ** 2;
     return Math.sqrt(s);
   });
-  const tau = medianOf(dists);
+  const tau = median(dists);
   return dists.map((d) => (d > tau && d > 0 ? tau / d : 1));
 }
