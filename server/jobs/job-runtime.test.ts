@@ -952,3 +952,30 @@ test('buffered/mean: a combined update that half-fills the buffer waits in it; a
   assert.equal(rt.currentVersion, 1);
   assert.deepEqual(weightsOf(back), weightsOf(rt), 'bit-exact after the step');
 });
+
+test('buffered/mean: an expired lease and its reissue (one shard) in one combined update: the second is sent back to be judged alone, nothing logged', async () => {
+  const { sumInOrder } = await import('../cluster/pre-aggregator.ts');
+  const { rt, deps } = await createJob({ aggregation: { mode: 'buffered', rule: 'mean', bufferSize: 4 } as JobConfig['aggregation'] });
+  const first = rt.requestLease(W1, null);
+  assert.ok(first.ok);
+  deps.clock.advance(rt.config.leaseTimeoutMs + 1);
+  rt.sweep();
+  // Other workers take leases until the expired shard comes round again.
+  let holder = W2;
+  let again = rt.requestLease(holder, null);
+  for (let i = 0; again.ok && !(again.lease.shardIndex === first.lease.shardIndex && again.lease.epoch === first.lease.epoch) && i < 200; i++) {
+    holder = `w-extra-${i}` as typeof W2;
+    again = rt.requestLease(holder, null);
+  }
+  assert.ok(again.ok, JSON.stringify(again));
+  assert.equal(again.lease.shardIndex, first.lease.shardIndex, 'the expired shard is handed out again');
+  const fill = (k: number) => (i: number) => Math.sin(i * 0.07 + k) * 0.05;
+  const gs = [first, again].map((l, k) => (assert.ok(l.ok), new Float32Array(toBytes(handcrafted(rt, l.lease, fill(k)).data).slice().buffer)));
+  const res = await rt.pushCombined({
+    baseVersion: 0,
+    leases: [first, again].map((l, k) => (assert.ok(l.ok), { workerId: k === 0 ? W1 : holder, leaseId: l.lease.leaseId, baseVersion: 0, numSamples: l.lease.numSamples, loss: 1, norm: 1 })),
+    sum: new Uint8Array(sumInOrder(gs).buffer),
+  });
+  assert.deepEqual(res, { ok: false, individually: [again.lease.leaseId] });
+  assert.equal(deps.state.updatesAfter('job-1', 0).length, 0, 'nothing logged');
+});

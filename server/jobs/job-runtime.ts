@@ -612,10 +612,16 @@ export class JobRuntime {
     const individually: string[] = [];
     const taken: { l: CombinedLease; lease: Lease }[] = [];
     const seen = new Set<string>();
+    // claim() changes nothing, so an expired lease and its reissue (one shard) could both pass it
+    // within one sum: the second would train the shard twice where push() says SHARD_ALREADY_DONE.
+    const shards = new Set<string>();
     for (const l of c.leases) {
       const claim = this.acks.has(l.leaseId) || seen.has(l.leaseId) ? null : this.leases.claim(l.leaseId, l.workerId);
       seen.add(l.leaseId);
-      const ok = claim?.ok === true && claim.lease.baseVersion === c.baseVersion && l.baseVersion === c.baseVersion && this.sharder.indices(claim.lease.epoch, claim.lease.shard).length === l.numSamples && Number.isFinite(l.norm) && l.norm <= this.config.maxGradNorm;
+      const shard = claim?.ok === true ? `${claim.lease.epoch}:${claim.lease.shard}` : null;
+      const again = shard !== null && shards.has(shard);
+      if (shard !== null) shards.add(shard);
+      const ok = claim?.ok === true && !again && claim.lease.baseVersion === c.baseVersion && l.baseVersion === c.baseVersion && this.sharder.indices(claim.lease.epoch, claim.lease.shard).length === l.numSamples && Number.isFinite(l.norm) && l.norm <= this.config.maxGradNorm;
       if (ok) taken.push({ l, lease: claim.lease });
       else individually.push(l.leaseId);
     }
@@ -628,16 +634,21 @@ export class JobRuntime {
     const completed: number[] = [];
     const acks: PushAck[] = [];
     let admitted = { step, stepped: false };
+    // All n records in one store write: in Redis a fence landing between separate appends would leave
+    // weight-0 records (shards marked done, leases answered `duplicate`) whose sum was never logged.
+    const firstSeq = this.aggregator.seq + 1;
+    this.deps.state.appendUpdates(
+      taken.map(({ l, lease }, i) => ({
+        jobId: this.id, version: firstSeq + i, step, scale: verdict.scale, weight: i === n - 1 ? n : 0, leaseId: lease.id, workerId: l.workerId, epoch: lease.epoch, shard: lease.shard,
+        baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples: l.numSamples, loss: l.loss !== null && Number.isFinite(l.loss) ? l.loss : null, at: now, gradient: i === n - 1 ? c.sum : null,
+      })),
+    );
     taken.forEach(({ l, lease }, i) => {
       const last = i === n - 1;
       const seq = this.aggregator.seq + 1;
       const samples = l.numSamples;
       const loss = l.loss !== null && Number.isFinite(l.loss) ? l.loss : null;
       this.rowCaches.confirm(lease.id);
-      this.deps.state.appendUpdate({
-        jobId: this.id, version: seq, step, scale: verdict.scale, weight: last ? n : 0, leaseId: lease.id, workerId: l.workerId, epoch: lease.epoch, shard: lease.shard,
-        baseVersion: lease.baseVersion, lr, staleness: verdict.tau, samples, loss, at: now, gradient: last ? c.sum : null,
-      });
       this.deps.state.deleteLease(this.id, lease.id);
       completed.push(...this.leases.complete(lease));
       admitted = this.aggregator.admit({ seq, gradient: last ? floats : new Float32Array(0), scale: verdict.scale, lr, worker: l.workerId, weight: last ? n : 0 }, this.leases.exhausted);

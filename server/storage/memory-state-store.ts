@@ -26,6 +26,13 @@ export class MemoryStateStore implements StateStore {
     list.sort((a, b) => a.version - b.version);
     this.updates.set(u.jobId, list);
   }
+  appendUpdates(us: readonly UpdateRecord[]): void {
+    for (const [i, u] of us.entries()) {
+      const clash = (this.updates.get(u.jobId) ?? []).some((x) => x.version === u.version || x.leaseId === u.leaseId) || us.some((o, j) => j < i && o.jobId === u.jobId && (o.version === u.version || o.leaseId === u.leaseId));
+      if (clash) throw new Error(`duplicate update v${u.version} / ${u.leaseId}`);
+    }
+    for (const u of us) this.appendUpdate(u);
+  }
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
     return this.updates.get(jobId)?.find((u) => u.leaseId === leaseId) ?? null;
   }

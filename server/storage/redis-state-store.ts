@@ -51,6 +51,18 @@ if op == 'append' then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
   if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[6]) end
   redis.call('HSET', KEYS[4], ARGV[4], ARGV[3])
+elseif op == 'appendmany' then
+  -- Records of 5 arguments each (version, lease, meta, gradient, has-gradient): all or none.
+  for i = 3, #ARGV, 5 do
+    if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[i + 1]) == 1 then
+      return redis.error_reply('DUPLICATE update v' .. ARGV[i] .. ' / ' .. ARGV[i + 1])
+    end
+  end
+  for i = 3, #ARGV, 5 do
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+    if ARGV[i + 4] == '1' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 3]) end
+    redis.call('HSET', KEYS[4], ARGV[i + 1], ARGV[i])
+  end
 elseif op == 'hset' then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 elseif op == 'hsetmany' then
@@ -244,6 +256,20 @@ export class RedisStateStore implements StateStore {
     const { gradient, ...meta } = u;
     const g = gradient ? Buffer.from(gradient.buffer, gradient.byteOffset, gradient.byteLength) : Buffer.alloc(0);
     this.jobWrite(u.jobId, [this.jobKey(u.jobId, 'upd'), this.jobKey(u.jobId, 'grad'), this.jobKey(u.jobId, 'bylease')], 'append', String(u.version), u.leaseId, JSON.stringify(meta), g, gradient ? '1' : '0');
+  }
+  appendUpdates(us: readonly UpdateRecord[]): void {
+    this.assertWritable();
+    if (us.length === 0) return;
+    const jobId = us[0]!.jobId;
+    if (us.some((u) => u.jobId !== jobId)) throw new Error('appendUpdates: records of one job only');
+    this.mirror.appendUpdates(us); // throws on a duplicate, before anything is sent
+    const args = us.flatMap((u) => {
+      const { gradient, ...meta } = u;
+      const g = gradient ? Buffer.from(gradient.buffer, gradient.byteOffset, gradient.byteLength) : Buffer.alloc(0);
+      return [String(u.version), u.leaseId, JSON.stringify(meta), g, gradient ? '1' : '0'];
+    });
+    // One script: a fence that lands first refuses all of them, never a part.
+    this.jobWrite(jobId, [this.jobKey(jobId, 'upd'), this.jobKey(jobId, 'grad'), this.jobKey(jobId, 'bylease')], 'appendmany', ...args);
   }
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
     return this.mirror.updateByLease(jobId, leaseId);

@@ -124,6 +124,13 @@ export class SqliteStateStore implements StateStore {
     this.begin();
     this.q.appendUpdate.run({ ...u, step: u.step ?? null, scale: u.scale ?? null, excluded: u.excluded ? 1 : null, weight: u.weight ?? null, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
   }
+  appendUpdates(us: readonly UpdateRecord[]): void {
+    this.begin();
+    // A savepoint inside the turn's transaction: a duplicate anywhere rolls back the whole batch.
+    this.db.transaction(() => {
+      for (const u of us) this.appendUpdate(u);
+    })();
+  }
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null {
     const r = this.q.updateByLease.get(jobId, leaseId) as UpdateRow | undefined;
     return r ? toUpdate(r) : null;

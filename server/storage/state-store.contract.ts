@@ -66,8 +66,10 @@ export function runStateStoreContract(name: string, open: () => Maybe<StateStore
   test(`${name}: a combined update's records keep their weights (0 without a gradient, n on the sum) across a reopen`, async () => {
     let s = await open();
     s.appendUpdate(upd(1));
-    s.appendUpdate(upd(2, { step: 1, scale: 1, weight: 0, gradient: null }));
-    s.appendUpdate(upd(3, { step: 1, scale: 1, weight: 2 }));
+    // One batch, all or nothing: a duplicate anywhere in it writes none of it.
+    assert.throws(() => s.appendUpdates([upd(2, { step: 1, scale: 1, weight: 0, gradient: null }), upd(3, { leaseId: 'l1', step: 1, scale: 1, weight: 2 })]));
+    assert.equal(s.lastVersion('a'), 1, 'nothing of a refused batch');
+    s.appendUpdates([upd(2, { step: 1, scale: 1, weight: 0, gradient: null }), upd(3, { step: 1, scale: 1, weight: 2 })]);
     await s.durable();
     if (reopen) s = await reopen(s);
     const all = s.updatesAfter('a', 0);

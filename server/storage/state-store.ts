@@ -122,6 +122,8 @@ export interface StateStore {
 
   /** Appends an update durably (the ack may be sent once this returns). Throws on a duplicate version or lease. */
   appendUpdate(u: UpdateRecord): void;
+  /** Several records that must land together or not at all (one durable write; checked for duplicates first). */
+  appendUpdates(us: readonly UpdateRecord[]): void;
   /** The update that answered `leaseId`, if any (idempotent pushes across restarts). */
   updateByLease(jobId: string, leaseId: string): UpdateRecord | null;
   /** Updates with version > `afterVersion`, ascending (replay after a crash). */
