@@ -161,10 +161,10 @@ export class Relay {
         : null;
   }
 
-  /** A job's config as the shared store holds it (cached; an unknown job is asked again after 5 s). */
+  /** A job's config as the shared store holds it (cached 5 s, so live settings reach the gateway). */
   private gatewayJob(jobId: string): Promise<GatewayJob | null> {
     const hit = this.jobInfo.get(jobId);
-    if (hit && (Date.now() - hit.at < 5000 || hit.job !== null)) return hit.job;
+    if (hit && Date.now() - hit.at < 5000) return hit.job;
     const job = this.o.pub.hget(`${this.o.prefix}:jobs`, jobId).then((raw) => {
       if (!raw) return null;
       const config = (JSON.parse(raw) as { config: JobConfig }).config;
