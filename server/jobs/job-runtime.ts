@@ -870,6 +870,7 @@ export class JobRuntime {
 
   dispose(): void {
     this.disposed = true;
+    this.checkpoints.stop();
     this.evaluator.dispose();
     this.deps.data.close();
   }

@@ -127,3 +127,13 @@ test('the log is compacted to the oldest replay start of every kept checkpoint, 
   await Promise.all(written);
   assert.deepEqual(compacted, [3, 3]);
 });
+
+test('stop(): checkpoints still queued are dropped, none saved after it (a runtime that stepped down)', async () => {
+  const { events, encoder, store, policy } = setup();
+  const a = policy.write(snapshot(1));
+  policy.stop();
+  encoder.held.get(1)!.release();
+  await a;
+  assert.deepEqual(store.saved.length, 0, 'nothing saved');
+  assert.ok(!events.includes('save v1'));
+});

@@ -46,6 +46,7 @@ export function replayFrom(version: number, runtime: unknown): number {
 
 export class CheckpointPolicy {
   private saving: Promise<void> = Promise.resolve();
+  private stopped = false;
   lastVersion: number | null;
   private bestSeen: BestCheckpoint | null = null;
   private readonly encoder: CheckpointEncoder;
@@ -67,6 +68,11 @@ export class CheckpointPolicy {
     return encoded;
   }
 
+  /** Checkpoints still queued are dropped (JobRuntime.dispose; close() settles the queue first). */
+  stop(): void {
+    this.stopped = true;
+  }
+
   /** Queues the write of `cp`; resolves once it is on disk (or failed and was reported). */
   write(cp: CheckpointSnapshot): Promise<void> {
     const { deps } = this;
@@ -81,7 +87,11 @@ export class CheckpointPolicy {
     const next = this.saving.then(async () => {
       // The log records this checkpoint covers are committed first (group commit).
       await deps.state.durable();
-      await deps.store.save(await encoded);
+      const bytes = await encoded;
+      // A runtime stopped without settling (a cluster owner that stepped down) saves nothing more:
+      // the store would read the token of whatever term this process holds by then.
+      if (this.stopped) return;
+      await deps.store.save(bytes);
       this.lastVersion = cp.version;
       // Gradients stay in the log back to the oldest kept checkpoint's replay start, so falling
       // back to any of them (the newest may be corrupt) can still replay forward. Unverified states
@@ -111,7 +121,9 @@ export class CheckpointPolicy {
       state: { version: best.version, createdAt: deps.now(), runtime: { best }, optimizer: { step: 0, specs: [] } },
     });
     const next = this.saving.then(async () => {
-      await store.save(await encoded);
+      const bytes = await encoded;
+      if (this.stopped) return;
+      await store.save(bytes);
       this.bestSaved = best;
     });
     this.saving = next.catch((err: Error) => deps.warn(`job ${deps.jobId}: best checkpoint v${best.version} failed: ${err.message}`));
