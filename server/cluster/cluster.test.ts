@@ -4,8 +4,7 @@
 //     update log exactly once, every acknowledged gradient is logged once at its acked version, and
 //     the final test accuracy reaches what a single process reaches (>= 0.9 after one epoch).
 //  2. The owner is SIGKILLed repeatedly: another process takes over from Redis alone; takeover time
-//     is measured; then a gateway (non-owner) is SIGKILLed and restarted, and its worker trains on;
-//     0 acknowledged updates lost, 0 applied twice.
+//     is measured; 0 acknowledged updates lost, 0 applied twice.
 //  3. The owner stalls past its lease (SIGSTOP, then SIGCONT after a takeover): it steps down in
 //     place, its own workers keep their connections and train through the new owner; elected again
 //     later, it reloads the jobs from Redis; 0 acknowledged updates lost, 0 applied twice.
@@ -85,7 +84,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   redis = null;
 });
 
-test('owner SIGKILLed 3 times, then a gateway: takeover from Redis, the gateway\'s worker trains on, 0 acknowledged updates lost or applied twice', { skip, timeout: 150_000 }, async () => {
+test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost or applied twice', { skip, timeout: 150_000 }, async () => {
   redis = await startRedis();
   // FLOCK_TEST_LEADER_TTL_MS=3000 measures the default lease (1500 here keeps the test short).
   const env = clusterEnv(redis, { FLOCK_LEADER_TTL_MS: process.env.FLOCK_TEST_LEADER_TTL_MS ?? '1500' });
@@ -93,7 +92,6 @@ test('owner SIGKILLed 3 times, then a gateway: takeover from Redis, the gateway\
   const workers = startWorkers(procs.map((p) => p.url), 3);
   const r = new Redis(redis.url);
   const takeovers: number[] = [];
-  let gatewayBack = 0;
   const supervisor = supervise(procs, env);
   leftovers.push(() => supervisor.stop(), () => Promise.all(procs.map((p) => p.stop('SIGKILL'))), () => workers.stop(), () => r.disconnect());
   try {
@@ -129,23 +127,6 @@ test('owner SIGKILLed 3 times, then a gateway: takeover from Redis, the gateway\
       const next = parseHolder(await r.get('flock:leader'))!;
       assert.ok(next.token > owner.token, 'a newer fencing token');
     }
-    // Then a gateway (a process that does not own the job): its worker loses its connection, the
-    // process comes back on its port (as behind a load balancer), the worker reconnects and trains on;
-    // the owner never stops. Worker i is connected to procs[i].
-    const owner = parseHolder(await r.get('flock:leader'))!;
-    const g = procs.findIndex((p) => !p.logs.some((l) => l.includes(`process ${owner.processId} serves the jobs`)));
-    assert.ok(g >= 0, 'a process that is not the owner');
-    const ackedBefore = workers.ackedBy[g]!;
-    const port = procs[g]!.port;
-    await procs[g]!.stop('SIGKILL');
-    const killedAt = Date.now();
-    procs[g] = await startProcess(env, port);
-    while (workers.ackedBy[g]! < ackedBefore + 5) {
-      assert.ok(Date.now() - killedAt < 30_000, `gateway kill: its worker acknowledged ${workers.ackedBy[g]! - ackedBefore} updates within 30 s`);
-      await sleep(50);
-    }
-    gatewayBack = Date.now() - killedAt;
-    assert.equal(parseHolder(await r.get('flock:leader'))!.token, owner.token, 'the owner kept its lease through a gateway kill');
   } finally {
     supervisor.stop();
     await workers.stop();
@@ -153,7 +134,7 @@ test('owner SIGKILLed 3 times, then a gateway: takeover from Redis, the gateway\
   }
   const audit = await auditLog(redis.url, 'mnist-mlp', workers.acked);
   for (const p of procs) await p.stop('SIGTERM');
-  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; a gateway SIGKILLed and restarted: its worker acknowledged 5 more within ${(gatewayBack / 1000).toFixed(2)} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, processes that exited by themselves (restarted) ${supervisor.restarts()}`);
+  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, processes that exited by themselves (restarted) ${supervisor.restarts()}`);
   assert.equal(audit.lost, 0, 'no acknowledged update lost');
   assert.equal(audit.wrongVersion, 0);
   assert.equal(audit.doubledLeases, 0, 'none applied twice');
