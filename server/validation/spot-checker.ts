@@ -69,25 +69,7 @@ interface Opinion {
   readonly grad: Float32Array;
 }
 
-interface Check {
-  readonly id: number;
-  readonly jobId: string;
-  readonly cls: string;
-  readonly epoch: number;
-  readonly shard: number;
-  readonly baseVersion: number;
-  readonly numSamples: number;
-  readonly x: BinaryLike;
-  readonly y: BinaryLike;
-  readonly weights: WeightsPayload;
-  readonly createdAt: number;
-  readonly opinions: Opinion[];
-  /** replica lease id -> holder */
-  readonly assigned: Map<string, { workerId: WorkerId; deadlineAt: number }>;
-  wanted: number;
-  readonly bytes: number;
-}
-
+/** A lease's shard and weights, kept to compare its result with a replica's. */
 interface Held {
   readonly jobId: string;
   readonly epoch: number;
@@ -97,6 +79,17 @@ interface Held {
   readonly x: BinaryLike;
   readonly y: BinaryLike;
   readonly weights: WeightsPayload;
+}
+
+interface Check extends Held {
+  readonly id: number;
+  readonly cls: string;
+  readonly createdAt: number;
+  readonly opinions: Opinion[];
+  /** replica lease id -> holder */
+  readonly assigned: Map<string, { workerId: WorkerId; deadlineAt: number }>;
+  wanted: number;
+  readonly bytes: number;
 }
 
 const MAX_HELD = 256;
