@@ -1,7 +1,10 @@
 // Fault injection, worker churn: 6 Node workers train 3 epochs of an MNIST slice while 30% of
 // them are repeatedly killed (abrupt disconnect) or vanish (stall, connection kept) and are
 // replaced. Asserts: every shard applied exactly once per epoch (SQLite ledger), no lease
-// outstanding past its deadline + 1 s, final accuracy within 1 point of an undisturbed run.
+// outstanding past its deadline + 1 s, churn costs at most 1 point of final accuracy against an
+// undisturbed run. (One-sided: under the robust buffered default two runs with the same seed differ
+// by about a point either way, since which gradients share a buffer depends on timing; a churned
+// run finishing higher is no fault, and once failed the old two-sided bar: 94.85% vs 93.49%.)
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,7 +50,7 @@ async function run(disturb: boolean): Promise<{ accuracy: number; kills: number;
   }
 }
 
-test('churn: exactly-once ledger, deadlines honoured, accuracy within 1 point of an undisturbed run', { timeout: 180_000 }, async () => {
+test('churn: exactly-once ledger, deadlines honoured, churn costs at most 1 point of accuracy', { timeout: 180_000 }, async () => {
   const calm = await run(false);
   const churn = await run(true);
   console.log(`churn: ${churn.kills} kills; accuracy ${churn.accuracy.toFixed(4)} vs undisturbed ${calm.accuracy.toFixed(4)}; max lease overdue ${churn.maxOverdueMs.toFixed(0)} ms`);
@@ -60,6 +63,6 @@ test('churn: exactly-once ledger, deadlines honoured, accuracy within 1 point of
   }
   assert.equal(churn.quarantined, 0);
   assert.ok(churn.maxOverdueMs <= 1000, `a lease stayed ${churn.maxOverdueMs} ms past its deadline`);
-  assert.ok(Math.abs(churn.accuracy - calm.accuracy) <= 0.01, `accuracy ${churn.accuracy} vs ${calm.accuracy}`);
+  assert.ok(churn.accuracy >= calm.accuracy - 0.01, `churn cost ${((calm.accuracy - churn.accuracy) * 100).toFixed(2)} points: ${churn.accuracy} vs ${calm.accuracy} undisturbed`);
   assert.ok(calm.accuracy > 0.85);
 });
