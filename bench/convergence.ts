@@ -46,6 +46,7 @@ const EVAL_EVERY_SAMPLES = Number(arg('eval-every') ?? 6_400);
 const SEEDS = (arg('seeds') ?? '42').split(',').map(Number);
 const MODES: { name: string; aggregation: AggregationConfig; staleness?: StalenessPolicy; optimizer?: OptimizerConfig }[] = [
   { name: 'async', aggregation: aggregationFor({ mode: 'async' }) },
+  { name: 'async-no-lookahead', aggregation: aggregationFor({ mode: 'async', lookahead: false }) },
   { name: 'buffered-mean', aggregation: aggregationFor({ mode: 'buffered', rule: 'mean' }) },
   { name: 'buffered-default', aggregation: aggregationFor({ mode: 'buffered' }) },
   { name: 'local', aggregation: aggregationFor({ mode: 'local' }) },

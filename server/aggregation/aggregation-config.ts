@@ -36,6 +36,14 @@ export const AggregationSchema = z.object({
    * stored before the key existed); new robust jobs get 0.9.
    */
   workerMomentum: z.number().min(0).max(0.999).optional(),
+  /**
+   * async / buffered: workers get the weights predicted s optimizer steps ahead, s = the recent
+   * average staleness of accepted gradients, so a gradient is computed about where the weights
+   * will be when it lands (DANA, Hakimi et al. 2019). The model itself, evaluations, checkpoints
+   * and replay are untouched. Absent: off (jobs stored before the key existed); new async and
+   * buffered jobs get true. Ignored in `local` mode.
+   */
+  lookahead: z.boolean().optional(),
   /** local: optimizer steps each worker takes over its shard (one minibatch of batchSize each). */
   localSteps: z.number().int().min(1).max(10_000).default(32),
   /** local: the outer optimizer (SGD; Nesterov momentum when > 0) applied to the combined pseudo-gradient. */
@@ -54,14 +62,17 @@ export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ m
  * What the demos and new jobs get: buffers of 6 gradients, each clipped to 2x the recent median norm,
  * combined by CenteredClip from a momentum centre (anyone can open the volunteer URL).
  */
-export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6), workerMomentum: 0.9 });
+export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6), workerMomentum: 0.9, lookahead: true });
 
 /**
  * The config for a mode named with some of its options (job files, POST /api/jobs): `buffered` and
  * `local` start from the robust default's rule and buffer, `async` needs nothing.
  */
 export function aggregationFor(input: { mode: AggregationMode; rule?: string | undefined; bufferSize?: number | undefined; localSteps?: number | undefined } & Record<string, unknown>): AggregationConfig {
-  if (input.mode === 'async') return AggregationSchema.parse(input);
+  if (input.mode === 'async') {
+    const parsed = AggregationSchema.parse(input);
+    return parsed.lookahead === undefined ? { ...parsed, lookahead: true } : parsed;
+  }
   const defaults = input.mode === 'local' ? { rule: DEFAULT_AGGREGATION.rule, bufferSize: 2 } : { rule: DEFAULT_AGGREGATION.rule, bufferSize: DEFAULT_AGGREGATION.bufferSize };
   const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
   const parsed = AggregationSchema.parse({ ...defaults, ...given });
@@ -69,6 +80,7 @@ export function aggregationFor(input: { mode: AggregationMode; rule?: string | u
     ...parsed,
     ...(parsed.mode === 'buffered' && parsed.learningRateScale === undefined ? { learningRateScale: Math.sqrt(parsed.bufferSize) } : {}),
     ...(parsed.rule !== 'mean' && parsed.workerMomentum === undefined ? { workerMomentum: 0.9 } : {}),
+    ...(parsed.mode === 'buffered' && parsed.lookahead === undefined ? { lookahead: true } : {}),
   };
 }
 
@@ -79,9 +91,10 @@ export function aggregationOf(cfg: { aggregation?: AggregationConfig | undefined
 
 /** One line for dashboards and logs: "buffered x6, centered-clip". */
 export function describeAggregation(a: AggregationConfig): string {
-  if (a.mode === 'async') return 'async (every gradient a step)';
+  const ahead = a.lookahead && a.mode !== 'local' ? ', look-ahead' : '';
+  if (a.mode === 'async') return `async (every gradient a step${ahead})`;
   const rule = a.rule === 'mean' ? 'mean' : `${a.rule}, clip ${a.clipMultiple}x median norm${a.workerMomentum ? ', worker history' : ''}`;
-  if (a.mode === 'buffered') return `buffered x${a.bufferSize}, ${rule}${a.learningRateScale && a.learningRateScale !== 1 ? `, lr x${+a.learningRateScale.toFixed(2)}` : ''}`;
+  if (a.mode === 'buffered') return `buffered x${a.bufferSize}, ${rule}${a.learningRateScale && a.learningRateScale !== 1 ? `, lr x${+a.learningRateScale.toFixed(2)}` : ''}${ahead}`;
   const outer = a.outerMomentum > 0 ? `outer Nesterov ${a.outerLearningRate}, momentum ${a.outerMomentum}` : `outer SGD ${a.outerLearningRate}`;
   return `local ${a.localSteps} steps, x${a.bufferSize}, ${rule}, ${outer}`;
 }

@@ -123,6 +123,14 @@ export class Aggregator {
     return judgeStaleness(policy, this.versionNow, baseVersion);
   }
 
+  /**
+   * The trainable weights `steps` optimizer steps ahead, as the optimizer's slots predict them,
+   * written into `out` (the trainable prefix of a lease's weights). Deterministic in the state.
+   */
+  predictWeights(out: Float32Array, steps: number, jobLr: number): void {
+    this.optimizer.predict(this.trainParams, this.stepLearningRate(jobLr), steps, out);
+  }
+
   /** The learning rate a step applies with: the outer one in `local` mode, the job's x learningRateScale in `buffered`. */
   stepLearningRate(jobLr: number): number {
     if (this.cfg.mode === 'local') return this.cfg.outerLearningRate;

@@ -18,6 +18,12 @@ export interface OptimizerState {
 export interface ServerOptimizer {
   /** params -= lr * update(grad), in place. `grad` has params.length values. */
   apply(params: Float32Array, grad: Float32Array, lr: number): void;
+  /**
+   * out = params - steps * lr * (the step this optimizer would take next if the gradient stayed
+   * as its slots say): the weights `steps` steps ahead (look-ahead weights for stale workers:
+   * DANA, Hakimi et al. 2019). Before any step, out = params. Reads, never changes, the slots.
+   */
+  predict(params: Float32Array, lr: number, steps: number, out: Float32Array): void;
   /** Copies of the slots now. */
   state(): OptimizerState;
   restore(state: OptimizerState): void;
@@ -37,6 +43,7 @@ abstract class SlotOptimizer implements ServerOptimizer {
     for (const n of names) this.slots.set(n, new Float32Array(size));
   }
   abstract apply(params: Float32Array, grad: Float32Array, lr: number): void;
+  abstract predict(params: Float32Array, lr: number, steps: number, out: Float32Array): void;
 
   protected check(params: Float32Array, grad: Float32Array): void {
     if (params.length !== this.size || grad.length !== this.size) throw new RangeError(`optimizer sized ${this.size}: got ${params.length} params, ${grad.length} grads`);
@@ -83,6 +90,16 @@ class Adam extends SlotOptimizer {
       params[i] = params[i]! - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
     }
   }
+  predict(params: Float32Array, lr: number, steps: number, out: Float32Array): void {
+    if (this.step === 0 || steps === 0) return void out.set(params);
+    const { b1, b2, eps } = this;
+    const c1 = 1 - b1 ** this.step;
+    const c2 = 1 - b2 ** this.step;
+    const m = this.slots.get('m')!;
+    const v = this.slots.get('v')!;
+    const k = steps * lr;
+    for (let i = 0; i < params.length; i++) out[i] = params[i]! - (k * (m[i]! / c1)) / (Math.sqrt(v[i]! / c2) + eps);
+  }
 }
 
 class MomentumSgd extends SlotOptimizer {
@@ -104,5 +121,11 @@ class MomentumSgd extends SlotOptimizer {
       buf[i] = b;
       params[i] = params[i]! - lr * (this.nesterov ? g + mu * b : b);
     }
+  }
+  predict(params: Float32Array, lr: number, steps: number, out: Float32Array): void {
+    // The momentum buffer is the step's direction (exactly so once the gradient settles).
+    const buf = this.slots.get('momentum')!;
+    const k = steps * lr;
+    for (let i = 0; i < params.length; i++) out[i] = params[i]! - k * buf[i]!;
   }
 }

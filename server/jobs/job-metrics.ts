@@ -13,6 +13,12 @@ export interface Counters {
   bytesUp: number;
   /** Histogram of accepted staleness: index = tau (last bucket collects the rest). */
   staleness: number[];
+  /**
+   * Moving average of accepted staleness (weight 1/16 per gradient; absent in checkpoints written
+   * before it existed: 0). Replayed with the log, so it comes out the same after a restart: the
+   * look-ahead of lease weights (JobRuntime) reads it.
+   */
+  stalenessAverage?: number;
 }
 
 export interface MetricsSnapshot {
@@ -22,6 +28,8 @@ export interface MetricsSnapshot {
 }
 
 const STALENESS_BUCKETS = 33;
+/** Gradients the staleness average spans (an exponential average, weight 1/16 each). */
+const STALENESS_AVERAGE_SPAN = 16;
 const MAX_TRAIN_LOSS_KEPT = 5_000;
 const RECENT_MS = 10_000;
 
@@ -47,6 +55,7 @@ export class JobMetrics {
     c.samplesApplied += samples;
     if (bytesUp !== null) c.bytesUp += bytesUp;
     c.staleness[Math.min(STALENESS_BUCKETS - 1, tau)]!++;
+    c.stalenessAverage = (c.stalenessAverage ?? 0) + (tau - (c.stalenessAverage ?? 0)) / STALENESS_AVERAGE_SPAN;
     if (loss !== null && Number.isFinite(loss)) {
       this.trainLoss.push({ version: step, loss });
       if (this.trainLoss.length > MAX_TRAIN_LOSS_KEPT) this.trainLoss.splice(0, this.trainLoss.length - MAX_TRAIN_LOSS_KEPT);

@@ -979,3 +979,58 @@ test('buffered/mean: an expired lease and its reissue (one shard) in one combine
   assert.deepEqual(res, { ok: false, individually: [again.lease.leaseId] });
   assert.equal(deps.state.updatesAfter('job-1', 0).length, 0, 'nothing logged');
 });
+
+test('look-ahead: leases carry the weights predicted s steps ahead (s = the average staleness); the model is untouched; a restart gives the same lease weights', async () => {
+  const initial = await (async () => {
+    const { rt } = await createJob();
+    return new Float32Array(weightsOf(rt));
+  })();
+  const make = async (lookahead: boolean) => {
+    const deps = await newDeps();
+    const rt = await JobRuntime.create('job-1', tinyConfig({ aggregation: { mode: 'async', lookahead } as JobConfig['aggregation'] }), { ...deps, initialWeights: initial });
+    runtimes.push(rt);
+    return { rt, deps };
+  };
+  const ahead = await make(true);
+  const plain = await make(false);
+  const modelOf = async (rt: JobRuntime, deps: { store: CheckpointStore }) => {
+    await rt.checkpoint();
+    const cp = (await deps.store.loadLatest())!;
+    return [...new Float32Array(cp.weights.slice().buffer)];
+  };
+  // The same handcrafted gradients, in the same lease pattern, to both jobs.
+  const feed = async (rt: JobRuntime, pattern: 'alone' | 'pairs', rounds: number) => {
+    for (let r = 0; r < rounds; r++) {
+      const workers = pattern === 'alone' ? [W1] : [W1, W2];
+      const leases = workers.map((w) => {
+        const ack = rt.requestLease(w, null);
+        assert.ok(ack.ok);
+        return ack.lease;
+      });
+      for (const [i, l] of leases.entries()) assert.equal(codeOf(await rt.push(workers[i]!, handcrafted(rt, l, (k) => Math.sin(k + r) * 0.01))), 'ok');
+    }
+  };
+  // One worker: staleness 0, so a lease carries the model itself.
+  for (const j of [ahead, plain]) await feed(j.rt, 'alone', 3);
+  assert.deepEqual(weightsOf(ahead.rt), await modelOf(ahead.rt, ahead.deps));
+  // Two workers leasing the same version, pushing in turn: every second gradient is 1 stale.
+  for (const j of [ahead, plain]) await feed(j.rt, 'pairs', 3);
+  const before = weightsOf(plain.rt);
+  for (const j of [ahead, plain]) await feed(j.rt, 'alone', 1);
+  const model = await modelOf(ahead.rt, ahead.deps);
+  assert.deepEqual(model, await modelOf(plain.rt, plain.deps), 'look-ahead leaves the model alone');
+  assert.deepEqual(weightsOf(plain.rt), model);
+  // s: the staleness average over 3 fresh, then 3 x (0, 1), then 1 fresh (weight 1/16 each).
+  let s = 0;
+  for (const tau of [0, 0, 0, 0, 1, 0, 1, 0, 1, 0]) s += (tau - s) / 16;
+  // Heavy-ball SGD: the momentum buffer after a step is (before - after) / lr, so the prediction
+  // s steps ahead is after + s * (after - before).
+  const leased = weightsOf(ahead.rt);
+  assert.ok(s > 0.1);
+  for (let i = 0; i < model.length; i++) assert.ok(Math.abs(leased[i]! - (model[i]! + s * (model[i]! - before[i]!))) < 1e-5, `weight ${i}: ${leased[i]} vs ${model[i]! + s * (model[i]! - before[i]!)}`);
+  // A restart (checkpoint + replayed log) predicts the same for the same version.
+  await ahead.rt.settle();
+  const back = await JobRuntime.open('job-1', ahead.rt.config, { ...(await newDeps(ahead.deps.root)), state: copyState(ahead.deps.state, 'job-1') });
+  runtimes.push(back);
+  assert.deepEqual(weightsOf(back), leased);
+});

@@ -144,6 +144,14 @@ export class JobRuntime {
   private readonly evaluator: Evaluator | ThreadedEvaluator;
   /** One weights snapshot per version (and its encodings), shared by every lease, evaluation and checkpoint. */
   private readonly snapshots: WeightsSnapshots;
+  /**
+   * With `aggregation.lookahead`: what leases carry instead, one snapshot per version of the weights
+   * predicted `stalenessAverage` steps ahead (`leaseParams` holds the prediction of `leaseVersion`).
+   * Evaluations, checkpoints and exports read `snapshots` (the model itself).
+   */
+  private readonly leaseSnapshots: WeightsSnapshots | null;
+  private leaseParams: Float32Array | null = null;
+  private leaseVersion = -1;
   /** Which training rows each worker's row cache holds (only the others travel). */
   private readonly rowCaches: RowCacheBook;
   private readonly evals: EvalScheduler;
@@ -183,6 +191,7 @@ export class JobRuntime {
     this.params = shape.params;
     this.aggregator = new Aggregator(this.aggregation, config.optimizer, shape.params.subarray(0, shape.trainSize), version, snapshot?.aggregator?.seq ?? version);
     this.snapshots = new WeightsSnapshots(tensorSizes(shape.allSpecs));
+    this.leaseSnapshots = this.aggregation.lookahead && this.aggregation.mode !== 'local' ? new WeightsSnapshots(tensorSizes(shape.allSpecs)) : null;
     this.rowCaches = new RowCacheBook(deps.data.count('train'));
     const stepSpec = { loss: config.loss, fromLogits: config.fromLogits, data: deps.data.spec };
     this.evaluator = deps.evaluationThread
@@ -404,10 +413,29 @@ export class JobRuntime {
 
   /** The newest weights for a worker holding `cachedVersion`: an int8 delta when smaller, else the whole in its encoding. */
   private weightsFor(cachedVersion: number | null, encoding: WeightEncoding, codecs: readonly Encoding[] | undefined): WeightsPayload {
-    const full = this.snapshots.bytes(this.version, this.params, encoding);
-    const delta = cachedVersion !== null && codecs?.includes('int8') ? this.snapshots.delta(cachedVersion, this.version, this.params, full.byteLength) : null;
+    const { snapshots, params } = this.leaseWeights();
+    const full = snapshots.bytes(this.version, params, encoding);
+    const delta = cachedVersion !== null && codecs?.includes('int8') ? snapshots.delta(cachedVersion, this.version, params, full.byteLength) : null;
     if (delta) return { version: this.version, specs: this.allSpecs, data: delta, encoding: 'int8', deltaFrom: cachedVersion! };
     return { version: this.version, specs: this.allSpecs, data: full, ...(encoding !== 'f32' ? { encoding } : {}) };
+  }
+
+  /**
+   * The weights leases carry at this version: the model's own, or with `lookahead` its prediction
+   * s steps ahead (s = the recent average staleness, which replays with the log: the same version
+   * gives the same prediction after a restart, so two workers checked against each other on one
+   * version computed on the same weights). Made once per version.
+   */
+  private leaseWeights(): { snapshots: WeightsSnapshots; params: Float32Array } {
+    if (!this.leaseSnapshots) return { snapshots: this.snapshots, params: this.params };
+    if (this.leaseVersion !== this.version || !this.leaseParams) {
+      this.leaseParams ??= new Float32Array(this.params.length);
+      this.leaseParams.set(this.params);
+      const steps = this.figures.counters.stalenessAverage ?? 0;
+      this.aggregator.predictWeights(this.leaseParams.subarray(0, this.aggregator.trainSize), steps, this.config.optimizer.learningRate);
+      this.leaseVersion = this.version;
+    }
+    return { snapshots: this.leaseSnapshots, params: this.leaseParams };
   }
 
   release(workerId: WorkerId, leaseId: string): boolean {
