@@ -4,7 +4,9 @@
 //     update log exactly once, every acknowledged gradient is logged once at its acked version, and
 //     the final test accuracy reaches what a single process reaches (>= 0.9 after one epoch).
 //  2. The owner is SIGKILLed repeatedly: another process takes over from Redis alone; takeover time
-//     is measured; 0 acknowledged updates lost, 0 applied twice.
+//     is measured; then a gateway (non-owner) is SIGKILLed and restarted: the owner ends its
+//     sessions when its heartbeat runs out, its worker trains on; 0 acknowledged updates lost, 0
+//     applied twice.
 //  3. The owner stalls past its lease (SIGSTOP, then SIGCONT after a takeover): it steps down in
 //     place, its own workers keep their connections and train through the new owner; elected again
 //     later, it reloads the jobs from Redis; 0 acknowledged updates lost, 0 applied twice.
@@ -84,7 +86,7 @@ test('3 processes, 6 workers, one epoch: every shard once, nothing lost or doubl
   redis = null;
 });
 
-test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost or applied twice', { skip, timeout: 150_000 }, async () => {
+test('owner SIGKILLed 3 times, then a gateway: takeover from Redis, the gateway\'s worker trains on, 0 acknowledged updates lost or applied twice', { skip, timeout: 150_000 }, async () => {
   redis = await startRedis();
   // FLOCK_TEST_LEADER_TTL_MS=3000 measures the default lease (1500 here keeps the test short).
   const env = clusterEnv(redis, { FLOCK_LEADER_TTL_MS: process.env.FLOCK_TEST_LEADER_TTL_MS ?? '1500' });
@@ -92,6 +94,19 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   const workers = startWorkers(procs.map((p) => p.url), 3);
   const r = new Redis(redis.url);
   const takeovers: number[] = [];
+  // Gateway kill: kill -> the worker's 5th acknowledged update, -> the owner ended the dead
+  // gateway's sessions (heartbeat ran out), -> the restarted process was ready (ms).
+  let gatewayBack: number | null = null;
+  let goneMs: number | null = null;
+  let restartMs: number | null = null;
+  const until = async (ok: () => boolean, ms: number, what: string): Promise<void> => {
+    const since = Date.now();
+    while (!ok()) {
+      if (Date.now() - since >= ms) for (const p of procs) console.log(`--- ${p.port}\n${p.logs.slice(-25).join('\n')}`);
+      assert.ok(Date.now() - since < ms, `${what} within ${ms / 1000} s`);
+      await sleep(20);
+    }
+  };
   const supervisor = supervise(procs, env);
   leftovers.push(() => supervisor.stop(), () => Promise.all(procs.map((p) => p.stop('SIGKILL'))), () => workers.stop(), () => r.disconnect());
   try {
@@ -127,6 +142,40 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
       const next = parseHolder(await r.get('flock:leader'))!;
       assert.ok(next.token > owner.token, 'a newer fencing token');
     }
+    // Then a gateway (a process that does not own the job): its worker loses its connection, the
+    // process comes back on its port (as behind a load balancer), the worker reconnects and trains on;
+    // the owner never stops. Worker i is connected to procs[i]. A SIGKILLed gateway sends no `bye`:
+    // the owner ends its sessions when its heartbeat key runs out (heartbeat.ts), which frees the
+    // worker's leases and id.
+    const owner = parseHolder(await r.get('flock:leader'))!;
+    const ownerProc = procs.find((p) => p.logs.some((l) => l.includes(`process ${owner.processId} serves the jobs`)));
+    const g = procs.findIndex((p) => p !== ownerProc);
+    assert.ok(ownerProc && g >= 0, 'the owner is one of ours, and a process that is not');
+    const goneLines = (): number => ownerProc.logs.filter((l) => l.includes('is gone (no heartbeat for')).length;
+    const goneBefore = goneLines();
+    // Its worker has a session on the owner through it now (an acknowledgement just came that way).
+    const ackedEarlier = workers.ackedBy[g]!;
+    await until(() => workers.ackedBy[g]! > ackedEarlier, 30_000, `worker ${g} acknowledged before the gateway kill`);
+    const ackedBefore = workers.ackedBy[g]!;
+    const port = procs[g]!.port;
+    await procs[g]!.stop('SIGKILL');
+    const killedAt = Date.now();
+    const restarting = startProcess(env, port).then((p) => {
+      restartMs = Date.now() - killedAt;
+      return p;
+    });
+    leftovers.push(() => restarting.then((p) => p.stop('SIGKILL')));
+    while (workers.ackedBy[g]! < ackedBefore + 5 || goneMs === null) {
+      if (goneMs === null && goneLines() > goneBefore) goneMs = Date.now() - killedAt;
+      if (Date.now() - killedAt >= 30_000) for (const p of [...procs, ...(restartMs !== null ? [await restarting] : [])]) console.log(`--- ${p.port}\n${p.logs.slice(-25).join('\n')}`);
+      assert.ok(Date.now() - killedAt < 30_000, `gateway kill: within 30 s its worker acknowledged 5 more updates (${workers.ackedBy[g]! - ackedBefore}) and the owner ended the dead gateway's sessions (${goneMs !== null})`);
+      if (workers.ackedBy[g]! >= ackedBefore + 5 && gatewayBack === null) gatewayBack = Date.now() - killedAt;
+      await sleep(20);
+    }
+    gatewayBack ??= Date.now() - killedAt;
+    procs[g] = await restarting;
+    assert.equal(parseHolder(await r.get('flock:leader'))!.token, owner.token, 'the owner kept its lease through a gateway kill');
+    assert.ok(goneMs <= 3 * Number(env.FLOCK_LEADER_TTL_MS) + 2000, `the dead gateway's sessions ended within 3 leader TTLs (+2 s) of the kill (${goneMs} ms)`);
   } finally {
     supervisor.stop();
     await workers.stop();
@@ -134,7 +183,7 @@ test('owner SIGKILLed 3 times: takeover from Redis, 0 acknowledged updates lost 
   }
   const audit = await auditLog(redis.url, 'mnist-mlp', workers.acked);
   for (const p of procs) await p.stop('SIGTERM');
-  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, processes that exited by themselves (restarted) ${supervisor.restarts()}`);
+  console.log(`owner kills (lease ${env.FLOCK_LEADER_TTL_MS} ms): takeover (kill -> next acknowledged update) ${takeovers.map((t) => (t / 1000).toFixed(2)).join(', ')} s; a gateway SIGKILLed and restarted: the owner ended its sessions ${((goneMs ?? NaN) / 1000).toFixed(2)} s after the kill (no heartbeat), the process was back in ${((restartMs ?? NaN) / 1000).toFixed(2)} s, its worker acknowledged 5 more updates ${((gatewayBack ?? NaN) / 1000).toFixed(2)} s after the kill; audit ${JSON.stringify(audit)}, acked ${workers.acked.size}, processes that exited by themselves (restarted) ${supervisor.restarts()}`);
   assert.equal(audit.lost, 0, 'no acknowledged update lost');
   assert.equal(audit.wrongVersion, 0);
   assert.equal(audit.doubledLeases, 0, 'none applied twice');

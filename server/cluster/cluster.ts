@@ -9,8 +9,13 @@
 // own volunteers stay connected and are relayed to the new owner. Elected again, it loads the jobs
 // afresh from Redis.
 //
-// State owned: the Redis connections, the cached leader id, whether the handlers are attached and
-// whether this process serves the jobs now.
+// Liveness: the process keeps a heartbeat key in Redis (heartbeat.ts; PX one leader TTL, renewed
+// every ttl/3, deleted on close) from before it relays anything; as owner, its relay checks the
+// keys of the gateways with sessions on it every ttl/2 and ends the sessions of a gateway that died
+// without a `bye`, so their workers' leases are reissued within about 1.5 x the TTL.
+//
+// State owned: the Redis connections, the heartbeat, the cached leader id, whether the handlers are
+// attached and whether this process serves the jobs now.
 
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -24,6 +29,7 @@ import { RedisJobData } from '../storage/redis-job-data.ts';
 import type { Checkpoints } from '../storage/checkpoint-store.ts';
 import { Leadership, parseHolder } from './leadership.ts';
 import { Relay, type CombinedHandler } from './relay.ts';
+import { Heartbeat, aliveAmong } from './heartbeat.ts';
 import type { FlockServer } from '../transport/socket-handlers.ts';
 import type { Logger } from '../jobs/job-runtime.ts';
 
@@ -57,6 +63,7 @@ export class Cluster {
   private poll: NodeJS.Timeout | null = null;
   private statsTimer: NodeJS.Timeout | null = null;
   private relay: Relay | null = null;
+  private heartbeat: Heartbeat | null = null;
   private leadership: Leadership | null = null;
   /** Whether this process serves the jobs now (elected and loaded, not stepped down since). */
   private serving = false;
@@ -114,9 +121,25 @@ export class Cluster {
   async start(io: IoServer, hooks: ClusterHooks): Promise<void> {
     io.adapter(createAdapter(this.conn(), this.conn(), { key: `${this.o.prefix}:sio` }));
     const leaderConn = this.conn();
-    const relay = new Relay({ processId: this.processId, prefix: this.o.prefix, pub: this.conn(), sub: this.conn(), leader: () => this.leaderId, preAggregateMs: this.o.preAggregateMs, log: (m) => this.o.log.warn(m) });
+    const ttl = this.o.leaderTtlMs;
+    this.heartbeat = new Heartbeat({ redis: leaderConn, prefix: this.o.prefix, processId: this.processId, ttlMs: ttl, log: (m) => this.o.log.warn(m) });
+    const pub = this.conn();
+    const relay = new Relay({
+      processId: this.processId,
+      prefix: this.o.prefix,
+      pub,
+      sub: this.conn(),
+      leader: () => this.leaderId,
+      preAggregateMs: this.o.preAggregateMs,
+      liveness: { alive: (ids) => aliveAmong(pub, this.o.prefix, ids), everyMs: Math.floor(ttl / 2), ttlMs: ttl },
+      log: (m) => this.o.log.warn(m),
+    });
     this.relay = relay;
-    await relay.start(io);
+    // No await before this: socket.io accepts sockets from the moment it is attached to the bound
+    // port, and one whose 'connection' passed before the relay listened would stay connected with
+    // no one answering it. The relay hears them now and forwards what they ask once this process is
+    // alive in Redis (the owner ends the sessions of a gateway without a heartbeat) and subscribed.
+    await relay.start(io, this.heartbeat.start());
     let attached = false;
     this.leaderConn = leaderConn;
     this.state.onFenced = (err) => this.refused(err);
@@ -250,6 +273,8 @@ export class Cluster {
   async close(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
     if (this.statsTimer) clearInterval(this.statsTimer);
+    this.relay?.close();
+    await this.heartbeat?.stop();
     await this.leadership?.stop(true);
     await this.state.durable().catch(() => undefined);
     this.state.close();

@@ -1,6 +1,7 @@
 // The relay between two processes' socket.io servers on one Redis: a worker connected to A is served
 // by handlers on the owner B; when ownership moves to A its session is replayed (hello, job choice)
 // before the request; a lease's weights come from A's cache when the owner says they are current.
+// A gateway whose heartbeat runs out without a `bye` (a SIGKILL) has its sessions ended on the owner.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -8,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { io as connect } from 'socket.io-client';
 import { Redis } from 'ioredis';
-import { Relay, type VirtualSocket } from './relay.ts';
+import { Relay, helloToReplay, type VirtualSocket } from './relay.ts';
+import { aliveAmong, heartbeatKey } from './heartbeat.ts';
 import { encodeVector } from '../../shared/codec/compression.ts';
 import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
 
@@ -150,4 +152,159 @@ test('relay: int8 weight deltas are applied to the gateway cache, never served a
   client.close();
   for (const s of servers) s.close();
   for (const c of conns) c.disconnect();
+});
+
+test('relay: a gateway whose heartbeat runs out (no bye) has its sessions ended on the owner; back on Redis, its worker is replayed under the id it was issued', { skip, timeout: 20_000 }, async () => {
+  const conns: Redis[] = [];
+  const conn = (): Redis => {
+    const r = new Redis(redis!.url);
+    conns.push(r);
+    return r;
+  };
+  const ttlMs = 600;
+  const everyMs = 300;
+  const servers: Server[] = [];
+  const relays: Relay[] = [];
+  const logs: string[] = [];
+  const r = conn();
+  // A (gateway) beats once, as a process killed right after its last renewal; B (owner) beats too.
+  const beat = (pid: string): Promise<unknown> => r.set(heartbeatKey('rl', pid), String(Date.now()), 'PX', ttlMs);
+  await beat('A');
+  await beat('B');
+  // Redis answers the heartbeat lookups, unless the test says it does not.
+  let redisAnswers = true;
+  for (const id of ['A', 'B']) {
+    const http = createServer();
+    await new Promise<void>((res) => http.listen(0, '127.0.0.1', () => res()));
+    const io = new Server(http);
+    servers.push(io);
+    const pub = conn();
+    const relay = new Relay({
+      processId: id, prefix: 'rl', pub, sub: conn(), leader: () => 'B', timeoutMs: 2000,
+      liveness: { alive: (ids) => (redisAnswers ? aliveAmong(pub, 'rl', ids) : Promise.reject(new Error('connection lost'))), everyMs, ttlMs },
+      log: (m) => logs.push(m),
+    });
+    await relay.start(io);
+    relays.push(relay);
+  }
+  const owner = relays[1]!;
+  const keepOwnerAlive = setInterval(() => void beat('B'), ttlMs / 3);
+  const events: string[] = [];
+  let issued = 0;
+  owner.setConnectionHandler('/', (s: VirtualSocket) => {
+    s.on('worker:hello', (raw: unknown, ack: unknown) => {
+      const h = raw as { workerId?: string; credential?: string };
+      events.push(`hello(${h.workerId ?? '-'},${h.credential ?? '-'})`);
+      // As the guard does: the claimed id with its credential, else a new one with a credential.
+      const id = h.credential === `cred-${h.workerId}` ? h.workerId! : `w${++issued}`;
+      s.data.workerId = id;
+      (ack as (r: unknown) => void)({ ok: true, workerId: id, serverTime: 0, credential: `cred-${id}` });
+    });
+    s.on('lease:request', (_raw: unknown, ack: unknown) => (ack as (r: unknown) => void)({ ok: false, code: 'TOO_MANY_LEASES', message: 'test', retryAfterMs: 100 }));
+    s.on('disconnect', (reason: unknown) => events.push(`disconnect(${String(s.data.workerId)},${String(reason)})`));
+  });
+  const port = ((servers[0]!.httpServer as unknown as { address(): AddressInfo }).address()).port;
+  const client = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
+  const ask = (ev: string, body: unknown): Promise<{ ok: boolean; workerId?: string }> => client.timeout(3000).emitWithAck(ev as never, body as never) as never;
+  try {
+    const hello = await ask('worker:hello', { protocol: 1, workerId: 'self-chosen' });
+    assert.equal(hello.workerId, 'w1');
+    const lastBeat = Date.now();
+    assert.equal(owner.virtual.size, 1);
+    assert.deepEqual(owner.gatewaysServed(), ['A']);
+
+    // A stops beating (no bye: its socket is still connected, as if A froze or lost Redis).
+    const since = Date.now();
+    while (owner.virtual.size > 0) {
+      assert.ok(Date.now() - since < ttlMs + everyMs + 1500, 'the session ended within ttl + check interval (+ slack)');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const endedAfter = Date.now() - lastBeat;
+    console.log(`gateway heartbeat ran out: its session ended ${endedAfter} ms after its last beat (ttl ${ttlMs} ms, checked every ${everyMs} ms)`);
+    assert.ok(endedAfter >= ttlMs - 50, `not before the key ran out (${endedAfter} ms)`);
+    assert.deepEqual(events, ['hello(self-chosen,-)', 'disconnect(w1,ping timeout)'], 'the disconnect handler ran, as for a bye');
+    assert.equal(logs.filter((l) => l.includes('gateway A is gone (no heartbeat for 600 ms); 1 session(s) ended, their leases reissued')).length, 1, logs.join('\n'));
+    assert.equal(client.connected, true, 'the real socket on the gateway is untouched');
+
+    // A is back on Redis: its next request finds no session and replays the hello, as the worker
+    // would say it now (with the id and credential it was issued), so it is the same worker.
+    await beat('A');
+    const renew = setInterval(() => void beat('A'), ttlMs / 3);
+    try {
+      const lease = await ask('lease:request', { cachedVersion: null });
+      assert.equal(lease.ok, false);
+      assert.deepEqual(events.slice(2), ['hello(w1,cred-w1)']);
+      assert.equal(owner.virtual.size, 1);
+      await new Promise((res) => setTimeout(res, ttlMs + everyMs * 2));
+      assert.equal(owner.virtual.size, 1, 'a gateway that beats keeps its sessions');
+    } finally {
+      clearInterval(renew);
+    }
+
+    // When the owner cannot ask Redis, it cannot tell who is gone: nothing ends.
+    redisAnswers = false;
+    await new Promise((res) => setTimeout(res, ttlMs + everyMs * 2));
+    assert.equal(await owner.checkGateways(), 0);
+    assert.equal(owner.virtual.size, 1, 'no session ended on a failed lookup');
+    assert.ok(logs.some((l) => l.includes("cannot check the gateways' heartbeats (connection lost); none ended")));
+    // A process that does not lead checks nothing.
+    assert.equal(await relays[0]!.checkGateways(), 0);
+    redisAnswers = true;
+    const back = Date.now();
+    while (owner.virtual.size > 0) {
+      assert.ok(Date.now() - back < everyMs + 1500, 'ended at the next check once Redis answers');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  } finally {
+    clearInterval(keepOwnerAlive);
+    client.close();
+    for (const relay of relays) relay.close();
+    for (const s of servers) s.close();
+    for (const c of conns) c.disconnect();
+  }
+});
+
+test('relay: the replayed hello carries the id and credential the owner issued', () => {
+  assert.deepEqual(helloToReplay({ protocol: 1, workerId: 'mine' }, { ok: true, workerId: 'w-9', credential: 'c9' }), { protocol: 1, workerId: 'w-9', credential: 'c9' });
+  const raw = { protocol: 1, workerId: 'mine' };
+  assert.equal(helloToReplay(raw, { ok: false, code: 'INTERNAL' }), raw, 'a refused hello changes nothing');
+  assert.equal(helloToReplay(raw, { ok: true, workerId: 'w-9' }), raw, 'no credential issued: the worker keeps its own id');
+  assert.equal(helloToReplay('junk', { ok: true, workerId: 'w-9', credential: 'c9' }), 'junk');
+});
+
+test('relay: a socket that connects while the relay is starting is heard, and answered once the relay is ready', { skip, timeout: 20_000 }, async () => {
+  const conns: Redis[] = [];
+  const conn = (): Redis => {
+    const r = new Redis(redis!.url);
+    conns.push(r);
+    return r;
+  };
+  const http = createServer();
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+  // socket.io accepts sockets from here on (a restarted coordinator binds its port first).
+  const io = new Server(http);
+  const relay = new Relay({ processId: 'S', prefix: 'rs', pub: conn(), sub: conn(), leader: () => 'S', timeoutMs: 2000 });
+  relay.setConnectionHandler('/', (s: VirtualSocket) => {
+    s.on('worker:hello', (_raw: unknown, ack: unknown) => (ack as (r: unknown) => void)({ ok: true, workerId: 'w1', serverTime: 0 }));
+  });
+  let alive!: () => void;
+  const started = relay.start(io, new Promise<void>((r) => (alive = r)));
+  const port = (http.address() as AddressInfo).port;
+  const client = connect(`http://127.0.0.1:${port}`, { transports: ['websocket'] });
+  try {
+    await new Promise<void>((r) => client.once('connect', () => r()));
+    const answer = client.timeout(5000).emitWithAck('worker:hello' as never, { protocol: 1 } as never) as Promise<{ ok: boolean }>;
+    let answered = false;
+    void answer.then(() => (answered = true));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(answered, false, 'nothing is forwarded before the process is alive in Redis');
+    alive();
+    await started;
+    assert.equal((await answer).ok, true, 'the request made while starting is answered');
+  } finally {
+    client.close();
+    relay.close();
+    io.close();
+    for (const c of conns) c.disconnect();
+  }
 });

@@ -11,8 +11,15 @@
 // error (the worker retries); the update log decides what was applied, so nothing is doubled. A new
 // leader knows no session: the gateway replays the worker's hello and job choice, then the request.
 //
+// A gateway that dies without a word (SIGKILL, a lost host) sends no `bye`: the leader checks the
+// heartbeat keys (heartbeat.ts) of the gateways that have sessions on it every ttl/2 and ends every
+// session of one whose key ran out, as its `bye`s would have (the handlers hear 'disconnect' and
+// reissue the workers' leases). A gateway that was only cut off from Redis for a while is treated
+// the same: its next request is answered noSession and it replays the hello as after an owner
+// change; a push on a lease released meanwhile is refused (unknown lease), never applied twice.
+//
 // State owned: gateway side the real sockets' sessions and pending requests; leader side the
-// virtual sockets by (gateway, socket id).
+// virtual sockets by (gateway, socket id) and the liveness timer.
 
 import { serialize, deserialize } from 'node:v8';
 import type { Redis } from 'ioredis';
@@ -26,6 +33,7 @@ import type { JobDescriptor } from '../../shared/protocol/messages.ts';
 import type { JobConfig } from '../jobs/job-config.ts';
 import { aggregationOf } from '../aggregation/aggregation-config.ts';
 import { PreAggregator, type CombinedAnswer, type GatewayJob, type WireCombined } from './pre-aggregator.ts';
+import { goneGateways } from './heartbeat.ts';
 
 /** The namespaces relayed: volunteers ('/') and the dashboard's live feed ('/admin'). */
 export type Nsp = '/' | '/admin';
@@ -69,6 +77,12 @@ export interface RelayOptions {
    * update for the owner (pre-aggregator.ts); 0 forwards every gradient individually.
    */
   readonly preAggregateMs?: number | undefined;
+  /**
+   * Leader side: gateway liveness (cluster.ts passes heartbeat.ts's keys). Every `everyMs`, while
+   * this process leads, the gateways with sessions here are looked up with `alive`; the sessions of
+   * those without a heartbeat (for `ttlMs`) end. Absent: sessions end only on a gateway's `bye`.
+   */
+  readonly liveness?: { readonly alive: (processIds: readonly string[]) => Promise<ReadonlySet<string>>; readonly everyMs: number; readonly ttlMs: number } | undefined;
   readonly log?: ((m: string) => void) | undefined;
 }
 
@@ -91,12 +105,26 @@ export interface CombinedEntry {
 /** The owner's handler of combined updates (transport/socket-handlers.ts: pushCombined). */
 export type CombinedHandler = (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array) => Promise<CombinedAnswer>;
 
+/**
+ * The hello a session is replayed with on an owner that does not know it: the worker's own, with
+ * the id and credential the owner issued in its answer (the worker adopts them: worker-loop.ts), so
+ * the replayed session is the same worker, and a push it retries is recognised ('duplicate') rather
+ * than refused as another worker's. A first hello claims a self-chosen id with no credential.
+ */
+export function helloToReplay(raw: unknown, res: unknown): unknown {
+  const r = res as { ok?: unknown; workerId?: unknown; credential?: unknown } | null;
+  if (raw === null || typeof raw !== 'object' || !r || r.ok !== true || typeof r.workerId !== 'string' || typeof r.credential !== 'string') return raw;
+  return { ...(raw as Record<string, unknown>), workerId: r.workerId, credential: r.credential };
+}
+
 /** What the handlers on the owner see of a socket: client events dispatched in, emits and room changes sent back. */
 export class VirtualSocket {
   readonly data: Record<string, unknown> = {};
   private readonly handlers = new Map<string, ((...args: unknown[]) => void)[]>();
   constructor(
     readonly id: string,
+    /** The process holding the real socket. */
+    readonly gateway: string,
     private readonly nsp: Nsp,
     private readonly sid: string,
     private readonly ctl: (c: Ctl) => void,
@@ -145,6 +173,13 @@ export class Relay {
   /** Leader side: virtual sockets by `${gateway}${namespace}${socket id}`, per namespace. */
   private readonly virtualByNsp: Record<Nsp, Map<string, VirtualSocket>> = { '/': new Map(), '/admin': new Map() };
   private readonly onConnection: Record<Nsp, ((s: VirtualSocket) => void) | null> = { '/': null, '/admin': null };
+  /** Leader side: the periodic gateway liveness check (null: none), and whether one is under way. */
+  private livenessTimer: NodeJS.Timeout | null = null;
+  private checking = false;
+  /** Resolves once this process can relay: its channels subscribed and start()'s `alive` done. */
+  private ready: Promise<void> = Promise.resolve();
+  /** Leader side: the last lookup failed (its warning is given once per outage). */
+  private lookupFailing = false;
 
   constructor(private readonly o: RelayOptions) {
     this.timeoutMs = o.timeoutMs ?? 10_000;
@@ -192,9 +227,18 @@ export class Relay {
     return `${this.o.prefix}:relay:${kind}:${pid}`;
   }
 
-  async start(io: IoServer): Promise<void> {
+  /**
+   * Listens to `io`'s sockets at once, before anything is awaited: socket.io accepts a socket as soon
+   * as it is attached to a listening server, and a socket whose 'connection' went unheard stays
+   * connected with nothing answering its events (its worker's hello times out, again and again, for
+   * as long as the connection lasts). Their requests are held until the relay is ready: its Redis
+   * channels subscribed and `alive` resolved (cluster.ts: the heartbeat written, so the owner does
+   * not take the first session for one of a dead gateway). Resolves then.
+   */
+  start(io: IoServer, alive: Promise<unknown> = Promise.resolve()): Promise<void> {
     const me = this.o.processId;
-    await this.o.sub.subscribe(this.chan('rpc', me), this.chan('reply', me), this.chan('ctl', me));
+    io.on('connection', (socket) => this.accept(socket, '/'));
+    io.of('/admin').on('connection', (socket) => this.accept(socket, '/admin'));
     this.o.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
       const ch = channel.toString();
       const msg = deserialize(message) as Rpc | Reply | Ctl;
@@ -202,8 +246,30 @@ export class Relay {
       else if (ch === this.chan('reply', me)) this.answered(msg as Reply);
       else this.control(msg as Ctl);
     });
-    io.on('connection', (socket) => this.accept(socket, '/'));
-    io.of('/admin').on('connection', (socket) => this.accept(socket, '/admin'));
+    this.ready = Promise.all([this.o.sub.subscribe(this.chan('rpc', me), this.chan('reply', me), this.chan('ctl', me)), alive]).then(() => undefined);
+    const live = this.o.liveness;
+    if (live) {
+      this.livenessTimer = setInterval(() => void this.checkGateways(), Math.max(50, live.everyMs));
+      this.livenessTimer.unref();
+    }
+    return this.ready;
+  }
+
+  /** Whether the relay may send now; false (and logged) when its start failed. */
+  private async readyToSend(): Promise<boolean> {
+    try {
+      await this.ready;
+      return true;
+    } catch (err) {
+      this.o.log?.(`relay: not connected to the cluster (${(err as Error).message})`);
+      return false;
+    }
+  }
+
+  /** Stops the liveness check (the connections are the caller's). */
+  close(): void {
+    if (this.livenessTimer) clearInterval(this.livenessTimer);
+    this.livenessTimer = null;
   }
 
   /** Leader side: the handlers attach here (as they would to io.of(nsp).on('connection')). */
@@ -238,6 +304,70 @@ export class Relay {
     return n;
   }
 
+  /** Leader side: the other processes whose sockets have sessions here. */
+  gatewaysServed(): string[] {
+    const gws = new Set<string>();
+    for (const sockets of Object.values(this.virtualByNsp)) for (const v of sockets.values()) if (v.gateway !== this.o.processId) gws.add(v.gateway);
+    return [...gws];
+  }
+
+  /**
+   * Leader side: one liveness round. The gateways with sessions here whose heartbeat is gone have
+   * their sessions ended. Nothing ends when Redis does not answer (this process cannot tell then),
+   * or when this process stopped leading meanwhile (dropServed ended them all already).
+   *
+   * Not covered: a worker whose gateway died before a takeover. The new owner restores its leases
+   * from Redis (with their deadlines) but never had a session for it, so nothing here ends them:
+   * they are reissued at their deadlines (JobRuntime.sweep), and until then that worker, claiming
+   * its id again, may be told TOO_MANY_LEASES for leases it no longer has in hand (worker-guard.ts).
+   * Accepted: it takes an owner and a gateway dying within one lease deadline.
+   */
+  async checkGateways(): Promise<number> {
+    const live = this.o.liveness;
+    const me = this.o.processId;
+    if (!live || this.checking || this.o.leader() !== me) return 0;
+    const gws = this.gatewaysServed();
+    if (gws.length === 0) return 0;
+    this.checking = true;
+    let alive: ReadonlySet<string>;
+    try {
+      alive = await live.alive(gws);
+      this.lookupFailing = false;
+    } catch (err) {
+      if (!this.lookupFailing) this.o.log?.(`relay: cannot check the gateways' heartbeats (${(err as Error).message}); none ended`);
+      this.lookupFailing = true;
+      return 0;
+    } finally {
+      this.checking = false;
+    }
+    if (this.o.leader() !== me) return 0;
+    let ended = 0;
+    for (const gw of goneGateways(gws, alive, me)) {
+      const n = this.endGateway(gw);
+      ended += n;
+      if (n > 0) this.o.log?.(`relay: gateway ${gw} is gone (no heartbeat for ${live.ttlMs} ms); ${n} session(s) ended, their leases reissued`);
+    }
+    return ended;
+  }
+
+  /** Leader side: every session of gateway `gw` ends, as its `bye`s would end them. Returns how many. */
+  endGateway(gw: string): number {
+    let n = 0;
+    for (const sockets of Object.values(this.virtualByNsp)) {
+      for (const [key, v] of [...sockets]) {
+        if (v.gateway !== gw) continue;
+        sockets.delete(key);
+        n++;
+        try {
+          v.dispatch('disconnect', 'ping timeout');
+        } catch (err) {
+          this.o.log?.(`relay: ending a session of gone gateway ${gw}: ${(err as Error).message}`);
+        }
+      }
+    }
+    return n;
+  }
+
   /** A new leader elsewhere: fail what waits on the old one, so the workers retry there. */
   leaderChanged(): void {
     const now = this.o.leader();
@@ -265,6 +395,7 @@ export class Relay {
             : ev === 'gradient:push' && this.pre && this.o.leader() !== this.o.processId
               ? this.pre.push(socket.id, entry.jobId, raw)
               : this.forward(nsp, socket.id, ev, raw);
+        if (ev === 'worker:hello') void answer.then((res) => (entry.hello = helloToReplay(raw, res)));
         if (ev === 'job:get' && this.pre) {
           void answer.then((res) => {
             const r = res as { ok?: boolean; job?: JobDescriptor } | null;
@@ -280,8 +411,11 @@ export class Relay {
     if (nsp === '/admin') void this.forward(nsp, socket.id, '$connect', null);
     socket.on('disconnect', () => {
       this.real.delete(key);
-      const leader = this.o.leader();
-      if (leader) this.send(leader, { kind: 'bye', gw: this.o.processId, nsp, sid: socket.id });
+      // After the requests this socket made while the relay was starting (they wait on the same promise).
+      void this.readyToSend().then((ok) => {
+        const leader = this.o.leader();
+        if (ok && leader) this.send(leader, { kind: 'bye', gw: this.o.processId, nsp, sid: socket.id });
+      });
     });
   }
 
@@ -366,7 +500,8 @@ export class Relay {
     return this.forward(nsp, sid, ev, raw, true);
   }
 
-  private call(nsp: Nsp, sid: string, ev: string, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
+  private async call(nsp: Nsp, sid: string, ev: string, raw: unknown): Promise<{ res: unknown; noSession?: boolean }> {
+    if (!(await this.readyToSend())) return { res: transient('this coordinator is not connected to the cluster; retry') };
     const leader = this.o.leader();
     if (!leader) return Promise.resolve({ res: transient('no coordinator owns the jobs yet (election in progress); retry') });
     const seq = ++this.seq;
@@ -383,7 +518,8 @@ export class Relay {
   }
 
   /** A combined update to the owner; a lost or failed round trip answers with an error (then pushed one by one). */
-  private callCombined(c: WireCombined): Promise<CombinedAnswer> {
+  private async callCombined(c: WireCombined): Promise<CombinedAnswer> {
+    if (!(await this.readyToSend())) return { ok: false, error: 'not connected to the cluster' };
     const leader = this.o.leader();
     if (!leader) return Promise.resolve({ ok: false, error: 'no coordinator owns the jobs' });
     const seq = ++this.seq;
@@ -449,7 +585,7 @@ export class Relay {
     let v = sockets.get(key);
     if (!v) {
       if (m.ev !== OPENS[m.nsp]) return reply(null, true);
-      v = new VirtualSocket(key, m.nsp, m.sid, (c) => this.ctlTo(m.gw, c));
+      v = new VirtualSocket(key, m.gw, m.nsp, m.sid, (c) => this.ctlTo(m.gw, c));
       // The door ran on the gateway, on the real socket: its client address (FLOCK_TRUST_PROXY applied)
       // is what the guard, spot checks and poison-shard counting see here, not 'unknown' for everyone.
       if (m.addr !== undefined) v.data.address = m.addr;
