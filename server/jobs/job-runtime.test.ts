@@ -993,7 +993,7 @@ test('look-ahead: leases carry the weights predicted s steps ahead (s = the aver
   };
   const ahead = await make(true);
   const plain = await make(false);
-  const modelOf = async (rt: JobRuntime, deps: { store: CheckpointStore }) => {
+  const modelOf = async (rt: JobRuntime, deps: { store: JobRuntimeDeps['store'] }) => {
     await rt.checkpoint();
     const cp = (await deps.store.loadLatest())!;
     return [...new Float32Array(cp.weights.slice().buffer)];

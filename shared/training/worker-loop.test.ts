@@ -19,7 +19,7 @@ function tinyTopology(): unknown {
   return topo;
 }
 
-async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: number; rateLimitEvery?: number }) {
+async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: number; rateLimitEvery?: number; transientEvery?: number }) {
   const topology = tinyTopology();
   const model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as tf.io.ModelJSON);
   const weights = await packWeights(model);
@@ -52,6 +52,7 @@ async function fakeCoordinator(opts: { bumpVersionEvery: number; refuseEvery?: n
       pushes.push(p);
       // The door's refusal of every n-th push attempt (RATE_LIMITED): the loop sends the same gradient again.
       if (opts.rateLimitEvery && pushes.length % opts.rateLimitEvery === 0) return fail(ErrorCode.RateLimited, 'slow down', 10);
+      if (opts.transientEvery && pushes.length % opts.transientEvery === 0) return fail(ErrorCode.Internal, 'the coordinator owning this job changed; retry', 10);
       if (opts.refuseEvery && pushes.length % opts.refuseEvery === 0) return fail(ErrorCode.Stale, 'too stale');
       return { ok: true, status: 'applied', version, staleness: 0, scale: 1 };
     },
@@ -110,6 +111,18 @@ test('stop() hands the current lease back at once', async () => {
   await stopped;
   assert.deepEqual(fc.released, ['l3']);
   assert.equal(fc.pushes.length, 2, 'the lease in hand at stop() is not pushed');
+});
+
+test('a push answered with a transient INTERNAL (retry time given: the cluster owner changed) is sent again, not dropped', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ bumpVersionEvery: 1000, transientEvery: 4 });
+  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 12 });
+  await loop.run();
+  assert.equal(loop.stats.accepted, 12, 'every gradient accepted in the end');
+  assert.equal(loop.stats.refused, 0);
+  const ids = fc.pushes.map((p) => p.leaseId);
+  assert.equal(new Set(ids).size, 12);
+  assert.ok(ids.length > 12, `${ids.length} push attempts for 12 leases`);
 });
 
 test('a push refused at the door (RATE_LIMITED) is sent again, not lost', async () => {

@@ -402,8 +402,10 @@ export class WorkerLoop {
     await this.drainInFlight();
     this.pendingPush = push;
     let ack = await link.pushGradient(push);
-    // Refused at the coordinator's door (rate, back-pressure): the gradient is still good; resend it.
-    for (let tries = 0; !ack.ok && (ack.code === ErrorCode.RateLimited || ack.code === ErrorCode.Backpressure) && tries < 5 && !this.stopped; tries++) {
+    // Refused at the coordinator's door (rate, back-pressure), or a transient coordinator error that
+    // says when to retry (in a cluster: the owner changed while the push was relayed): the gradient
+    // is still good; resend it, same lease id (a push that did land is answered 'duplicate').
+    for (let tries = 0; !ack.ok && isTransient(ack) && tries < 8 && !this.stopped; tries++) {
       await this.waitForPoke(ack.retryAfterMs ?? 500);
       ack = await link.pushGradient(push);
     }
@@ -662,4 +664,9 @@ function clampDuty(d: number): number {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A refusal worth sending the same push again for: the door's, or an error with a retry time. */
+function isTransient(ack: { ok: false; code: string; retryAfterMs?: number | undefined }): boolean {
+  return ack.code === ErrorCode.RateLimited || ack.code === ErrorCode.Backpressure || (ack.code === ErrorCode.Internal && ack.retryAfterMs !== undefined);
 }
