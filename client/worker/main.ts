@@ -362,7 +362,7 @@ function start(): void {
     setNotice('fatal', 'bad', `The training worker failed: ${e.message}`);
   };
   const identity = prefs.identity;
-  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, prefetch: params.get('prefetch') === '1', pipeline: params.get('pipeline') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}), ...(identity ? { identity } : {}) });
+  send({ type: 'start', url: location.origin, backend, jobId: jobParam, dutyCycle: prefs.cap, ...(params.has('prefetch') ? { prefetch: params.get('prefetch') === '1' } : {}), pipeline: params.get('pipeline') === '1', ...(wasmThreads !== undefined ? { wasmThreads } : {}), ...(identity ? { identity } : {}) });
   if (pauses.size) send({ type: 'pause' });
   view.state = 'connecting';
   renderState();

@@ -6,7 +6,7 @@ import type { ProbeFigures } from '../../shared/training/probe.ts';
 import type { ProbeOutcome } from '../../shared/training/backend-choice.ts';
 
 export type ToWorker =
-  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch: boolean; pipeline?: boolean; wasmThreads?: number; identity?: { workerId: string; credential: string } }
+  | { type: 'start'; url: string; backend: BackendName | null; jobId: string | null; dutyCycle: number; prefetch?: boolean; pipeline?: boolean; wasmThreads?: number; identity?: { workerId: string; credential: string } }
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'stop' }
