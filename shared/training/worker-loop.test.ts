@@ -113,26 +113,19 @@ test('stop() hands the current lease back at once', async () => {
   assert.equal(fc.pushes.length, 2, 'the lease in hand at stop() is not pushed');
 });
 
-test('a push answered with a transient INTERNAL (retry time given: the cluster owner changed) is sent again, not dropped', async () => {
-  await initNodeBackend('wasm');
-  const fc = await fakeCoordinator({ bumpVersionEvery: 1000, transientEvery: 4 });
-  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 12 });
-  await loop.run();
-  assert.equal(loop.stats.accepted, 12, 'every gradient accepted in the end');
-  assert.equal(loop.stats.refused, 0);
-  const ids = fc.pushes.map((p) => p.leaseId);
-  assert.equal(new Set(ids).size, 12);
-  assert.ok(ids.length > 12, `${ids.length} push attempts for 12 leases`);
-});
-
-test('a push refused at the door (RATE_LIMITED) is sent again, not lost', async () => {
-  await initNodeBackend('wasm');
-  const fc = await fakeCoordinator({ bumpVersionEvery: 1000, rateLimitEvery: 3 });
-  const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 12 });
-  await loop.run();
-  assert.equal(loop.stats.accepted, 12, 'every gradient accepted in the end');
-  assert.equal(loop.stats.refused, 0);
-  const ids = fc.pushes.map((p) => p.leaseId);
-  assert.equal(new Set(ids).size, 12);
-  assert.ok(ids.length > 12, `${ids.length} push attempts for 12 leases`);
-});
+for (const [what, fault] of [
+  ['refused at the door (RATE_LIMITED)', { rateLimitEvery: 3 }],
+  ['answered with a transient INTERNAL (a retry time: the cluster owner changed)', { transientEvery: 4 }],
+] as const) {
+  test(`a push ${what} is sent again, not lost`, async () => {
+    await initNodeBackend('wasm');
+    const fc = await fakeCoordinator({ bumpVersionEvery: 1000, ...fault });
+    const loop = new WorkerLoop(fc.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 12 });
+    await loop.run();
+    assert.equal(loop.stats.accepted, 12, 'every gradient accepted in the end');
+    assert.equal(loop.stats.refused, 0);
+    const ids = fc.pushes.map((p) => p.leaseId);
+    assert.equal(new Set(ids).size, 12);
+    assert.ok(ids.length > 12, `${ids.length} push attempts for 12 leases`);
+  });
+}
