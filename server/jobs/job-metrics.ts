@@ -15,8 +15,8 @@ export interface Counters {
   staleness: number[];
   /**
    * Moving average of accepted staleness (weight 1/16 per gradient; absent in checkpoints written
-   * before it existed: 0). Replayed with the log, so it comes out the same after a restart: the
-   * look-ahead of lease weights (JobRuntime) reads it.
+   * before it existed: 0). Checkpointed and replayed with the log, so a restart resumes it where
+   * the log left it; the look-ahead of lease weights (JobRuntime) reads it.
    */
   stalenessAverage?: number;
 }

@@ -422,9 +422,10 @@ export class JobRuntime {
 
   /**
    * The weights leases carry at this version: the model's own, or with `lookahead` its prediction
-   * s steps ahead (s = the recent average staleness, which replays with the log: the same version
-   * gives the same prediction after a restart, so two workers checked against each other on one
-   * version computed on the same weights). Made once per version.
+   * s steps ahead (s = the average staleness when the version's first lease is made; it is
+   * checkpointed and replayed, so after a restart it resumes where the log left it). Made once per
+   * version. Spot-check replicas are sent the weights their checked lease carried
+   * (validation/spot-checker.ts), never a fresh prediction.
    */
   private leaseWeights(): { snapshots: WeightsSnapshots; params: Float32Array } {
     if (!this.leaseSnapshots) return { snapshots: this.snapshots, params: this.params };
