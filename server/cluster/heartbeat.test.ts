@@ -1,19 +1,12 @@
 // Process heartbeats (heartbeat.ts): the key lives while the process renews it, goes at once on a
 // graceful stop, runs out by itself when renewals stop; which gateways count as gone is pure.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { Heartbeat, aliveAmong, goneGateways, heartbeatKey } from './heartbeat.ts';
-import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
+import { redisPerFile } from '../storage/testing/redis-server.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('goneGateways: those with sessions, not this process, without a heartbeat; each once', () => {
@@ -24,7 +17,7 @@ test('goneGateways: those with sessions, not this process, without a heartbeat; 
 });
 
 test('heartbeat: renewed while running, deleted on stop, runs out without renewals', { skip, timeout: 10_000 }, async () => {
-  const r = new Redis(redis!.url);
+  const r = new Redis(server().url);
   try {
     const hb = new Heartbeat({ redis: r, prefix: 'hb', processId: 'P1', ttlMs: 300 });
     await hb.start();

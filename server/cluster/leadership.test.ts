@@ -1,21 +1,14 @@
 // Leadership through Redis: one owner at a time, a new owner within the lease time after the old
 // one stops renewing, and the old owner's writes refused by the store (stale fencing token); the
 // old owner is told, steps down (writes refused locally), and can win a later term afresh.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { Leadership } from './leadership.ts';
 import { FencedError, RedisStateStore } from '../storage/redis-state-store.ts';
-import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
+import { redisPerFile } from '../storage/testing/redis-server.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 
 const upd = (version: number) => ({
   jobId: 'j', version, leaseId: `l${version}`, workerId: 'w', epoch: 0, shard: version, baseVersion: version - 1,
@@ -24,8 +17,8 @@ const upd = (version: number) => ({
 
 test('one owner at a time; a stalled owner is replaced and fenced off', { skip, timeout: 20_000 }, async () => {
   const prefix = 'lead1';
-  const conns = [new Redis(redis!.url), new Redis(redis!.url)];
-  const stores = [await RedisStateStore.open(redis!.url, { prefix }), await RedisStateStore.open(redis!.url, { prefix })];
+  const conns = [new Redis(server().url), new Redis(server().url)];
+  const stores = [await RedisStateStore.open(server().url, { prefix }), await RedisStateStore.open(server().url, { prefix })];
   const elected: (number | null)[] = [null, null];
   const lost: number[] = [];
   const electedAt: number[] = [0, 0];
@@ -64,7 +57,7 @@ test('one owner at a time; a stalled owner is replaced and fenced off', { skip, 
   await assert.rejects(stores[0]!.durable(), FencedError);
   stores[1]!.appendUpdate(upd(1));
   await stores[1]!.durable();
-  const fresh = await RedisStateStore.open(redis!.url, { prefix });
+  const fresh = await RedisStateStore.open(server().url, { prefix });
   assert.equal(fresh.lastVersion('j'), 1);
   assert.equal(fresh.updatesAfter('j', 0).length, 1);
   fresh.close();

@@ -2,7 +2,7 @@
 // by handlers on the owner B; when ownership moves to A its session is replayed (hello, job choice)
 // before the request; a lease's weights come from A's cache when the owner says they are current.
 // A gateway whose heartbeat runs out without a `bye` (a SIGKILL) has its sessions ended on the owner.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,21 +12,14 @@ import { Redis } from 'ioredis';
 import { Relay, helloToReplay, type VirtualSocket } from './relay.ts';
 import { aliveAmong, heartbeatKey } from './heartbeat.ts';
 import { encodeVector } from '../../shared/codec/compression.ts';
-import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
+import { redisPerFile } from '../storage/testing/redis-server.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 
 test('relay: forwarding, session replay after an owner change, weights from the gateway cache', { skip, timeout: 20_000 }, async () => {
   const conns: Redis[] = [];
   const conn = (): Redis => {
-    const r = new Redis(redis!.url);
+    const r = new Redis(server().url);
     conns.push(r);
     return r;
   };
@@ -90,7 +83,7 @@ test('relay: forwarding, session replay after an owner change, weights from the 
 test('relay: int8 weight deltas are applied to the gateway cache, never served as whole weights; the client address reaches the owner', { skip, timeout: 20_000 }, async () => {
   const conns: Redis[] = [];
   const conn = (): Redis => {
-    const r = new Redis(redis!.url);
+    const r = new Redis(server().url);
     conns.push(r);
     return r;
   };
@@ -157,7 +150,7 @@ test('relay: int8 weight deltas are applied to the gateway cache, never served a
 test('relay: a gateway whose heartbeat runs out (no bye) has its sessions ended on the owner; back on Redis, its worker is replayed under the id it was issued', { skip, timeout: 20_000 }, async () => {
   const conns: Redis[] = [];
   const conn = (): Redis => {
-    const r = new Redis(redis!.url);
+    const r = new Redis(server().url);
     conns.push(r);
     return r;
   };
@@ -275,7 +268,7 @@ test('relay: the replayed hello carries the id and credential the owner issued',
 test('relay: a socket that connects while the relay is starting is heard, and answered once the relay is ready', { skip, timeout: 20_000 }, async () => {
   const conns: Redis[] = [];
   const conn = (): Redis => {
-    const r = new Redis(redis!.url);
+    const r = new Redis(server().url);
     conns.push(r);
     return r;
   };

@@ -3,7 +3,7 @@
 // honoured by the next after a takeover (the worker keeps its id and its trust). A private
 // redis-server; skipped, saying why, where redis-server is not installed.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,23 +11,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { io as ioClient } from 'socket.io-client';
-import { redisMissing, startRedis, type RedisFixture } from '../storage/testing/redis-server.ts';
+import { redisPerFile } from '../storage/testing/redis-server.ts';
 import { sharedWorkerSecret, WORKER_SECRET_FILE, WorkerCredentials } from '../security/credentials.ts';
 import { startCoordinator, type Coordinator } from '../coordinator.ts';
 import { PROTOCOL_VERSION } from '../../shared/protocol/messages.ts';
 import type { FlockSocket } from '../../shared/training/link.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 
 test('the shared secret: made once by whichever process comes first, the same for all, kept across a Redis restart; a truncated one is replaced', { skip }, async () => {
-  const conns = Array.from({ length: 4 }, () => new Redis(redis!.url));
+  const conns = Array.from({ length: 4 }, () => new Redis(server().url));
   try {
     // Four processes starting together agree on one secret.
     const secrets = await Promise.all(conns.map((r) => sharedWorkerSecret(r, 'ids')));
@@ -41,8 +34,8 @@ test('the shared secret: made once by whichever process comes first, the same fo
     assert.ok(!(await sharedWorkerSecret(conns[0]!, 'other')).equals(secrets[0]!));
     // Durable: a killed and restarted redis-server (AOF) gives the same one back.
     for (const r of conns) r.disconnect();
-    await redis!.restart();
-    conns.splice(0, conns.length, new Redis(redis!.url));
+    await server().restart();
+    conns.splice(0, conns.length, new Redis(server().url));
     assert.ok((await sharedWorkerSecret(conns[0]!, 'ids')).equals(secrets[0]!));
     // A damaged value is replaced (its credentials are void, as with a truncated file).
     await conns[0]!.set('ids:worker-secret', 'short');
@@ -68,7 +61,7 @@ test('takeover: a worker that says hello to the new owner with its credential ke
   const start = (dataDir: string): Promise<Coordinator> =>
     startCoordinator({
       port: 0, host: '127.0.0.1', dataDir, clientDir: path.join(dataDir, 'none'), demo: null, store: 'redis',
-      redis: { url: redis!.url, prefix: 'takeover', leaderTtlMs: 1000 },
+      redis: { url: server().url, prefix: 'takeover', leaderTtlMs: 1000 },
       log: { info() {}, warn() {} },
     });
   const sockets: FlockSocket[] = [];

@@ -1,22 +1,15 @@
 // RedisCheckpointStore: the file store's guarantees (keep-last-N, checksums, older one used when the
 // newest is corrupt) plus fencing: a save with a stale token is refused and changes nothing.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { RedisCheckpointStore } from './redis-checkpoint-store.ts';
 import { FencedError } from './redis-state-store.ts';
 import type { CheckpointData } from './checkpoint-store.ts';
 import { encodeCheckpoint } from './checkpoint-encoding.ts';
-import { redisMissing, startRedis, type RedisFixture } from './testing/redis-server.ts';
+import { redisPerFile } from './testing/redis-server.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 
 function fixture(version: number): CheckpointData {
   return {
@@ -29,7 +22,7 @@ function fixture(version: number): CheckpointData {
 }
 
 test('redis checkpoints: keep-last-N, round trip, checksum fallback, fenced saves', { skip }, async () => {
-  const r = new Redis(redis!.url);
+  const r = new Redis(server().url);
   const warnings: string[] = [];
   let token: number | null = null;
   const store = new RedisCheckpointStore({ redis: r, prefix: 'cp1', jobId: 'j', kind: 'rotation', keep: 3, fence: () => ({ key: 'cp1:leader:fence', token }), warn: (m) => warnings.push(m) });

@@ -1,7 +1,7 @@
 // RedisJobData: a job's data folder copied into Redis as checksummed chunks and materialised back
 // byte for byte; a damaged chunk is refused (and leaves nothing half-written), a materialised copy
 // is reused until the data in Redis changes, and remove() leaves no key behind.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,22 +9,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { MANIFEST_COPY, RedisJobData, SharedDataError } from './redis-job-data.ts';
-import { redisMissing, startRedis, type RedisFixture } from './testing/redis-server.ts';
+import { redisPerFile } from './testing/redis-server.ts';
 
-const skip = redisMissing();
-let redis: RedisFixture | null = null;
-before(async () => {
-  if (!skip) redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const { skip, server } = redisPerFile();
 
 /** Deterministic bytes: file f, byte i. */
 const bytesOf = (f: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + f * 7) & 0xff);
 
 test('job data in Redis: chunked round trip, checksum refusal, cached copy, remove', { skip }, async () => {
-  const r = new Redis(redis!.url);
+  const r = new Redis(server().url);
   const root = await mkdtemp(path.join(tmpdir(), 'flock-jobdata-'));
   try {
     const src = path.join(root, 'src');

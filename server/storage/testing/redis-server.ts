@@ -1,8 +1,10 @@
 // Test fixture: a private redis-server on a free loopback port with its own temp directory
 // (AOF on, appendfsync always, no RDB snapshots), killed and removed by stop(). Tests that need
-// Redis call startRedis(); when /usr/bin/redis-server is missing they skip with redisMissing().
+// Redis call startRedis() (or redisPerFile() for one server shared by a file's tests); when
+// /usr/bin/redis-server is missing they skip with redisMissing().
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +15,28 @@ export const REDIS_BIN = process.env.FLOCK_REDIS_SERVER_BIN ?? '/usr/bin/redis-s
 /** Why Redis tests are skipped here, or false when they can run. */
 export function redisMissing(): string | false {
   return existsSync(REDIS_BIN) ? false : `${REDIS_BIN} is missing (apt-get install -y redis-server; .ci/run does it)`;
+}
+
+/**
+ * One redis-server for the calling test file: started before its tests, stopped after they ran.
+ * `skip`: why the file's tests cannot run here (false when they can); `server()`: the running one.
+ */
+export function redisPerFile(): { readonly skip: string | false; server(): RedisFixture } {
+  const skip = redisMissing();
+  let running: RedisFixture | null = null;
+  before(async () => {
+    if (!skip) running = await startRedis();
+  });
+  after(async () => {
+    await running?.stop();
+  });
+  return {
+    skip,
+    server: () => {
+      if (!running) throw new Error('redis-server is not running (skipped, or asked for outside a test)');
+      return running;
+    },
+  };
 }
 
 export interface RedisFixture {
