@@ -10,6 +10,7 @@ import type { BackendReport } from './messages.ts';
 import { registerFlockKernels } from '../../shared/kernels/index.ts';
 import { decideBackend, PROBE_BUDGET_MS, probePlan, type ProbeOutcome } from '../../shared/training/backend-choice.ts';
 import { probeBackends } from '../../shared/training/probe.ts';
+import type { BackendFailure } from '../../shared/training/worker-loop.ts';
 
 let initialised = false;
 /** Pool size asked for with `?wasmThreads=N` (0: tfjs's default). */
@@ -125,18 +126,36 @@ export type ProbedChoice =
 /**
  * Measures every usable backend on the job's model within PROBE_BUDGET_MS and makes the fastest the
  * active one (only the forced one with `?backend=`, which is still checked to train the model).
+ * `failed`: backends that already failed this job after their probe (the worker loop's
+ * non-finite rule); they are not measured again and count as failed in the decision and its reason.
  */
-export async function chooseBackendForJob(job: JobDescriptor, forced: BackendName | null, budgetMs = PROBE_BUDGET_MS, wasmThreads?: number): Promise<ProbedChoice> {
+export async function chooseBackendForJob(
+  job: JobDescriptor,
+  forced: BackendName | null,
+  budgetMs = PROBE_BUDGET_MS,
+  wasmThreads?: number,
+  failed: readonly BackendFailure[] = [],
+): Promise<ProbedChoice> {
   initTfjs(wasmThreads);
   const adapter = await adapterInfo();
   const spec = { loss: job.loss, fromLogits: job.fromLogits, data: job.data };
   const options = { batchSize: Math.min(job.batchSize, 32), budgetMs, useBackend };
-  let probes = await probeBackends(probePlan(adapter, forced), job.modelTopology, spec, options);
+  const excluded = new Set(failed.map((f) => f.backend));
+  const failedOutcomes: ProbeOutcome[] = failed.map((f) => ({
+    backend: f.backend,
+    software: f.backend === 'webgpu' && (adapter?.isFallbackAdapter ?? false),
+    status: 'failed',
+    samplesPerSec: 0,
+    warmupMs: 0,
+    steps: 0,
+    error: f.error,
+  }));
+  let probes = [...(await probeBackends(probePlan(adapter, forced).filter((c) => !excluded.has(c.backend)), job.modelTopology, spec, options)), ...failedOutcomes];
   let decision = decideBackend(probes);
   let reason = `forced by ?backend=${forced}`;
   if (forced && !decision.ok) {
     // The forced backend cannot train this model here: fall back to measuring the others.
-    const others = probePlan(adapter, null).filter((c) => c.backend !== forced);
+    const others = probePlan(adapter, null).filter((c) => c.backend !== forced && !excluded.has(c.backend));
     const rest = await probeBackends(others, job.modelTopology, spec, options);
     probes = [...probes, ...rest];
     const fallback = decideBackend(rest);

@@ -233,7 +233,13 @@ function drawChart(): void {
   );
 }
 
-function renderBackend(r: BackendReport): void {
+function renderBackend(r: BackendReport | null): void {
+  if (!r) {
+    $('backend').textContent = '–';
+    $('adapter').textContent = '';
+    setNotice('backend', 'info', null);
+    return;
+  }
   $('backend').textContent = r.backend.toUpperCase();
   const a = r.adapter;
   $('adapter').textContent =

@@ -25,7 +25,8 @@ export interface BackendReport {
 }
 
 export type FromWorker =
-  | { type: 'backend'; report: BackendReport }
+  /** The backend in use; null: none (no backend can train the job here). */
+  | { type: 'backend'; report: BackendReport | null }
   | { type: 'state'; state: WorkerState; detail: string | null }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'job'; job: Pick<JobDescriptor, 'id' | 'name' | 'description' | 'batchSize' | 'task'>; flopsPerSample: number }

@@ -59,10 +59,13 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
           workerId: m.identity?.workerId,
           credential: m.identity?.credential,
           onIdentity: (workerId, credential) => post({ type: 'identity', workerId, credential }),
-          prepareJob: async (job) => {
-            const choice = await chooseBackendForJob(job, m.backend, undefined, m.wasmThreads);
-            // No 'backend' report on a refusal: the tab trains on none; the refusal's reason is shown.
-            if (!choice.ok) return { ok: false, reason: choice.reason };
+          prepareJob: async (job, failed) => {
+            const choice = await chooseBackendForJob(job, m.backend, undefined, m.wasmThreads, failed);
+            // On a refusal the tab trains on no backend (one chosen before may have failed since); the reason is shown.
+            if (!choice.ok) {
+              post({ type: 'backend', report: null });
+              return { ok: false, reason: choice.reason };
+            }
             post({ type: 'backend', report: choice.report });
             const { backend, adapter, probes, wasmThreads } = choice.report;
             return { ok: true, capabilities: { ...capabilities, backend, adapter: adapter ?? undefined, wasmThreads: wasmThreads > 1, probes: probeResults(probes) } };

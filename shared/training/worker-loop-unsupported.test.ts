@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf } from './tf.ts';
 import { initNodeBackend } from './node-backend.ts';
-import { WorkerLoop, type LoopOptions, type WorkerState } from './worker-loop.ts';
+import { NON_FINITE_LIMIT, WorkerLoop, type BackendFailure, type LoopOptions, type WorkerState } from './worker-loop.ts';
 import { trainableSpecs } from './model.ts';
 import { systemClock } from '../clock.ts';
 import { ErrorCode, fail } from '../protocol/errors.ts';
@@ -121,4 +121,63 @@ test('MODEL_UNSUPPORTED_ON_DEVICE from the coordinator ends the loop unsupported
   const { states } = await runLoop(fc.link);
   assert.deepEqual(states.at(-1), ['unsupported', 'this worker reported it cannot train job j']);
   assert.equal(fc.refusals.length, 0, 'the coordinator already knows');
+});
+
+/** tinyJob's model with an output kernel of 1e38: on all-255 rows its logits overflow (NaN gradients), on all-zero rows they are 0. */
+async function overflowingJob(): Promise<JobDescriptor> {
+  const m = tf.sequential({
+    layers: [tf.layers.flatten({ inputShape: [4, 4, 1] }), tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.constant({ value: 1e38 }) })],
+  });
+  const job = { ...(await tinyJob()), modelTopology: m.toJSON(null, false) };
+  m.dispose();
+  return job;
+}
+
+const leaseOfRows = (fill: number): LeaseAck => {
+  const ack = leaseOf(8 * 16);
+  if (ack.ok && ack.lease) (ack.lease.x as Uint8Array).fill(fill);
+  return ack;
+};
+
+test(`non-finite gradients ${NON_FINITE_LIMIT} times in a row: prepareJob is asked again without that backend, and the job is refused when none is left`, async () => {
+  const job = await overflowingJob();
+  const fc = fakeLink(job, () => leaseOfRows(255));
+  const asked: (readonly BackendFailure[])[] = [];
+  const { states } = await runLoop(fc.link, {
+    maxLeases: 20,
+    prepareJob: async (_job, failed) => {
+      asked.push(failed);
+      // First WebGPU, then (WebGPU failed) CPU, then nothing left.
+      if (failed.length >= 2) return { ok: false, reason: `no backend can train this model here: ${failed.map((f) => `${f.backend} failed (${f.error})`).join(', ')}` };
+      return { ok: true, capabilities: { backend: failed.length === 0 ? 'webgpu' : 'cpu', runtime: 'node' } };
+    },
+  });
+  const error = `non-finite gradients on ${NON_FINITE_LIMIT} shards in a row`;
+  assert.deepEqual(asked, [[], [{ backend: 'webgpu', error }], [{ backend: 'webgpu', error }, { backend: 'cpu', error }]]);
+  // Each backend: NON_FINITE_LIMIT - 1 pushed (the coordinator refuses them), the last lease handed back.
+  assert.equal(fc.pushes(), 2 * (NON_FINITE_LIMIT - 1));
+  assert.deepEqual(fc.released, ['l1', 'l1']);
+  assert.equal(fc.refusals.length, 1);
+  assert.match(fc.refusals[0]!.reason, /webgpu failed \(non-finite gradients on 3 shards in a row\), cpu failed/);
+  assert.equal(states.at(-1)?.[0], 'unsupported');
+  assert.ok(states.some(([s, d]) => s === 'probing' && d === `webgpu gave ${error}: measuring the other backends`));
+  assert.equal(fc.hellos.at(-1)?.capabilities.backend, 'cpu', 'the coordinator was told of the second backend');
+});
+
+test('without prepareJob (one backend) the job is refused after the non-finite run; finite gradients in between reset the run', async () => {
+  const job = await overflowingJob();
+  let n = 0;
+  // 255, 255, 0, 255, 255, 0, ...: never NON_FINITE_LIMIT in a row.
+  const alternating = fakeLink(job, () => leaseOfRows(++n % 3 === 0 ? 0 : 255));
+  const first = await runLoop(alternating.link, { maxLeases: 6 });
+  assert.equal(alternating.refusals.length, 0);
+  assert.equal(alternating.pushes(), 6);
+  assert.ok(!first.states.some(([s]) => s === 'unsupported'));
+
+  const fc = fakeLink(job, () => leaseOfRows(255));
+  const { states } = await runLoop(fc.link, { maxLeases: 20 });
+  assert.equal(fc.refusals.length, 1);
+  assert.equal(fc.refusals[0]!.reason, `the wasm gradient step gave non-finite gradients on ${NON_FINITE_LIMIT} shards in a row`);
+  assert.equal(fc.pushes(), NON_FINITE_LIMIT - 1);
+  assert.equal(states.at(-1)?.[0], 'unsupported');
 });

@@ -16,6 +16,7 @@ import {
   type LeasePayload,
   type LeaseRequest,
   type PushAck,
+  type BackendName,
   type WorkerCapabilities,
 } from '../protocol/messages.ts';
 import { toBytes } from '../codec/tensor-codec.ts';
@@ -72,13 +73,30 @@ export type JobPreparation =
   | { readonly ok: true; readonly capabilities?: WorkerCapabilities | undefined }
   | { readonly ok: false; readonly reason: string };
 
+/** A backend that passed its probe but then could not train the job (see NON_FINITE_LIMIT). */
+export interface BackendFailure {
+  readonly backend: BackendName;
+  readonly error: string;
+}
+
+/**
+ * Non-finite gradients from this many shards in a row: the backend in use cannot train this model
+ * (a GPU or driver returning garbage, a model that overflows on it). A backend whose probe timed
+ * out was kept unverified, so this is where such a backend is caught. One or two in a row may be
+ * the data's (they are pushed, and the coordinator refuses them as usual).
+ */
+export const NON_FINITE_LIMIT = 3;
+
 export interface LoopOptions {
   readonly capabilities: WorkerCapabilities;
   /**
    * Runs once per job, after job:get and before the model is built: the tab probes its backends
    * on the job's model here. A refusal is sent as job:refuse and ends the loop ('unsupported').
+   * Runs again, with `failed` naming the backends that could not train the job after all, when
+   * the backend in use gives non-finite gradients NON_FINITE_LIMIT times in a row; without
+   * prepareJob (one backend, a Node contributor) the job is then refused.
    */
-  readonly prepareJob?: ((job: JobDescriptor) => Promise<JobPreparation>) | undefined;
+  readonly prepareJob?: ((job: JobDescriptor, failed: readonly BackendFailure[]) => Promise<JobPreparation>) | undefined;
   readonly clock: Clock;
   /** Stable id for this worker (default: random per loop). */
   readonly workerId?: string | undefined;
@@ -173,6 +191,10 @@ export class WorkerLoop {
   private capabilities: WorkerCapabilities;
   /** Jobs this device cannot train (refused here, or known so by the coordinator): never taken again. */
   private readonly refusedJobs = new Set<string>();
+  /** Non-finite gradients in a row on the backend in use (see NON_FINITE_LIMIT). */
+  private nonFiniteRun = 0;
+  /** Backends that failed the job in hand after their probe: prepareJob does not choose them again. */
+  private failedBackends: { jobId: string; failures: BackendFailure[] } | null = null;
   workerId: string | null = null;
 
   constructor(
@@ -370,6 +392,12 @@ export class WorkerLoop {
     const computeMs = opts.clock.now() - t0;
     this.stats.computeMs += computeMs;
     if (this.stopped) return true;
+    this.nonFiniteRun = allFinite(grad.loss, grad.gradients) ? 0 : this.nonFiniteRun + 1;
+    if (this.nonFiniteRun >= NON_FINITE_LIMIT) {
+      this.currentLease = null;
+      await Promise.all([this.release(lease.leaseId), this.dropPrefetched(), this.drainInFlight()]);
+      return this.backendFailed(job, `non-finite gradients on ${NON_FINITE_LIMIT} shards in a row`);
+    }
     await opts.beforePush?.(lease);
     if (this.stopped) return true;
 
@@ -437,14 +465,31 @@ export class WorkerLoop {
     return this.opts.jobId === undefined ? { ...req, movable: true } : req;
   }
 
+  /**
+   * The backend in use cannot train `job` after all: choose another (prepareJob, told which failed
+   * and why), or refuse the job when there is none or no way to choose.
+   */
+  private async backendFailed(job: JobDescriptor, error: string): Promise<boolean> {
+    const backend = this.capabilities.backend;
+    this.nonFiniteRun = 0;
+    if (!this.opts.prepareJob) return this.refuseJob(job.id, `the ${backend} gradient step gave ${error}`);
+    if (this.failedBackends?.jobId !== job.id) this.failedBackends = { jobId: job.id, failures: [] };
+    this.failedBackends.failures.push({ backend, error });
+    this.model?.dispose();
+    this.model = null;
+    this.job = null;
+    this.cachedVersion = null;
+    return (await this.takeJob(job, `${backend} gave ${error}: measuring the other backends`)) ?? false;
+  }
+
   /** Probes (prepareJob) and adopts a job: null when ready to lease, else what step() returns. */
-  private async takeJob(job: JobDescriptor): Promise<boolean | null> {
+  private async takeJob(job: JobDescriptor, why = 'measuring this device on the model'): Promise<boolean | null> {
     const { opts } = this;
     if (opts.prepareJob) {
-      this.setState('probing', 'measuring this device on the model');
+      this.setState('probing', why);
       let prep: JobPreparation;
       try {
-        prep = await opts.prepareJob(job);
+        prep = await opts.prepareJob(job, this.failedBackends?.jobId === job.id ? [...this.failedBackends.failures] : []);
       } catch (err) {
         // Local, not transport: probing again would fail the same way.
         prep = { ok: false, reason: `probing this device failed: ${errorText(err)}` };
@@ -577,6 +622,7 @@ export class WorkerLoop {
     this.cachedVersion = null;
     this.weightsVec = null;
     this.deltaChain = 0;
+    this.nonFiniteRun = 0;
     this.feedback = null;
     const cacheBytes = this.opts.rowCacheBytes ?? 64 * 1024 * 1024;
     this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
@@ -667,6 +713,13 @@ function clampDuty(d: number): number {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A usable update: a finite loss and every gradient value finite. */
+function allFinite(loss: number, gradients: Float32Array): boolean {
+  if (!Number.isFinite(loss)) return false;
+  for (let i = 0; i < gradients.length; i++) if (!Number.isFinite(gradients[i]!)) return false;
+  return true;
 }
 
 /** A refusal worth sending the same push again for: the door's, or an error with a retry time. */
