@@ -149,3 +149,36 @@ test('row cache: after the first epoch a worker downloads no rows, and its gradi
   assert.equal(job.summary().updates.applied, 110);
   assert.equal(w.loop.stats.accepted, 110);
 });
+
+test('rows travel DEFLATE-compressed to a worker that can inflate them, as they are to one that cannot; both train on the same rows', async () => {
+  const c = await coordinator();
+  const job = c.registry.all()[0]!;
+  const raw = new Map<string, number>();
+  const lease = job.requestLease.bind(job);
+  job.requestLease = (wid, cached, codecs, rowCache) => {
+    const ack = lease(wid, cached, codecs, rowCache);
+    if (ack.ok) raw.set(wid, (raw.get(wid) ?? 0) + (ack.lease.x as Uint8Array).byteLength + (ack.lease.y as Uint8Array).byteLength);
+    return ack;
+  };
+  const down = (): number => job.summary().bytes.down;
+  // No row cache: every lease brings its rows, so the saving shows in every lease.
+  const before = down();
+  const packed = await startNodeWorker(c.url, { jobId: job.id, maxLeases: 12, rowCacheBytes: 0 });
+  workers.push(packed);
+  await packed.done;
+  const packedDown = down() - before;
+  const plain = await startNodeWorker(c.url, { jobId: job.id, maxLeases: 12, rowCacheBytes: 0, rowCodecs: [] });
+  workers.push(plain);
+  await plain.done;
+  const plainDown = down() - before - packedDown;
+  const rawPacked = raw.get(packed.loop.workerId!)!;
+  const rawPlain = raw.get(plain.loop.workerId!)!;
+  assert.equal(rawPacked, rawPlain, 'the same row bytes before compression (12 leases of 64 MNIST rows each)');
+  // Weights come down whole to both (f32, a new worker each time); the rows are what differs.
+  const weights = plainDown - rawPlain;
+  const packedRows = packedDown - weights;
+  assert.ok(packedRows > 0 && packedRows < rawPacked / 3, `MNIST rows ${rawPacked} bytes raw, ${packedRows} compressed (expected over 3x smaller)`);
+  assert.equal(packed.loop.stats.accepted, 12, 'gradients computed on inflated rows are applied');
+  assert.equal(plain.loop.stats.accepted, 12);
+  assert.equal(job.summary().updates.applied, 24);
+});

@@ -332,6 +332,15 @@ test('pause: requestLease answers JOB_PAUSED until resume', async () => {
   await rt.settle();
 });
 
+test('a disposed job (shutdown, or handed to another owner) answers a lease request NO_WORK instead of reading its closed data', async () => {
+  const { rt } = await createJob();
+  await rt.settle();
+  rt.dispose();
+  const ack = rt.requestLease(W1, null);
+  assert.equal(codeOf(ack), ErrorCode.NoWork);
+  assert.ok(!ack.ok && ack.retryAfterMs !== undefined && ack.retryAfterMs > 0, 'a retry time: the worker asks again');
+});
+
 test('checkpoint then open resumes at the same version, weights, optimizer state and shard ledger', async () => {
   const { rt, deps } = await createJob();
   const w = await SimWorker.start(W1, rt);

@@ -375,6 +375,8 @@ export class JobRuntime {
     if (unavailable) return unavailable;
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
     if (this.draining) return fail(ErrorCode.NoWork, 'the coordinator is restarting; ask again soon', 2000);
+    // Disposed (shutdown, or this process handed the job to another owner): its data is closed.
+    if (this.disposed) return fail(ErrorCode.NoWork, 'this job is moving to another coordinator process; ask again soon', 1000);
     if (!this.speeds.has(workerId)) {
       // After a restart, a returning worker's measured speed comes back from its durable record.
       const known = this.deps.state.getWorker(workerId)?.msPerSample;
@@ -409,6 +411,11 @@ export class JobRuntime {
       },
       weights,
     };
+  }
+
+  /** A lease's rows travelled compressed (server/transport/row-compression.ts): `saved` fewer bytes down. */
+  rowsCompressed(saved: number): void {
+    this.figures.downloaded(-saved);
   }
 
   /** The newest weights for a worker holding `cachedVersion`: an int8 delta when smaller, else the whole in its encoding. */

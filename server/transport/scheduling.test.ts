@@ -85,6 +85,7 @@ test('two jobs of weights 3 and 1 share four unpinned workers 3:1; paused and ca
   const dB = b.summary().samplesApplied - b0;
   const share = dA / (dA + dB);
   t.diagnostic(`measured over ${MEASURE_MS / 1000} s: job A ${dA} samples, job B ${dB} samples, share of A ${share.toFixed(3)} (target 0.75)`);
+  t.diagnostic(`per worker (job: samples, refusals): ${workers.map((w, i) => `${current()[i]}: ${w.loop.stats.samplesDone}, ${JSON.stringify(w.loop.stats.refusedByCode)}`).join('; ')}`);
   assert.ok(dA + dB > 2000, `enough work to judge: ${dA + dB} samples`);
   assert.ok(share >= 0.675 && share <= 0.825, `share of A ${share.toFixed(3)} not within 10% of 0.75`);
   assert.equal(onJob.flat().length, 4, `no worker flipped jobs in steady state: ${JSON.stringify(onJob)}`);

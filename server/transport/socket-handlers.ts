@@ -22,6 +22,7 @@ import type { JobRuntime, Logger } from '../jobs/job-runtime.ts';
 import type { StateStore } from '../storage/state-store.ts';
 import type { Clock } from '../../shared/clock.ts';
 import { RefusalBook } from './refusals.ts';
+import { RowCompressor } from './row-compression.ts';
 import { JobAssigner } from './job-assignment.ts';
 import type { SchedulerPolicy } from '../jobs/scheduler.ts';
 import type { WorkerGate } from '../security/worker-guard.ts';
@@ -83,6 +84,7 @@ export function attachWorkerHandlers(
     };
   };
   const refusals = new RefusalBook();
+  const rows = new RowCompressor();
   // Workers that name no job are placed by weighted fair share (server/jobs/scheduler.ts).
   const assigner = new JobAssigner(registry, refusals, clock, scheduling);
   for (const job of registry.all()) subscribe(job);
@@ -179,11 +181,34 @@ export function attachWorkerHandlers(
       const gated = gate?.leaseRefusal(wid);
       if (gated) return ack(gated);
       join(job);
+      const rowCodecs = socket.data.capabilities?.rowCodecs;
       const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
-      if (replica) return ack(replica);
-      const res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
-      ack(res);
-      observer.leased?.(wid, job.id, res);
+      if (replica) return void rows.forWire(replica, rowCodecs).then((r) => ack(r.ack), () => ack(replica));
+      let res: LeaseAck;
+      try {
+        res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
+      } catch (err) {
+        log.warn(`lease for ${wid} on job ${job.id} failed: ${(err as Error).stack ?? err}`);
+        return ack(fail(ErrorCode.Internal, 'coordinator error; ask again soon', 1000));
+      }
+      if (!res.ok || !rowCodecs) {
+        ack(res);
+        observer.leased?.(wid, job.id, res);
+        return;
+      }
+      // Rows compressed off the event loop; the spot checker still hears of the lease right after its ack.
+      void rows.forWire(res, rowCodecs).then(
+        (wire) => {
+          if (wire.saved > 0) job.rowsCompressed(wire.saved);
+          ack(wire.ack);
+          observer.leased?.(wid, job.id, res);
+        },
+        (err: unknown) => {
+          log.warn(`compressing a lease's rows failed (sent as they are): ${(err as Error).message}`);
+          ack(res);
+          observer.leased?.(wid, job.id, res);
+        },
+      );
     });
 
     socket.on('gradient:push', async (raw, rawAck) => {

@@ -5,6 +5,7 @@ import type { BinaryLike, TensorSpec } from '../codec/tensor-codec.ts';
 import type { Failure } from './errors.ts';
 import type { DataSpec } from '../data/data-spec.ts';
 import type { Encoding, WeightEncoding } from '../codec/compression.ts';
+import type { RowCodec } from '../codec/rows-codec.ts';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -40,6 +41,8 @@ export interface WorkerCapabilities {
   readonly runtime: 'browser' | 'node';
   /** Wire encodings this worker can decode (weights) and encode (gradients); absent: f32 only. */
   readonly codecs?: readonly Encoding[] | undefined;
+  /** How this worker can take a lease's rows besides as they are (shared/codec/rows-codec.ts). */
+  readonly rowCodecs?: readonly RowCodec[] | undefined;
 }
 
 export interface HelloRequest {
@@ -143,6 +146,11 @@ export interface LeasePayload {
    */
   readonly rowIds?: BinaryLike | undefined;
   readonly fresh?: BinaryLike | undefined;
+  /**
+   * 'deflate-raw': x and y are each compressed with raw DEFLATE (shared/codec/rows-codec.ts; only
+   * to a worker that announced it in capabilities.rowCodecs). Absent: as they are.
+   */
+  readonly rowsEncoding?: RowCodec | undefined;
   /** The encoding the gradient for this lease should travel in (negotiated); absent: f32. */
   readonly gradientEncoding?: Encoding | undefined;
   /** For 'topk': the fraction of coordinates to send. */

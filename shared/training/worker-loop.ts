@@ -27,6 +27,7 @@ import { computeLocalUpdate } from './local-steps.ts';
 import type { CoordinatorLink } from './link.ts';
 import { RowCache } from './row-cache.ts';
 import { featureRowBytes, targetRowBytes } from '../data/data-spec.ts';
+import { availableRowCodecs, inflateRows, type RowCodec } from '../codec/rows-codec.ts';
 import type { tf } from './tf.ts';
 
 export type WorkerState =
@@ -141,6 +142,8 @@ export interface LoopOptions {
   readonly rowCacheBytes?: number | undefined;
   /** Wire encodings announced to the coordinator (default: all this code knows; ['f32']: none). */
   readonly codecs?: readonly Encoding[] | undefined;
+  /** Row encodings announced (default: what this runtime can inflate; []: rows as they are). */
+  readonly rowCodecs?: readonly RowCodec[] | undefined;
   /** Test hook: runs after the gradient is computed, before the push. */
   readonly beforePush?: ((lease: LeasePayload) => Promise<void> | void) | undefined;
 }
@@ -179,6 +182,8 @@ export class WorkerLoop {
   private deltaChain = 0;
   /** Rows kept across epochs for the job in hand (null: off). */
   private rowCache: RowCache | null = null;
+  /** Leases in a row whose rows did not fit the cache (see step()). */
+  private cacheMisses = 0;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
   identity: string;
   /** The coordinator-issued credential for `identity` (HelloAck.credential), sent in every hello. */
@@ -191,6 +196,8 @@ export class WorkerLoop {
   private capabilities: WorkerCapabilities;
   /** Jobs this device cannot train (refused here, or known so by the coordinator): never taken again. */
   private readonly refusedJobs = new Set<string>();
+  /** How this worker takes a lease's rows besides as they are (announced in every hello). */
+  private rowCodecs: RowCodec[];
   /** Non-finite gradients in a row on the backend in use (see NON_FINITE_LIMIT). */
   private nonFiniteRun = 0;
   /** Backends that failed the job in hand after their probe: prepareJob does not choose them again. */
@@ -202,6 +209,7 @@ export class WorkerLoop {
     private readonly opts: LoopOptions,
   ) {
     this.capabilities = opts.capabilities;
+    this.rowCodecs = [...(opts.rowCodecs ?? availableRowCodecs())];
     this.dutyCycle = clampDuty(opts.dutyCycle ?? 1);
     this.credential = opts.credential;
     this.identity = opts.workerId ?? `w-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
@@ -357,17 +365,36 @@ export class WorkerLoop {
     }
     let x = toBytes(lease.x);
     let y = toBytes(lease.y);
+    if (lease.rowsEncoding !== undefined) {
+      const rows = lease.fresh !== undefined ? toBytes(lease.fresh).byteLength / 4 : lease.numSamples;
+      try {
+        x = inflateRows(x, rows * featureRowBytes(job.data));
+        y = inflateRows(y, rows * targetRowBytes(job.data.target));
+      } catch {
+        // Rows this runtime cannot inflate: announce none from now on (a new hello) and take the lease again as it is.
+        this.rowCodecs = [];
+        this.registered = false;
+        this.rowCache?.reset();
+        this.currentLease = null;
+        await Promise.all([this.release(lease.leaseId), this.dropPrefetched()]);
+        return false;
+      }
+    }
     if (lease.rowIds !== undefined && lease.fresh !== undefined) {
-      const full = this.rowCache?.assemble(lease.rowIds, lease.fresh, lease.x, lease.y) ?? null;
+      const full = this.rowCache?.assemble(lease.rowIds, lease.fresh, x, y) ?? null;
       if (!full) {
         // Out of step with the coordinator's idea of this cache: start a new one, hand the lease back.
-        this.rowCache?.reset();
+        // Twice in a row: a fresh cache did not help, so go on without one (every lease brings its rows).
+        this.cacheMisses++;
+        if (this.cacheMisses >= 2) this.rowCache = null;
+        else this.rowCache?.reset();
         this.currentLease = null;
         await this.release(lease.leaseId);
         return false;
       }
       x = full.x;
       y = full.y;
+      this.cacheMisses = 0;
     }
 
     if ((opts.prefetch ?? lease.local !== undefined) && this.dutyCycle >= 1 && !this.paused) {
@@ -589,7 +616,7 @@ export class WorkerLoop {
 
   private async hello(): Promise<void> {
     this.setState('connecting');
-    const capabilities = { ...this.capabilities, codecs: this.opts.codecs ?? ENCODINGS };
+    const capabilities = { ...this.capabilities, codecs: this.opts.codecs ?? ENCODINGS, rowCodecs: this.rowCodecs };
     const hello = await this.link.hello({ protocol: PROTOCOL_VERSION, workerId: this.identity, ...(this.credential ? { credential: this.credential } : {}), capabilities });
     if (!hello.ok) throw new Error(`${hello.code}: ${hello.message}`);
     this.workerId = hello.workerId;
@@ -625,6 +652,7 @@ export class WorkerLoop {
     this.nonFiniteRun = 0;
     this.feedback = null;
     const cacheBytes = this.opts.rowCacheBytes ?? 64 * 1024 * 1024;
+    this.cacheMisses = 0;
     this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
     const own = trainableSpecs(this.model);
     if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
