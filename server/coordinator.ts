@@ -238,6 +238,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   // Spot checks hear every lease and applied push; the guard hands out their replicas.
   const spotPolicy = { ...DEFAULT_SPOT_CHECK_POLICY, ...(opts.spotCheckSameAddress ? { sameAddress: opts.spotCheckSameAddress } : {}) };
   const spotChecker = new SpotChecker(clock, (w) => guardRef?.addressOf(w) ?? w, spotPolicy, Math.random, (w) => guardRef?.verifiedIdentity(w) ?? false);
+  spotChecker.shardRows = (jobId, epoch, shard) => registry.get(jobId)?.shardRows(epoch, shard) ?? null;
   spotChecker.onUnsaved = (err, n) => log.warn(`${n} spot-check trust record(s) could not be saved: ${err.message}`);
   // Trust records come from durable state: here now, or with Redis on each election (the new owner
   // reads what the last one wrote), before any handler runs.

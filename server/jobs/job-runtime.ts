@@ -376,7 +376,7 @@ export class JobRuntime {
     if (this.finalizing) return fail(ErrorCode.Finalizing, 'evaluating the final model', 500);
     if (this.draining) return fail(ErrorCode.NoWork, 'the coordinator is restarting; ask again soon', 2000);
     // Disposed (shutdown, or this process handed the job to another owner): its data is closed.
-    if (this.disposed) return fail(ErrorCode.NoWork, 'this job is moving to another coordinator process; ask again soon', 1000);
+    if (this.disposed) return fail(ErrorCode.NoWork, 'this job is closing here (a restart, or another coordinator process takes it over); ask again soon', 1000);
     if (!this.speeds.has(workerId)) {
       // After a restart, a returning worker's measured speed comes back from its durable record.
       const known = this.deps.state.getWorker(workerId)?.msPerSample;
@@ -388,9 +388,21 @@ export class JobRuntime {
     this.deps.state.putLease({ jobId: this.id, leaseId: lease.id, workerId, epoch: lease.epoch, shard: lease.shard, baseVersion: lease.baseVersion, grantedAt: lease.grantedAt, deadlineAt: lease.deadlineAt });
     const indices = this.sharder.indices(lease.epoch, lease.shard);
     const fresh = rowCache ? this.rowCaches.plan(lease.id, workerId, rowCache, indices) : null;
-    const rows = this.deps.data.gather('train', fresh ? fresh.map((i) => indices[i]!) : indices);
     const wire = negotiate(this.config.compression, codecs);
-    const weights = cachedVersion === this.version ? null : this.weightsFor(cachedVersion, wire.weights, codecs);
+    let rows: { x: Uint8Array; y: Uint8Array };
+    let weights: WeightsPayload | null;
+    try {
+      rows = this.deps.data.gather('train', fresh ? fresh.map((i) => indices[i]!) : indices);
+      weights = cachedVersion === this.version ? null : this.weightsFor(cachedVersion, wire.weights, codecs);
+    } catch (err) {
+      // Granted but not sent: give the shard back now rather than at its deadline.
+      try {
+        this.release(workerId, lease.id);
+      } catch {
+        /* its deadline gives it back */
+      }
+      throw err;
+    }
     this.figures.downloaded(rows.x.byteLength + rows.y.byteLength + (weights?.data.byteLength ?? 0));
     const a = this.aggregation;
     return {
@@ -411,6 +423,12 @@ export class JobRuntime {
       },
       weights,
     };
+  }
+
+  /** Every row of a shard, in lease order (a spot check's replica of a lease whose rows partly came from a cache). */
+  shardRows(epoch: number, shard: number): { x: Uint8Array; y: Uint8Array } | null {
+    if (this.disposed) return null;
+    return this.deps.data.gather('train', this.sharder.indices(epoch, shard));
   }
 
   /** A lease's rows travelled compressed (server/transport/row-compression.ts): `saved` fewer bytes down. */

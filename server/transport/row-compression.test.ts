@@ -37,7 +37,9 @@ test('image rows are compressed and inflate back to the same bytes; the saving i
   assert.deepEqual(inflateRows(cx, x.byteLength), x);
   assert.deepEqual(inflateRows(cy, y.byteLength), y);
   assert.throws(() => inflateRows(cx, x.byteLength + 1), /inflated to 50176 bytes, expected 50177/);
-  assert.throws(() => inflateRows(x.subarray(0, 100), 100), /do not inflate/);
+  assert.throws(() => inflateRows(cx, x.byteLength - 1), /inflated to more than 50175 bytes, expected 50175/);
+  assert.throws(() => inflateRows(new Uint8Array(0), 10), /empty/);
+  assert.throws(() => inflateRows(x.subarray(0, 100), 100), /do not inflate|inflated to/);
   assert.deepEqual(c.figures('j'), { tried: 1, compressed: 1, rawBytes: x.byteLength + y.byteLength, sentBytes: cx.byteLength + cy.byteLength });
 });
 

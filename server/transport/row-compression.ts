@@ -1,10 +1,11 @@
 // Lease rows compressed for the wire (shared/codec/rows-codec.ts says why and how the worker
 // inflates them). Decides per lease: compress when the worker can inflate, the rows are worth it,
-// and this job's rows have been compressing well. Small rows are deflated inline (a thread-pool
-// round trip delays a small lease more than the deflate takes: four Node workers sharing the
-// coordinator's process became uneven with it, 8.5k against 10.7k samples each), large ones on libuv's thread pool so the event loop only waits for them. A
-// job whose first leases save less than `minSaving` (float features that are noise to DEFLATE)
-// stops being tried: its rows then travel as they are.
+// and this job's rows have been compressing well. Rows up to 64 KiB are deflated inline (a
+// thread-pool round trip delays a small lease more than the deflate takes: four Node workers
+// sharing the coordinator's process became uneven with it, 8.5k against 10.7k samples each),
+// larger ones (a `local` lease's thousands of rows) on libuv's thread pool. A job whose first
+// leases save less than `minSaving` (float features that are noise to DEFLATE) stops being tried:
+// its rows then travel as they are.
 
 import { deflateRaw, deflateRawSync } from 'node:zlib';
 import { promisify } from 'node:util';

@@ -182,6 +182,8 @@ export function attachWorkerHandlers(
       if (gated) return ack(gated);
       join(job);
       const rowCodecs = socket.data.capabilities?.rowCodecs;
+      // A relayed (cluster) socket has no `connected`; its gateway tells the owner when it is gone.
+      const stillThere = (): boolean => (socket as { connected?: boolean }).connected !== false;
       const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
       if (replica) return void rows.forWire(replica, rowCodecs).then((r) => ack(r.ack), () => ack(replica));
       let res: LeaseAck;
@@ -196,17 +198,18 @@ export function attachWorkerHandlers(
         observer.leased?.(wid, job.id, res);
         return;
       }
-      // Rows compressed off the event loop; the spot checker still hears of the lease right after its ack.
+      // Rows compressed (large ones on the thread pool); the spot checker still hears of the lease
+      // right after its ack, unless the worker left meanwhile (its leases are released already).
       void rows.forWire(res, rowCodecs).then(
         (wire) => {
           if (wire.saved > 0) job.rowsCompressed(wire.saved);
           ack(wire.ack);
-          observer.leased?.(wid, job.id, res);
+          if (stillThere()) observer.leased?.(wid, job.id, res);
         },
         (err: unknown) => {
           log.warn(`compressing a lease's rows failed (sent as they are): ${(err as Error).message}`);
           ack(res);
-          observer.leased?.(wid, job.id, res);
+          if (stillThere()) observer.leased?.(wid, job.id, res);
         },
       );
     });

@@ -183,6 +183,34 @@ test('replica leases: same backend class and another address only; forged and an
   assert.equal(checker.trust('a')!.creditSamples, 64, 'and credits nothing');
 });
 
+test("a lease whose rows partly came from the worker's cache: the replica carries every row of the shard (read from the job), or the lease is not checked", () => {
+  const addr: Record<string, string> = { a: '1.1.1.1', d: '3.3.3.3' };
+  const full = { x: Uint8Array.from({ length: 4 * 8 }, (_, i) => i), y: Uint8Array.from([0, 1, 2, 3]) };
+  const cached: LeaseAck = {
+    ok: true,
+    // 4 rows, only row 2 travelled (the others were in the worker's cache).
+    lease: { leaseId: 'L2', jobId: 'job', epoch: 1, shardIndex: 5, baseVersion: 3, deadlineAt: 0, numSamples: 4, x: full.x.slice(16, 24), y: full.y.slice(2, 3), rowIds: Uint32Array.from([9, 4, 7, 1]), fresh: Uint32Array.from([2]) },
+    weights: { version: 3, specs: [], data: new Uint8Array(0) },
+  };
+  const g = trueGradient(1, 5);
+  const p: GradientPush = { leaseId: 'L2', baseVersion: 3, numSamples: 4, loss: 1, computeMs: 1, specs: [], data: new Uint8Array(g.buffer) };
+  const asked: [string, number, number][] = [];
+  for (const rows of [full, null]) {
+    const checker = new SpotChecker(new FakeClock(), (w) => addr[w] ?? w, undefined, () => 0);
+    checker.shardRows = (jobId, epoch, shard) => (asked.push([jobId, epoch, shard]), rows);
+    checker.hello('a' as WorkerId, { backend: 'wasm', runtime: 'browser' });
+    checker.hello('d' as WorkerId, { backend: 'wasm', runtime: 'browser' });
+    checker.leased('a' as WorkerId, 'job', cached);
+    checker.pushed('a' as WorkerId, 'job', p, { ok: true, status: 'applied', version: 4, staleness: 0, scale: 1 });
+    const r = checker.replicaLease('d' as WorkerId, 'job');
+    if (rows) {
+      assert.ok(r && r.ok);
+      assert.deepEqual([r.lease.numSamples, r.lease.x, r.lease.y, r.lease.fresh], [4, full.x, full.y, undefined]);
+    } else assert.equal(r, null, 'no rows to replay: not checked');
+  }
+  assert.deepEqual(asked, [['job', 1, 5], ['job', 1, 5]]);
+});
+
 test('a quarantine is told once per worker (the coordinator then drops its buffered gradients)', () => {
   let total = 0;
   for (let seed = 1; seed <= 5; seed++) {

@@ -121,6 +121,8 @@ export class SpotChecker {
    * refused write could not save (the store failed, e.g. a deposed cluster owner's fenced writes).
    */
   readonly counts = { replicaLeases: 0, agreed: 0, mismatches: 0, faults: 0, inconclusive: 0, expired: 0, unsaved: 0 };
+  /** Every row of a job's shard, in lease order (the coordinator reads them from the job's data). */
+  shardRows: ((jobId: string, epoch: number, shard: number) => { x: Uint8Array; y: Uint8Array } | null) | null = null;
   /** Told once when a worker is quarantined (the coordinator drops its buffered gradients). */
   onQuarantined: ((workerId: WorkerId, reason: string) => void) | null = null;
   /** Told when trust records could not be written (the coordinator logs it). */
@@ -230,7 +232,15 @@ export class SpotChecker {
     const cls = backendClass(this.backends.get(workerId) ?? 'unknown');
     if (!w || toleranceFor(cls, cls) === null) return; // nothing to compare with: not checked
     if (this.random() >= checkProbability(this.record(workerId).validated, this.policy.trustAfter)) return;
-    this.held.set(lease.leaseId, { jobId, epoch: lease.epoch, shard: lease.shardIndex, baseVersion: lease.baseVersion, numSamples: lease.numSamples, x: lease.x, y: lease.y, weights: w });
+    // A lease whose rows partly came from the worker's row cache carries only the others: a replica
+    // needs them all, in lease order.
+    let { x, y } = lease;
+    if (lease.fresh !== undefined && toBytes(lease.fresh).byteLength / 4 !== lease.numSamples) {
+      const rows = this.shardRows?.(jobId, lease.epoch, lease.shardIndex) ?? null;
+      if (!rows) return; // no rows to replay: not checked
+      ({ x, y } = rows);
+    }
+    this.held.set(lease.leaseId, { jobId, epoch: lease.epoch, shard: lease.shardIndex, baseVersion: lease.baseVersion, numSamples: lease.numSamples, x, y, weights: w });
     if (this.held.size > MAX_HELD) this.held.delete(this.held.keys().next().value!);
   }
 

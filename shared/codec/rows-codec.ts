@@ -2,7 +2,7 @@
 // (RFC 1951) when the worker announced it can inflate them (WorkerCapabilities.rowCodecs): image
 // rows are mostly zeros (MNIST: 4.3x smaller at zlib level 1), so before the row cache holds the
 // dataset they were most of the bytes a lease moves. The coordinator compresses
-// (server/transport/row-compression.ts, on libuv's thread pool); the worker inflates here with
+// (server/transport/row-compression.ts); the worker inflates here with
 // fflate, synchronously (a browser worker runs this in its Web Worker): for a lease's few kilobytes
 // the platform's DecompressionStream costs more in stream and promise hops than the inflation
 // itself (with it, four Node workers sharing the coordinator's process lost 13% of their samples/s).
@@ -19,13 +19,16 @@ export function availableRowCodecs(): RowCodec[] {
 
 /** Inflates one compressed buffer, which must come out exactly `expectedBytes` long. */
 export function inflateRows(bytes: Uint8Array, expectedBytes: number): Uint8Array {
-  const out = new Uint8Array(expectedBytes);
+  if (bytes.byteLength === 0) throw new Error('compressed rows are empty');
+  // One byte of room: fflate stops silently at the end of a given buffer, so a stream that is too
+  // long shows as a full buffer, and one that is too short as a shorter result.
+  const out = new Uint8Array(expectedBytes + 1);
   let got: Uint8Array;
   try {
     got = inflateSync(bytes, { out });
   } catch (err) {
     throw new Error(`compressed rows do not inflate: ${(err as Error).message}`);
   }
-  if (got.byteLength !== expectedBytes || got.buffer !== out.buffer) throw new Error(`compressed rows inflated to ${got.byteLength} bytes, expected ${expectedBytes}`);
+  if (got.byteLength !== expectedBytes) throw new Error(`compressed rows inflated to ${got.byteLength === expectedBytes + 1 ? `more than ${expectedBytes}` : got.byteLength} bytes, expected ${expectedBytes}`);
   return got;
 }

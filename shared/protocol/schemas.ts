@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { DTYPES, isBinary, type BinaryLike } from '../codec/tensor-codec.ts';
 import { BACKENDS } from './messages.ts';
 import { ENCODINGS } from '../codec/compression.ts';
-import { ROW_CODECS } from '../codec/rows-codec.ts';
+import { ROW_CODECS, type RowCodec } from '../codec/rows-codec.ts';
 
 const MAX_TENSORS = 4096;
 const MAX_RANK = 8;
@@ -48,7 +48,12 @@ export const HelloRequestSchema = z.object({
       .optional(),
     runtime: z.enum(['browser', 'node']),
     codecs: z.array(z.enum(ENCODINGS)).max(8).optional(),
-    rowCodecs: z.array(z.enum(ROW_CODECS)).max(4).optional(),
+    // Lenient: a newer worker may announce row encodings this coordinator does not know; they are dropped.
+    rowCodecs: z
+      .array(z.string().max(32))
+      .max(8)
+      .optional()
+      .transform((a) => a?.filter((c): c is RowCodec => (ROW_CODECS as readonly string[]).includes(c))),
   }),
 });
 

@@ -11,7 +11,7 @@ import { trainableSpecs } from './model.ts';
 import { systemClock } from '../clock.ts';
 import { ErrorCode, fail } from '../protocol/errors.ts';
 import type { CoordinatorLink } from './link.ts';
-import type { HelloRequest, JobDescriptor, LeaseAck, RefuseJob } from '../protocol/messages.ts';
+import type { GradientPush, HelloRequest, JobDescriptor, LeaseAck, RefuseJob } from '../protocol/messages.ts';
 
 async function tinyJob(): Promise<JobDescriptor> {
   const m = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [4, 4, 1] }), tf.layers.dense({ units: 3, activation: 'softmax' })] });
@@ -29,6 +29,7 @@ function fakeLink(job: JobDescriptor, lease: () => LeaseAck) {
   const refusals: RefuseJob[] = [];
   const released: string[] = [];
   let pushes = 0;
+  const pushed: GradientPush[] = [];
   const link: CoordinatorLink = {
     connected: true,
     hello: async (req) => {
@@ -37,8 +38,9 @@ function fakeLink(job: JobDescriptor, lease: () => LeaseAck) {
     },
     getJob: async () => ({ ok: true, job }),
     requestLease: async () => lease(),
-    pushGradient: async () => {
+    pushGradient: async (push) => {
       pushes++;
+      pushed.push(push);
       return { ok: true, status: 'applied', version: 1, staleness: 0, scale: 1 };
     },
     releaseLease: async (id) => {
@@ -54,7 +56,7 @@ function fakeLink(job: JobDescriptor, lease: () => LeaseAck) {
     onJobUpdate: () => {},
     close: () => {},
   };
-  return { link, hellos, refusals, released, pushes: () => pushes };
+  return { link, hellos, refusals, released, pushed, pushes: () => pushes };
 }
 
 const leaseOf = (bytes: number): LeaseAck => ({
@@ -180,4 +182,24 @@ test('without prepareJob (one backend) the job is refused after the non-finite r
   assert.equal(fc.refusals[0]!.reason, `the wasm gradient step gave non-finite gradients on ${NON_FINITE_LIMIT} shards in a row`);
   assert.equal(fc.pushes(), NON_FINITE_LIMIT - 1);
   assert.equal(states.at(-1)?.[0], 'unsupported');
+});
+
+test('a non-finite gradient travels as float32 even when the lease asks for int8, and leaves the error feedback clean', async () => {
+  const job = await overflowingJob();
+  let n = 0;
+  // NaN, finite, NaN, finite: each push as the lease asks except the non-finite ones.
+  const fc = fakeLink(job, () => {
+    const ack = leaseOfRows(n++ % 2 === 0 ? 255 : 0);
+    return ack.ok ? { ...ack, lease: { ...ack.lease, gradientEncoding: 'int8' } } : ack;
+  });
+  await runLoop(fc.link, { maxLeases: 4 });
+  assert.deepEqual(fc.pushed.map((p) => p.encoding), [undefined, 'int8', undefined, 'int8']);
+  const f32 = new Float32Array(fc.pushed[0]!.data as ArrayBuffer);
+  assert.ok(f32.some((v) => Number.isNaN(v)), 'the coordinator sees the NaN (and refuses it)');
+  // The int8 pushes decode to finite values: no NaN residual was carried into them.
+  const { decodeVector, tensorSizes } = await import('../codec/compression.ts');
+  for (const p of [fc.pushed[1]!, fc.pushed[3]!]) {
+    const dec = decodeVector('int8', new Uint8Array(p.data as ArrayBuffer), tensorSizes(job.trainableSpecs));
+    assert.ok(dec.ok && dec.values.every(Number.isFinite));
+  }
 });

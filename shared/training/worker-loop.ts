@@ -84,7 +84,8 @@ export interface BackendFailure {
  * Non-finite gradients from this many shards in a row: the backend in use cannot train this model
  * (a GPU or driver returning garbage, a model that overflows on it). A backend whose probe timed
  * out was kept unverified, so this is where such a backend is caught. One or two in a row may be
- * the data's (they are pushed, and the coordinator refuses them as usual).
+ * the data's: they are pushed (as float32, outside any error feedback), the coordinator refuses
+ * them and counts the shard's failures as usual.
  */
 export const NON_FINITE_LIMIT = 3;
 
@@ -191,6 +192,8 @@ export class WorkerLoop {
   private rowCache: RowCache | null = null;
   /** Leases in a row whose rows did not fit the cache (see step()). */
   private cacheMisses = 0;
+  /** The job whose rows the cache holds. */
+  private rowCacheJob: string | null = null;
   /** This worker's own id, kept across reconnections (see HelloRequest.workerId). */
   identity: string;
   /** The coordinator-issued credential for `identity` (HelloAck.credential), sent in every hello. */
@@ -375,6 +378,7 @@ export class WorkerLoop {
     if (lease.rowsEncoding !== undefined) {
       const rows = lease.fresh !== undefined ? toBytes(lease.fresh).byteLength / 4 : lease.numSamples;
       try {
+        if (lease.rowsEncoding !== 'deflate-raw') throw new Error(`rows in an unknown encoding: ${String(lease.rowsEncoding)}`);
         x = inflateRows(x, rows * featureRowBytes(job.data));
         y = inflateRows(y, rows * targetRowBytes(job.data.target));
       } catch {
@@ -426,7 +430,8 @@ export class WorkerLoop {
     const computeMs = opts.clock.now() - t0;
     this.stats.computeMs += computeMs;
     if (this.stopped) return true;
-    this.nonFiniteRun = allFinite(grad.loss, grad.gradients) ? 0 : this.nonFiniteRun + 1;
+    const finite = allFinite(grad.gradients);
+    this.nonFiniteRun = finite ? 0 : this.nonFiniteRun + 1;
     if (this.nonFiniteRun >= NON_FINITE_LIMIT) {
       this.currentLease = null;
       await Promise.all([this.release(lease.leaseId), this.dropPrefetched(), this.drainInFlight()]);
@@ -436,7 +441,10 @@ export class WorkerLoop {
     if (this.stopped) return true;
 
     this.setState('uploading');
-    const encoding = lease.gradientEncoding ?? 'f32';
+    // A non-finite gradient travels as float32, outside the error feedback (whose residual it would
+    // poison, and whose int8 or top-k encoding would hide it): the coordinator refuses it and counts
+    // its shard's failures (a shard that fails everywhere is set aside).
+    const encoding = finite ? (lease.gradientEncoding ?? 'f32') : 'f32';
     const data = encoding === 'f32' ? (grad.gradients.buffer as ArrayBuffer) : this.feedbackFor(job, encoding, lease.topkRatio).encode(grad.gradients);
     const push: GradientPush = {
       leaseId: lease.leaseId,
@@ -659,8 +667,12 @@ export class WorkerLoop {
     this.nonFiniteRun = 0;
     this.feedback = null;
     const cacheBytes = this.opts.rowCacheBytes ?? DEFAULT_ROW_CACHE_BYTES;
-    this.cacheMisses = 0;
-    this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
+    // The same job again (another backend after a failed one): its rows are still good.
+    if (this.rowCacheJob !== job.id) {
+      this.cacheMisses = 0;
+      this.rowCache = cacheBytes > 0 ? new RowCache(featureRowBytes(job.data), targetRowBytes(job.data.target), cacheBytes) : null;
+      this.rowCacheJob = job.id;
+    }
     const own = trainableSpecs(this.model);
     if (own.length !== job.trainableSpecs.length) throw new Error('model topology does not match the job');
     this.job = job;
@@ -750,9 +762,8 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** A usable update: a finite loss and every gradient value finite. */
-function allFinite(loss: number, gradients: Float32Array): boolean {
-  if (!Number.isFinite(loss)) return false;
+/** Every gradient value finite (a non-finite loss alone is recorded as unknown by the coordinator, not refused). */
+function allFinite(gradients: Float32Array): boolean {
   for (let i = 0; i < gradients.length; i++) if (!Number.isFinite(gradients[i]!)) return false;
   return true;
 }
