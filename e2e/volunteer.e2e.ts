@@ -100,6 +100,10 @@ test('volunteer: consent, usage cap, hidden tab, battery, stop, close, unreachab
     // Without a usable GPU the tab says so and why (here: SwiftShader is a software adapter).
     if (f0.backend?.backend !== 'webgpu') await expect(page.locator('#notices')).toContainText('No usable GPU');
     await expect(page.locator('#backend')).toHaveText(f0.backend!.backend.toUpperCase());
+    // What the tab moved: the model and rows came down, gradients went up.
+    await expect(page.locator('#net')).toHaveText(/^[0-9.,]+ MB$/);
+    await expect(page.locator('#net-note')).toHaveText(/^[0-9.,]+ MB down \(training data, model\), [0-9.,]+ MB up \(gradients\)$/);
+    expect(await page.locator('#net').textContent()).not.toBe('0.0 MB');
     await expect(page.locator('#state')).toHaveText(/computing|uploading|waiting|downloading/);
 
     // ---- usage cap: 100% vs 25%, measured in the same run ---------------------------------------

@@ -159,6 +159,12 @@ function watchCredit(workerId: string): void {
   creditTimer = setInterval(() => void load(), 5000);
 }
 
+/** Bytes as MB with one decimal below 100 (what a volunteer on a metered connection reads). */
+function megabytes(bytes: number): string {
+  const mb = bytes / 1e6;
+  return `${mb < 100 ? mb.toFixed(1) : int(mb)} MB`;
+}
+
 function renderStats(s: WorkerStats): void {
   $('sps').textContent = s.samplesPerSec ? int(s.samplesPerSec) : '–';
   $('shards').textContent = int(s.shardsDone);
@@ -166,6 +172,8 @@ function renderStats(s: WorkerStats): void {
   $('refused').textContent = s.refused ? `${int(s.refused)} refused (${Object.entries(s.refusedByCode).map(([c, n]) => `${n} ${c.toLowerCase().replaceAll('_', ' ')}`).join(', ')})` : '';
   $('gflop').textContent = gflop(s.samplesDone * flopsPerSample);
   $('compute-time').textContent = `${(s.computeMs / 1000).toFixed(1)} s of compute`;
+  $('net').textContent = megabytes(s.bytesDown + s.bytesUp);
+  $('net-note').textContent = `${megabytes(s.bytesDown)} down (training data, model), ${megabytes(s.bytesUp)} up (gradients)`;
   const now = performance.now();
   busyLog.push({ at: now, computeMs: s.computeMs });
   while (busyLog.length > 2 && busyLog[0]!.at < now - 15_000) busyLog.shift();
