@@ -11,7 +11,8 @@ import { startCoordinator, type Coordinator } from './coordinator.ts';
 import { loadMnist, sliceDataset, type Dataset } from './data/dataset.ts';
 import { startNodeWorker, type NodeWorker } from '../shared/training/node-worker.ts';
 import { initNodeBackend } from '../shared/training/node-backend.ts';
-import type { GradientPush, LeaseAck } from '../shared/protocol/messages.ts';
+import type { GradientPush, LeaseAck, LeasePayload } from '../shared/protocol/messages.ts';
+import type { JobRuntime } from './jobs/job-runtime.ts';
 import { aggregationFor } from './aggregation/aggregation-config.ts';
 
 const silent = { info() {}, warn() {} };
@@ -50,6 +51,16 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Calls `seen` with every lease the job grants, as the job made it (before the transport touches it). */
+function onLease(job: JobRuntime, seen: (workerId: string, lease: LeasePayload) => void): void {
+  const lease = job.requestLease.bind(job);
+  job.requestLease = (wid, cached, codecs, rowCache) => {
+    const ack = lease(wid, cached, codecs, rowCache);
+    if (ack.ok) seen(wid, ack.lease);
+    return ack;
+  };
 }
 
 test('compression is negotiated per worker and every encoding lands in the same aggregation path', async () => {
@@ -131,16 +142,11 @@ test('row cache: after the first epoch a worker downloads no rows, and its gradi
   const c = await coordinator();
   const job = c.registry.all()[0]!;
   const travelled = new Map<number, number>();
-  const lease = job.requestLease.bind(job);
-  job.requestLease = (wid, cached, codecs, rowCache) => {
-    const ack = lease(wid, cached, codecs, rowCache);
-    if (ack.ok) {
-      assert.ok(ack.lease.fresh !== undefined, 'the worker announced a row cache');
-      const fresh = (ack.lease.fresh as Uint32Array).length;
-      travelled.set(ack.lease.epoch, (travelled.get(ack.lease.epoch) ?? 0) + fresh);
-    }
-    return ack;
-  };
+  onLease(job, (_wid, lease) => {
+    assert.ok(lease.fresh !== undefined, 'the worker announced a row cache');
+    const fresh = (lease.fresh as Uint32Array).length;
+    travelled.set(lease.epoch, (travelled.get(lease.epoch) ?? 0) + fresh);
+  });
   const w = await startNodeWorker(c.url, { jobId: job.id, maxLeases: 110, pipeline: true });
   workers.push(w);
   await w.done;
@@ -154,12 +160,7 @@ test('rows travel DEFLATE-compressed to a worker that can inflate them, as they 
   const c = await coordinator();
   const job = c.registry.all()[0]!;
   const raw = new Map<string, number>();
-  const lease = job.requestLease.bind(job);
-  job.requestLease = (wid, cached, codecs, rowCache) => {
-    const ack = lease(wid, cached, codecs, rowCache);
-    if (ack.ok) raw.set(wid, (raw.get(wid) ?? 0) + (ack.lease.x as Uint8Array).byteLength + (ack.lease.y as Uint8Array).byteLength);
-    return ack;
-  };
+  onLease(job, (wid, lease) => raw.set(wid, (raw.get(wid) ?? 0) + (lease.x as Uint8Array).byteLength + (lease.y as Uint8Array).byteLength));
   const down = (): number => job.summary().bytes.down;
   // No row cache: every lease brings its rows, so the saving shows in every lease.
   const before = down();
