@@ -26,7 +26,7 @@ const COMPUTE_MS = Number(arg('compute-ms') ?? 50);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function startServer(dataDir: string): Promise<{ proc: ChildProcess; url: string; token: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/sized-coordinator.ts', '101770', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', 'bench/lib/sized-coordinator.ts', '101770', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (b: Buffer) => {

@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS, type SubmitLimits } from './jobs/submission.ts';
 import { demoConfig, type DemoName } from './jobs/demos.ts';
 import type { JobConfig } from './jobs/job-config.ts';
 import type { Logger } from './jobs/job-runtime.ts';
+import { WorkTurns } from './transport/work-turns.ts';
 import { attachWorkerHandlers, type FlockServer, type TransportObserver, type WorkerInfo } from './transport/socket-handlers.ts';
 import { createHttpHandler } from './http/http-server.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -218,7 +219,9 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   const telemetry = new TelemetryBook(clock);
   const upload = { registry, dataDir: opts.dataDir, limits: opts.limits ?? DEFAULT_LIMITS };
   let connections = (): number => 0;
-  const metrics = new FlockMetrics({ registry, workers: () => workersFn(), connections: () => connections() });
+  // One queue of turns for every worker event of this process (server/transport/work-turns.ts).
+  const turns = new WorkTurns();
+  const metrics = new FlockMetrics({ registry, workers: () => workersFn(), connections: () => connections(), waitingEvents: () => turns.depth });
   // The real handler replaces the start-up 503 before socket.io wraps the server's listeners.
   http.removeAllListeners('request');
   let credit: (workerId: string) => unknown = () => null;
@@ -290,7 +293,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
       attachHandlers: (facade) => {
         adminFeed = new AdminFeed({ io: facade, registry, workers: workerStats, telemetry, adminToken, clock, log });
         observers.push(adminFeed);
-        const handlers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard);
+        const handlers = attachWorkerHandlers(facade, registry, clock, log, observer, state, opts.scheduling ?? {}, guard, turns);
         handlersWorkers = handlers.workers;
         return { pushCombined: handlers.pushCombined, wantsGradient: handlers.wantsGradient };
       },
@@ -300,7 +303,7 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
       },
     });
   } else {
-    handlersWorkers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard).workers;
+    handlersWorkers = attachWorkerHandlers(io, registry, clock, log, observer, state, opts.scheduling ?? {}, guard, turns).workers;
   }
   credit = (w) => creditOf(spotChecker, w);
   security = () => ({

@@ -49,10 +49,13 @@ export function screenWeights(moms: readonly Float32Array[]): number[] {
   if (n < 3) return moms.map(() => 1);
   const dim = moms[0]!.length;
   const center = new Float32Array(dim);
-  const col: number[] = new Array<number>(n);
+  // The column's median, as median() computes it, sorted in place (no array per coordinate).
+  const col = new Float64Array(n);
+  const h = n >> 1;
   for (let i = 0; i < dim; i++) {
     for (let j = 0; j < n; j++) col[j] = moms[j]![i]!;
-    center[i] = median(col);
+    col.sort();
+    center[i] = n % 2 ? col[h]! : (col[h - 1]! + col[h]!) / 2;
   }
   const dists = moms.map((m) => {
     let s = 0;

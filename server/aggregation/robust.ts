@@ -77,23 +77,36 @@ export function coordinateMedian(vs: readonly Float32Array[]): Float32Array {
 export function centeredClip(vs: readonly Float32Array[], center: Float32Array, iters = 3): Float32Array {
   const v = center.slice();
   const d = new Float32Array(v.length);
+  const m = vs.length;
   for (let it = 0; it < iters; it++) {
-    const dists = vs.map((x) => {
-      let s = 0;
-      for (let i = 0; i < v.length; i++) s += (x[i]! - v[i]!) ** 2;
-      return Math.sqrt(s);
-    });
+    const dists = vs.map((x) => distance(x, v));
     const tau = median(dists);
     d.fill(0);
-    for (let j = 0; j < vs.length; j++) {
-      const x = vs[j]!;
+    for (let j = 0; j < m; j++) {
       const dist = dists[j]!;
-      const f = dist > tau && dist > 0 ? tau / dist : 1;
-      for (let i = 0; i < v.length; i++) d[i] = d[i]! + (x[i]! - v[i]!) * f;
+      addScaledDifference(d, vs[j]!, v, dist > tau && dist > 0 ? tau / dist : 1);
     }
-    for (let i = 0; i < v.length; i++) v[i] = v[i]! + d[i]! / vs.length;
+    for (let i = 0; i < v.length; i++) v[i] = v[i]! + d[i]! / m;
   }
   return v;
+}
+
+// CenteredClip's inner loops, kept as small monomorphic functions (V8 optimizes them early; the
+// same arithmetic in the same order as written inline, so results are bit for bit the same).
+function distance(x: Float32Array, v: Float32Array): number {
+  let s = 0;
+  const n = v.length;
+  for (let i = 0; i < n; i++) {
+    const e = x[i]! - v[i]!;
+    s += e * e;
+  }
+  return Math.sqrt(s);
+}
+
+/** d += (x - v) * f, element by element. */
+function addScaledDifference(d: Float32Array, x: Float32Array, v: Float32Array, f: number): void {
+  const n = v.length;
+  for (let i = 0; i < n; i++) d[i] = d[i]! + (x[i]! - v[i]!) * f;
 }
 
 /** The rule applied to an already clipped buffer. `trim`: values dropped at each end (trimmed mean). */

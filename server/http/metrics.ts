@@ -14,6 +14,8 @@ export interface MetricsDeps {
   readonly workers: () => readonly WorkerInfo[];
   /** Sockets connected to the worker namespace (registered or not). */
   readonly connections: () => number;
+  /** Worker events waiting for their turn (server/transport/work-turns.ts). */
+  readonly waitingEvents?: () => number;
 }
 
 export class FlockMetrics {
@@ -81,6 +83,14 @@ export class FlockMetrics {
           this.set({ job: j.id, queue: 'waiting' }, s.waiting);
           this.set({ job: j.id, queue: 'quarantined' }, s.quarantined.length);
         }
+      },
+    });
+    new Gauge({
+      name: 'flock_worker_events_waiting',
+      help: 'Worker requests received and waiting for their turn on the event loop (leases, pushes)',
+      registers: [register],
+      collect() {
+        this.set(deps.waitingEvents?.() ?? 0);
       },
     });
     new Gauge({

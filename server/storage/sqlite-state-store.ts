@@ -5,6 +5,7 @@
 // FLOCK_SQLITE_SYNC=FULL also survives power loss, at one fsync per batch of pushes.
 
 import Database from 'better-sqlite3';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import type { StateStore, StoredJob, StoredLease, StoredMetric, StoredTrust, StoredWorker, UpdateRecord } from './state-store.ts';
 
 const SCHEMA = `
@@ -71,10 +72,25 @@ export class SqliteStateStore implements StateStore {
   private batch: { done: Promise<void>; resolve: () => void; reject: (e: Error) => void } | null = null;
   /** Batches committed so far (tests: several pushes, one commit). */
   commits = 0;
+  /** About how many bytes the open batch wrote (tells the WAL checkpointer when one is due). */
+  private batchBytes = 0;
+  /** WAL checkpoints in a worker thread (null: not a WAL database, e.g. in memory). */
+  readonly walCheckpoints: WalCheckpointer | null = null;
 
   constructor(file: string, sync: 'NORMAL' | 'FULL' = 'NORMAL') {
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
+    const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
+    if (wal) {
+      // Checkpoints off the event loop (wal-checkpointer.ts); SQLite's own again if the thread fails.
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.walCheckpoints = new WalCheckpointer({
+        file,
+        fallback: (reason) => {
+          if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+          process.emitWarning(`SQLite store: ${reason}; checkpoints run on the main thread again`);
+        },
+      });
+    }
     this.db.pragma(`synchronous = ${sync}`);
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
@@ -121,7 +137,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   appendUpdate(u: UpdateRecord): void {
-    this.begin();
+    this.begin(u.gradient?.byteLength ?? 0);
     this.q.appendUpdate.run({ ...u, step: u.step ?? null, scale: u.scale ?? null, excluded: u.excluded ? 1 : null, weight: u.weight ?? null, gradient: u.gradient ? Buffer.from(u.gradient.buffer, u.gradient.byteOffset, u.gradient.byteLength) : null });
   }
   appendUpdates(us: readonly UpdateRecord[]): void {
@@ -230,8 +246,12 @@ export class SqliteStateStore implements StateStore {
     }));
   }
 
-  /** Opens the turn's transaction at its first write; it commits on the next turn. */
-  private begin(): void {
+  /**
+   * Opens the turn's transaction at its first write; it commits on the next turn. `bytes`: a blob
+   * this write adds (each write also counts a page for its row and index entries).
+   */
+  private begin(bytes = 0): void {
+    this.batchBytes += bytes + 4096;
     if (this.batch) return;
     this.db.exec('BEGIN');
     let resolve!: () => void;
@@ -250,9 +270,11 @@ export class SqliteStateStore implements StateStore {
       this.db.exec('COMMIT');
       this.commits++;
       b.resolve();
+      this.walCheckpoints?.committed(this.batchBytes, () => this.db.pragma('wal_checkpoint(PASSIVE)'));
     } catch (err) {
       b.reject(err as Error);
     }
+    this.batchBytes = 0;
   }
 
   durable(): Promise<void> {
@@ -261,6 +283,7 @@ export class SqliteStateStore implements StateStore {
 
   close(): void {
     this.commit();
+    this.walCheckpoints?.close();
     this.db.close();
   }
 }

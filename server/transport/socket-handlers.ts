@@ -1,11 +1,12 @@
-// socket.io handlers for workers: validate the payload -> call the job runtime -> answer an ack.
+// socket.io handlers for workers: each event waits its turn (work-turns.ts: arrival order, bounded
+// event-loop turns) -> validate the payload -> call the job runtime -> answer an ack.
 // Owns the per-connection worker record (id, capabilities, job) and nothing else.
 
 import { safeAck } from './ack.ts';
 import type { Server, Socket } from 'socket.io';
 import { randomUUID } from 'node:crypto';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/protocol/events.ts';
-import { ErrorCode, fail } from '../../shared/protocol/errors.ts';
+import { ErrorCode, fail, type Failure } from '../../shared/protocol/errors.ts';
 import { PROTOCOL_VERSION, type GradientPush, type LeaseAck, type PushAck, type WorkerCapabilities } from '../../shared/protocol/messages.ts';
 import {
   GradientPushSchema,
@@ -24,6 +25,7 @@ import type { Clock } from '../../shared/clock.ts';
 import { RefusalBook } from './refusals.ts';
 import { RowCompressor } from './row-compression.ts';
 import { JobAssigner } from './job-assignment.ts';
+import { WorkTurns } from './work-turns.ts';
 import type { SchedulerPolicy } from '../jobs/scheduler.ts';
 import type { WorkerGate } from '../security/worker-guard.ts';
 import type { CombinedEntry, CombinedHandler } from '../cluster/relay.ts';
@@ -70,7 +72,8 @@ export interface TransportObserver {
 
 export function attachWorkerHandlers(
   io: FlockServer, registry: JobRegistry, clock: Clock, log: Logger, observer: TransportObserver = {}, state?: StateStore, scheduling: Partial<SchedulerPolicy> = {}, gate?: WorkerGate,
-): { workers(): WorkerInfo[]; assigner: JobAssigner; pushCombined: CombinedHandler; wantsGradient: (leaseId: string) => boolean } {
+  turns: WorkTurns = new WorkTurns(),
+): { workers(): WorkerInfo[]; assigner: JobAssigner; pushCombined: CombinedHandler; wantsGradient: (leaseId: string) => boolean; turns: WorkTurns } {
   const room = (jobId: string): string => `job:${jobId}`;
   /** safeAck that also tells the observer how long the answer took and how it went. */
   const timedAck = <K extends keyof ClientToServerEvents>(event: K, rawAck: unknown): ((res: AckOf<K>) => void) => {
@@ -82,6 +85,16 @@ export function attachWorkerHandlers(
       const r = res as { ok: boolean; code?: string };
       observer.answered?.(event, performance.now() - t0, r.ok ? 'ok' : (r.code ?? 'error'));
     };
+  };
+  /**
+   * Every worker event past its parse runs as a task in `turns` (server/transport/work-turns.ts):
+   * in arrival order, in event-loop turns of bounded length. A task that throws answers INTERNAL.
+   */
+  const inTurn = (ack: (res: Failure) => void, task: () => unknown): void => {
+    turns.run(task).catch((err: unknown) => {
+      log.warn(`a worker request failed: ${(err as Error).stack ?? err}`);
+      ack(fail(ErrorCode.Internal, 'coordinator error; ask again soon', 1000));
+    });
   };
   const refusals = new RefusalBook();
   const rows = new RowCompressor();
@@ -119,165 +132,180 @@ export function attachWorkerHandlers(
 
     socket.on('worker:hello', (raw, rawAck) => {
       const ack = timedAck<'worker:hello'>('worker:hello', rawAck);
-      const msg = parse(HelloRequestSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      if (msg.value.protocol !== PROTOCOL_VERSION) {
-        return ack(fail(ErrorCode.ProtocolMismatch, `coordinator speaks protocol ${PROTOCOL_VERSION}, worker ${msg.value.protocol}: reload the page`));
-      }
-      let credential: string | undefined;
-      if (!socket.data.workerId) {
-        // Keep the worker's own id across reconnections unless another live socket already uses it
-        // (with a gate: only with the credential issued for it, else a new server-issued id).
-        const wanted = msg.value.workerId;
-        const inUse = (id: string): boolean => [...io.of('/').sockets.values()].some((s) => s !== socket && s.data.workerId === id);
-        if (gate) ({ workerId: socket.data.workerId, credential } = gate.identify(wanted, msg.value.credential, inUse, socket.data.address ?? 'unknown'));
-        else socket.data.workerId = (wanted && !inUse(wanted) ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
-      }
-      socket.data.capabilities = msg.value.capabilities;
-      // With a gate, only workers that completed a lease have a durable record (fresh ids write nothing).
-      if (state && (!gate || state.getWorker(socket.data.workerId))) {
-        const prev = state.getWorker(socket.data.workerId);
-        const now = clock.now();
-        state.putWorker({
-          workerId: socket.data.workerId,
-          firstSeenAt: prev?.firstSeenAt ?? now,
-          lastSeenAt: now,
-          capabilities: msg.value.capabilities,
-          leasesDone: prev?.leasesDone ?? 0,
-          accepted: prev?.accepted ?? 0,
-          refused: prev?.refused ?? 0,
-          msPerSample: prev?.msPerSample ?? null,
-        });
-      }
-      ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now(), ...(credential ? { credential } : {}) });
-      observer.hello?.(socket.data.workerId, msg.value.capabilities, socket.data.connectedAt ?? clock.now());
+      inTurn(ack, () => {
+        const msg = parse(HelloRequestSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        if (msg.value.protocol !== PROTOCOL_VERSION) {
+          return ack(fail(ErrorCode.ProtocolMismatch, `coordinator speaks protocol ${PROTOCOL_VERSION}, worker ${msg.value.protocol}: reload the page`));
+        }
+        let credential: string | undefined;
+        if (!socket.data.workerId) {
+          // Keep the worker's own id across reconnections unless another live socket already uses it
+          // (with a gate: only with the credential issued for it, else a new server-issued id).
+          const wanted = msg.value.workerId;
+          const inUse = (id: string): boolean => [...io.of('/').sockets.values()].some((s) => s !== socket && s.data.workerId === id);
+          if (gate) ({ workerId: socket.data.workerId, credential } = gate.identify(wanted, msg.value.credential, inUse, socket.data.address ?? 'unknown'));
+          else socket.data.workerId = (wanted && !inUse(wanted) ? wanted : `w-${randomUUID().slice(0, 8)}`) as WorkerId;
+        }
+        socket.data.capabilities = msg.value.capabilities;
+        // With a gate, only workers that completed a lease have a durable record (fresh ids write nothing).
+        if (state && (!gate || state.getWorker(socket.data.workerId))) {
+          const prev = state.getWorker(socket.data.workerId);
+          const now = clock.now();
+          state.putWorker({
+            workerId: socket.data.workerId,
+            firstSeenAt: prev?.firstSeenAt ?? now,
+            lastSeenAt: now,
+            capabilities: msg.value.capabilities,
+            leasesDone: prev?.leasesDone ?? 0,
+            accepted: prev?.accepted ?? 0,
+            refused: prev?.refused ?? 0,
+            msPerSample: prev?.msPerSample ?? null,
+          });
+        }
+        ack({ ok: true, workerId: socket.data.workerId, serverTime: clock.now(), ...(credential ? { credential } : {}) });
+        observer.hello?.(socket.data.workerId, msg.value.capabilities, socket.data.connectedAt ?? clock.now());
+      });
     });
 
     socket.on('job:get', (raw, rawAck) => {
       const ack = timedAck<'job:get'>('job:get', rawAck);
-      const msg = parse(JobGetRequestSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      if (!socket.data.workerId) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      const job = msg.value.jobId ? registry.get(msg.value.jobId) : placeUnpinned();
-      if (!job) return ack(fail(ErrorCode.UnknownJob, msg.value.jobId ? `no job ${msg.value.jobId}` : 'no job yet', 5000));
-      join(job);
-      ack({ ok: true, job: job.descriptor() });
+      inTurn(ack, () => {
+        const msg = parse(JobGetRequestSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        if (!socket.data.workerId) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+        const job = msg.value.jobId ? registry.get(msg.value.jobId) : placeUnpinned();
+        if (!job) return ack(fail(ErrorCode.UnknownJob, msg.value.jobId ? `no job ${msg.value.jobId}` : 'no job yet', 5000));
+        join(job);
+        ack({ ok: true, job: job.descriptor() });
+      });
     });
 
     socket.on('lease:request', (raw, rawAck) => {
       const ack = timedAck<'lease:request'>('lease:request', rawAck);
-      const msg = parse(LeaseRequestSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      const wid = socket.data.workerId;
-      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      const job = jobFor(msg.value.jobId);
-      if (!job) return ack(fail(ErrorCode.UnknownJob, 'no such job', 5000));
-      if (msg.value.movable) {
-        const to = assigner.reassignment(wid, job.id);
-        if (to !== null) return ack(fail(ErrorCode.JobReassigned, `job ${to} needs this worker more than job ${job.id}; ask job:get`));
-      }
-      const refused = refusals.reason(wid, job.id);
-      if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
-      const gated = gate?.leaseRefusal(wid);
-      if (gated) return ack(gated);
-      join(job);
-      const rowCodecs = socket.data.capabilities?.rowCodecs;
-      // A relayed (cluster) socket has no `connected`; its gateway tells the owner when it is gone.
-      const stillThere = (): boolean => (socket as { connected?: boolean }).connected !== false;
-      const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
-      if (replica) return void rows.forWire(replica, rowCodecs).then((r) => ack(r.ack), () => ack(replica));
-      let res: LeaseAck;
-      try {
-        res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
-      } catch (err) {
-        log.warn(`lease for ${wid} on job ${job.id} failed: ${(err as Error).stack ?? err}`);
-        return ack(fail(ErrorCode.Internal, 'coordinator error; ask again soon', 1000));
-      }
-      if (!res.ok || !rowCodecs) {
-        ack(res);
-        observer.leased?.(wid, job.id, res);
-        return;
-      }
-      // Rows compressed (large ones on the thread pool); the spot checker still hears of the lease
-      // right after its ack, unless the worker left meanwhile (its leases are released already).
-      void rows.forWire(res, rowCodecs).then(
-        (wire) => {
-          if (wire.saved > 0) job.rowsCompressed(wire.saved);
-          ack(wire.ack);
-          if (stillThere()) observer.leased?.(wid, job.id, res);
-        },
-        (err: unknown) => {
-          log.warn(`compressing a lease's rows failed (sent as they are): ${(err as Error).message}`);
+      inTurn(ack, () => {
+        const msg = parse(LeaseRequestSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        const wid = socket.data.workerId;
+        if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+        const job = jobFor(msg.value.jobId);
+        if (!job) return ack(fail(ErrorCode.UnknownJob, 'no such job', 5000));
+        if (msg.value.movable) {
+          const to = assigner.reassignment(wid, job.id);
+          if (to !== null) return ack(fail(ErrorCode.JobReassigned, `job ${to} needs this worker more than job ${job.id}; ask job:get`));
+        }
+        const refused = refusals.reason(wid, job.id);
+        if (refused !== undefined) return ack(fail(ErrorCode.Unsupported, `this worker reported it cannot train job ${job.id}: ${refused}`));
+        const gated = gate?.leaseRefusal(wid);
+        if (gated) return ack(gated);
+        join(job);
+        const rowCodecs = socket.data.capabilities?.rowCodecs;
+        // A relayed (cluster) socket has no `connected`; its gateway tells the owner when it is gone.
+        const stillThere = (): boolean => (socket as { connected?: boolean }).connected !== false;
+        const replica = gate?.replicaLease?.(wid, job.id); // a spot check (server/validation)
+        if (replica) return void rows.forWire(replica, rowCodecs).then((r) => ack(r.ack), () => ack(replica));
+        let res: LeaseAck;
+        try {
+          res = job.requestLease(wid, msg.value.cachedVersion, socket.data.capabilities?.codecs, msg.value.rowCache);
+        } catch (err) {
+          log.warn(`lease for ${wid} on job ${job.id} failed: ${(err as Error).stack ?? err}`);
+          return ack(fail(ErrorCode.Internal, 'coordinator error; ask again soon', 1000));
+        }
+        if (!res.ok || !rowCodecs) {
           ack(res);
-          if (stillThere()) observer.leased?.(wid, job.id, res);
-        },
-      );
+          observer.leased?.(wid, job.id, res);
+          return;
+        }
+        // Rows compressed (large ones on the thread pool); the spot checker still hears of the lease
+        // right after its ack, unless the worker left meanwhile (its leases are released already).
+        void rows.forWire(res, rowCodecs).then(
+          (wire) => {
+            if (wire.saved > 0) job.rowsCompressed(wire.saved);
+            ack(wire.ack);
+            if (stillThere()) observer.leased?.(wid, job.id, res);
+          },
+          (err: unknown) => {
+            log.warn(`compressing a lease's rows failed (sent as they are): ${(err as Error).message}`);
+            ack(res);
+            if (stillThere()) observer.leased?.(wid, job.id, res);
+          },
+        );
+      });
     });
 
-    socket.on('gradient:push', async (raw, rawAck) => {
+    socket.on('gradient:push', (raw, rawAck) => {
       const ack = timedAck<'gradient:push'>('gradient:push', rawAck);
-      const msg = parse(GradientPushSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      const wid = socket.data.workerId;
-      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      const checked = gate?.takePush?.(wid, msg.value); // a spot-check replica: compared, never applied
-      if (checked) return ack(checked);
-      const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
-      if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
-      const barred = gate?.pushRefusal?.(wid);
-      if (barred) {
-        job.release(wid, msg.value.leaseId); // its shard goes to another worker
-        return ack(barred);
-      }
-      try {
-        const res = await job.push(wid, msg.value);
-        ack(res);
-        if (res.ok && res.status !== 'duplicate') assigner.noteApplied(wid, job.id, msg.value.numSamples);
-        observer.pushed?.(wid, job.id, msg.value, res);
-      } catch (err) {
-        log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
-        ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
-      }
+      inTurn(ack, async () => {
+        const msg = parse(GradientPushSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        const wid = socket.data.workerId;
+        if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+        const checked = gate?.takePush?.(wid, msg.value); // a spot-check replica: compared, never applied
+        if (checked) return ack(checked);
+        const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
+        if (!job) return ack(fail(ErrorCode.UnknownLease, 'no lease held on any job'));
+        const barred = gate?.pushRefusal?.(wid);
+        if (barred) {
+          job.release(wid, msg.value.leaseId); // its shard goes to another worker
+          return ack(barred);
+        }
+        try {
+          const res = await job.push(wid, msg.value);
+          ack(res);
+          if (res.ok && res.status !== 'duplicate') assigner.noteApplied(wid, job.id, msg.value.numSamples);
+          observer.pushed?.(wid, job.id, msg.value, res);
+        } catch (err) {
+          log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
+          ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
+        }
+      });
     });
 
     socket.on('lease:release', (raw, rawAck) => {
       const ack = timedAck<'lease:release'>('lease:release', rawAck);
-      const msg = parse(LeaseReleaseSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      const wid = socket.data.workerId;
-      const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
-      if (!wid || !job || !job.release(wid, msg.value.leaseId)) return ack(fail(ErrorCode.UnknownLease, 'no such lease held by this worker'));
-      ack({ ok: true });
-      observer.released?.(wid, job.id);
+      inTurn(ack, () => {
+        const msg = parse(LeaseReleaseSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        const wid = socket.data.workerId;
+        const job = socket.data.jobId ? registry.get(socket.data.jobId) : undefined;
+        if (!wid || !job || !job.release(wid, msg.value.leaseId)) return ack(fail(ErrorCode.UnknownLease, 'no such lease held by this worker'));
+        ack({ ok: true });
+        observer.released?.(wid, job.id);
+      });
     });
 
     socket.on('job:refuse', (raw, rawAck) => {
       const ack = timedAck<'job:refuse'>('job:refuse', rawAck);
-      const msg = parse(RefuseJobSchema, raw);
-      if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
-      const wid = socket.data.workerId;
-      if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
-      const refusedJob = registry.get(msg.value.jobId);
-      if (refusedJob) {
-        refusedJob.workerLeft(wid);
-        if (socket.data.jobId === refusedJob.id) assigner.place(wid, null);
-        refusals.record(wid, refusedJob.id, msg.value.reason);
-      }
-      // The reason is the worker's own text: one line, bounded, so it cannot forge log lines.
-      log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason.replace(/[\r\n\t]+/g, " ").slice(0, 300)}`);
-      ack({ ok: true });
+      inTurn(ack, () => {
+        const msg = parse(RefuseJobSchema, raw);
+        if (!msg.ok) return ack(fail(ErrorCode.BadRequest, msg.message));
+        const wid = socket.data.workerId;
+        if (!wid) return ack(fail(ErrorCode.NotRegistered, 'say worker:hello first'));
+        const refusedJob = registry.get(msg.value.jobId);
+        if (refusedJob) {
+          refusedJob.workerLeft(wid);
+          if (socket.data.jobId === refusedJob.id) assigner.place(wid, null);
+          refusals.record(wid, refusedJob.id, msg.value.reason);
+        }
+        // The reason is the worker's own text: one line, bounded, so it cannot forge log lines.
+        log.info(`worker ${wid} cannot train job ${msg.value.jobId}: ${msg.value.reason.replace(/[\r\n\t]+/g, " ").slice(0, 300)}`);
+        ack({ ok: true });
+      });
     });
 
     socket.on('disconnect', () => {
-      const wid = socket.data.workerId;
-      if (wid) assigner.place(wid, null);
-      if (!wid || !socket.data.jobId) {
-        if (wid) observer.left?.(wid, undefined);
-        return;
-      }
-      const released = registry.get(socket.data.jobId)?.workerLeft(wid) ?? 0;
-      if (released > 0) log.info(`worker ${wid} left; ${released} lease(s) reissued`);
-      observer.left?.(wid, socket.data.jobId);
+      // In turn too: a push read before the disconnect is judged before the worker's leases go back.
+      void turns.run(() => {
+        const wid = socket.data.workerId;
+        if (wid) assigner.place(wid, null);
+        if (!wid || !socket.data.jobId) {
+          if (wid) observer.left?.(wid, undefined);
+          return;
+        }
+        const released = registry.get(socket.data.jobId)?.workerLeft(wid) ?? 0;
+        if (released > 0) log.info(`worker ${wid} left; ${released} lease(s) reissued`);
+        observer.left?.(wid, socket.data.jobId);
+      }).catch((err: unknown) => log.warn(`a worker's leaving failed: ${(err as Error).stack ?? err}`));
     });
   });
 
@@ -288,7 +316,7 @@ export function attachWorkerHandlers(
    * any the owner must see alone are named back and nothing is applied. Accepted, each worker's
    * push is told to the observers as if it had come alone (never held for a spot check).
    */
-  const pushCombined = async (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array): Promise<CombinedAnswer> => {
+  const pushCombinedNow = async (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array): Promise<CombinedAnswer> => {
     const job = registry.get(jobId);
     const leaseIds = entries.map((e) => e?.leaseId ?? '');
     if (!job || entries.some((e) => e === null)) return { ok: false, individually: leaseIds };
@@ -313,9 +341,13 @@ export function attachWorkerHandlers(
     });
     return res;
   };
+  // In turn with the workers' own events (a combined update is many pushes' worth of work).
+  const pushCombined = (jobId: string, baseVersion: number, entries: readonly (CombinedEntry | null)[], sum: Uint8Array): Promise<CombinedAnswer> =>
+    turns.run(() => pushCombinedNow(jobId, baseVersion, entries, sum));
 
   return {
     pushCombined,
+    turns,
     wantsGradient: (leaseId: string) => gate?.wantsGradient?.(leaseId) === true,
     assigner,
     workers: () =>
