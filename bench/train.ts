@@ -86,11 +86,20 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
       tabs.push(p);
     }
     let job: JobJson;
+    // (time, samples applied) once a second: the steady rate leaves out the tabs' start-up (page,
+    // backend choice, first lease) and the end (final evaluation), which no pipeline can overlap.
+    const seen: { t: number; samples: number }[] = [];
     for (;;) {
       await sleep(1000);
       job = ((await (await fetch(`${coord.url}/api/jobs`)).json()) as JobJson[])[0]!;
+      seen.push({ t: Date.now(), samples: job.samplesApplied });
       if (job.status === 'finished' || Date.now() - t0 > spec.budgetS * 1000) break;
     }
+    const firstMoved = seen.findIndex((s) => s.samples > 0);
+    const lastMoved = seen.findIndex((s) => s.samples === job.samplesApplied);
+    const steady = firstMoved >= 0 && lastMoved > firstMoved
+      ? (seen[lastMoved]!.samples - seen[firstMoved]!.samples) / ((seen[lastMoved]!.t - seen[firstMoved]!.t) / 1000)
+      : null;
     const elapsedS = (Date.now() - t0) / 1000;
     const hist = (await (await fetch(`${coord.url}/api/jobs/${spec.demo}/metrics`)).json()) as { evaluations: Evaluation[] };
     const hit = hist.evaluations.find((e) => e.testAccuracy >= TARGET);
@@ -114,6 +123,10 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
       endToEndSamplesPerSec: e2e,
       isolatedSamplesPerSecPerTab: iso.probe.samplesPerSec,
       pipelineEfficiency: e2e / (iso.probe.samplesPerSec * spec.tabs),
+      // From the first applied gradient to the last (polled once a second): the pipeline alone.
+      steadySamplesPerSec: steady,
+      steadyEfficiency: steady === null ? null : steady / (iso.probe.samplesPerSec * spec.tabs),
+      startupS: firstMoved >= 0 ? (seen[firstMoved]!.t - t0) / 1000 : null,
       probeWarmupMs: iso.probe.warmupMs,
       updatesApplied: job.updates.applied,
       updatesRefused: job.updates.refused,
@@ -146,8 +159,8 @@ mkdirSync('bench/results', { recursive: true });
 const out = { benchmark: 'train', tabParams, at: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version }, targetAccuracy: TARGET, runs: results };
 writeFileSync(`bench/results/${outName}.json`, JSON.stringify(out, null, 2) + '\n');
 
-console.log(`\n| run | reached ${pct} | s to ${pct} | samples to ${pct} | best acc | e2e samples/s | isolated samples/s/tab | efficiency | applied | refused | B down/sample | B up/sample |`);
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log(`\n| run | reached ${pct} | s to ${pct} | samples to ${pct} | best acc | e2e samples/s | isolated samples/s/tab | efficiency | steady efficiency | applied | refused | B down/sample | B up/sample |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   if ('error' in r) {
     console.log(`| ${r.run} | error: ${String(r.error).slice(0, 80)} |`);
@@ -155,6 +168,6 @@ for (const r of results) {
   }
   const n = (x: unknown, d = 0): string => (typeof x === 'number' ? x.toFixed(d) : '–');
   const refused = Object.values(r.updatesRefused as Record<string, number>).reduce((a, b) => a + b, 0);
-  console.log(`| ${r.run} | ${r.reachedTarget ? 'yes' : 'no'} | ${n(r.secondsToTarget, 1)} | ${n(r.samplesToTarget)} | ${n(r.bestTestAccuracy, 4)} | ${n(r.endToEndSamplesPerSec)} | ${n(r.isolatedSamplesPerSecPerTab)} | ${n(r.pipelineEfficiency, 2)} | ${r.updatesApplied} | ${refused} | ${n(r.bytesDownPerSample)} | ${n(r.bytesUpPerSample)} |`);
+  console.log(`| ${r.run} | ${r.reachedTarget ? 'yes' : 'no'} | ${n(r.secondsToTarget, 1)} | ${n(r.samplesToTarget)} | ${n(r.bestTestAccuracy, 4)} | ${n(r.endToEndSamplesPerSec)} | ${n(r.isolatedSamplesPerSecPerTab)} | ${n(r.pipelineEfficiency, 2)} | ${n(r.steadyEfficiency, 2)} | ${r.updatesApplied} | ${refused} | ${n(r.bytesDownPerSample)} | ${n(r.bytesUpPerSample)} |`);
 }
 process.exit(0);
