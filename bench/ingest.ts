@@ -42,7 +42,7 @@ function boundStepsPerSec(n: number, ms = 1500): number {
 }
 
 async function startServer(params: number, dataDir: string): Promise<{ proc: ChildProcess; url: string; token: string; params: number }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/lib/sized-coordinator.ts', String(params), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', 'bench/lib/sized-coordinator.ts', String(params), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (b: Buffer) => {

@@ -71,7 +71,9 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
     const ctx = await browser.newContext();
     // 1. Isolated gradient step, same browser, same backend, in a Web Worker like the real tab.
     const probe = await ctx.newPage();
-    await probe.goto(`${coord.url}/?probe=${spec.demo}&backend=${spec.backend}&batch=64&ms=5000`);
+    // The job's own minibatch size (a local lease's inner steps use it too).
+    const probeBatch = ((await (await fetch(`${coord.url}/api/jobs`)).json()) as JobJson[])[0]!.batchSize;
+    await probe.goto(`${coord.url}/?probe=${spec.demo}&backend=${spec.backend}&batch=${probeBatch}&ms=5000`);
     await probe.waitForFunction(() => (window as unknown as { flock: { probe: unknown; fatal: unknown } }).flock.probe || (window as unknown as { flock: { fatal: unknown } }).flock.fatal, null, { timeout: 120_000 });
     const iso = await probe.evaluate(() => (window as unknown as { flock: { probe: { samplesPerSec: number; warmupMs: number } | null; fatal: string | null } }).flock);
     await probe.close();
@@ -101,6 +103,8 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
       ? (seen[lastMoved]!.samples - seen[firstMoved]!.samples) / ((seen[lastMoved]!.t - seen[firstMoved]!.t) / 1000)
       : null;
     const elapsedS = (Date.now() - t0) / 1000;
+    // Each tab's own account: time inside the gradient (or local) step, and samples it computed.
+    const tabStats = await Promise.all(tabs.map((p) => p.evaluate(() => (window as unknown as { flock: { stats: { computeMs: number; samplesDone: number } | null } }).flock.stats).catch(() => null)));
     const hist = (await (await fetch(`${coord.url}/api/jobs/${spec.demo}/metrics`)).json()) as { evaluations: Evaluation[] };
     const hit = hist.evaluations.find((e) => e.testAccuracy >= TARGET);
     const best = Math.max(0, ...hist.evaluations.map((e) => e.testAccuracy));
@@ -127,7 +131,12 @@ async function runOne(spec: RunSpec): Promise<Record<string, unknown>> {
       steadySamplesPerSec: steady,
       steadyEfficiency: steady === null ? null : steady / (iso.probe.samplesPerSec * spec.tabs),
       startupS: firstMoved >= 0 ? (seen[firstMoved]!.t - t0) / 1000 : null,
+      // The tabs' compute time over their working time (from the first applied gradient to the end):
+      // the volunteer page's "computing N% of the time", over the whole run.
+      tabBusyFraction: firstMoved >= 0 && tabStats.every((t) => t) ? tabStats.reduce((a, t) => a + t!.computeMs, 0) / spec.tabs / (Date.now() - seen[firstMoved]!.t) : null,
+      tabComputeSamplesPerSec: tabStats.every((t) => t) ? tabStats.reduce((a, t) => a + t!.samplesDone / (t!.computeMs / 1000), 0) / spec.tabs : null,
       probeWarmupMs: iso.probe.warmupMs,
+      probeBatch,
       updatesApplied: job.updates.applied,
       updatesRefused: job.updates.refused,
       bytesDownPerSample: job.bytes.down / Math.max(1, job.samplesApplied),
@@ -159,8 +168,8 @@ mkdirSync('bench/results', { recursive: true });
 const out = { benchmark: 'train', tabParams, at: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version }, targetAccuracy: TARGET, runs: results };
 writeFileSync(`bench/results/${outName}.json`, JSON.stringify(out, null, 2) + '\n');
 
-console.log(`\n| run | reached ${pct} | s to ${pct} | samples to ${pct} | best acc | e2e samples/s | isolated samples/s/tab | efficiency | steady efficiency | applied | refused | B down/sample | B up/sample |`);
-console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+console.log(`\n| run | reached ${pct} | s to ${pct} | samples to ${pct} | best acc | e2e samples/s | isolated samples/s/tab | efficiency | steady efficiency | tab busy | applied | refused | B down/sample | B up/sample |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   if ('error' in r) {
     console.log(`| ${r.run} | error: ${String(r.error).slice(0, 80)} |`);
@@ -168,6 +177,6 @@ for (const r of results) {
   }
   const n = (x: unknown, d = 0): string => (typeof x === 'number' ? x.toFixed(d) : '–');
   const refused = Object.values(r.updatesRefused as Record<string, number>).reduce((a, b) => a + b, 0);
-  console.log(`| ${r.run} | ${r.reachedTarget ? 'yes' : 'no'} | ${n(r.secondsToTarget, 1)} | ${n(r.samplesToTarget)} | ${n(r.bestTestAccuracy, 4)} | ${n(r.endToEndSamplesPerSec)} | ${n(r.isolatedSamplesPerSecPerTab)} | ${n(r.pipelineEfficiency, 2)} | ${n(r.steadyEfficiency, 2)} | ${r.updatesApplied} | ${refused} | ${n(r.bytesDownPerSample)} | ${n(r.bytesUpPerSample)} |`);
+  console.log(`| ${r.run} | ${r.reachedTarget ? 'yes' : 'no'} | ${n(r.secondsToTarget, 1)} | ${n(r.samplesToTarget)} | ${n(r.bestTestAccuracy, 4)} | ${n(r.endToEndSamplesPerSec)} | ${n(r.isolatedSamplesPerSecPerTab)} | ${n(r.pipelineEfficiency, 2)} | ${n(r.steadyEfficiency, 2)} | ${n(r.tabBusyFraction, 2)} | ${r.updatesApplied} | ${refused} | ${n(r.bytesDownPerSample)} | ${n(r.bytesUpPerSample)} |`);
 }
 process.exit(0);
