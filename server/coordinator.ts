@@ -354,6 +354,8 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
     clearInterval(sampler);
     adminFeed?.close();
     io.close();
+    // The disconnects io.close() queued, and any push still waiting its turn, run before the jobs stop.
+    await turns.idle();
     if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
     await new Promise<void>((r) => http.close(() => r()));
     for (const job of registry.all()) {

@@ -77,14 +77,18 @@ export class SqliteStateStore implements StateStore {
   /** WAL checkpoints in a worker thread (null: not a WAL database, e.g. in memory). */
   readonly walCheckpoints: WalCheckpointer | null = null;
 
-  constructor(file: string, sync: 'NORMAL' | 'FULL' = 'NORMAL') {
+  /** `walCheckpointBytes`: bytes committed between WAL checkpoints (tests make it small). */
+  constructor(file: string, sync: 'NORMAL' | 'FULL' = 'NORMAL', walCheckpointBytes?: number) {
     this.db = new Database(file);
     const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
     if (wal) {
       // Checkpoints off the event loop (wal-checkpointer.ts); SQLite's own again if the thread fails.
       this.db.pragma('wal_autocheckpoint = 0');
+      // After the WAL rewinds, its file is cut back to this size (else it keeps its largest size).
+      this.db.pragma('journal_size_limit = 33554432');
       this.walCheckpoints = new WalCheckpointer({
         file,
+        ...(walCheckpointBytes !== undefined ? { everyBytes: walCheckpointBytes } : {}),
         fallback: (reason) => {
           if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
           process.emitWarning(`SQLite store: ${reason}; checkpoints run on the main thread again`);

@@ -6,8 +6,10 @@
 // the last checkpoint, a worker thread with its own connection runs a PASSIVE checkpoint (never blocks
 // the writer). One checkpoint in flight at a time. The frames committed since are finished by the
 // store on its own connection right after its next commit (a few pages), so the WAL can start over
-// from its beginning rather than grow under steady load. The thread
-// starts at the first checkpoint needed (a small store never starts one). If the thread fails, the
+// from its beginning rather than grow under steady load. The thread starts after the first MB
+// committed (a small store never starts one). Backstop: past 4 x `everyBytes` since a checkpoint
+// last finished (the thread starting, or behind), the store checkpoints on its own connection once,
+// as SQLite would have, so the WAL stays bounded whatever the thread does. If the thread fails, the
 // store gets auto-checkpoint back (`fallback`) and is told once.
 
 import { Worker } from 'node:worker_threads';
@@ -25,6 +27,8 @@ interface Reply { ok: boolean; busy?: number; log?: number; checkpointed?: numbe
 export class WalCheckpointer {
   private worker: Worker | null = null;
   private pendingBytes = 0;
+  /** Bytes committed since a checkpoint last finished (thread or main). */
+  private sinceDone = 0;
   private inFlight = false;
   private again = false;
   private failed = false;
@@ -32,7 +36,7 @@ export class WalCheckpointer {
   private finish = false;
   private readonly everyBytes: number;
   /** Checkpoints completed, and the WAL's frame count seen at the last one (tests, diagnostics). */
-  readonly counts = { checkpoints: 0, lastLogFrames: 0, lastCheckpointedFrames: 0 };
+  readonly counts = { checkpoints: 0, lastLogFrames: 0, lastCheckpointedFrames: 0, onMainThread: 0, backstops: 0 };
 
   constructor(private readonly opts: WalCheckpointerOptions) {
     this.everyBytes = opts.everyBytes ?? 4 * 1024 * 1024;
@@ -46,19 +50,36 @@ export class WalCheckpointer {
   committed(bytes: number, finishHere: () => void): void {
     if (this.failed || this.closed) return;
     this.pendingBytes += bytes;
+    this.sinceDone += bytes;
+    // Warm the thread early (it takes tens of ms to start), so the first checkpoint is not late.
+    if (!this.worker && this.sinceDone >= this.everyBytes / 4) this.warm();
     if (this.pendingBytes >= this.everyBytes) {
       this.pendingBytes = 0;
       this.again = true;
     }
-    if (this.finish && !this.inFlight) {
-      // The next request waits for the next commit: the writer in between rewinds the WAL first.
+    // (While the thread's checkpoint runs, one here would only find the checkpoint lock taken.)
+    if (!this.inFlight && (this.finish || this.sinceDone >= 4 * this.everyBytes)) {
+      // After a thread checkpoint: the frames committed since. Backstop: the thread is not keeping
+      // up (starting, or a long checkpoint): SQLite's own way, this once, so the WAL stays bounded.
+      if (!this.finish) this.counts.backstops++;
       this.finish = false;
       finishHere();
+      this.counts.onMainThread++;
+      this.sinceDone = 0;
+      // The next request waits for the next commit: the writer in between rewinds the WAL first.
       return;
     }
     if (this.again && !this.inFlight) {
       this.again = false;
       this.request();
+    }
+  }
+
+  private warm(): void {
+    try {
+      this.start();
+    } catch (err) {
+      this.fail(`could not start the WAL checkpoint thread: ${(err as Error).message}`);
     }
   }
 
@@ -77,11 +98,14 @@ export class WalCheckpointer {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(new URL('./wal-checkpoint-thread.mjs', import.meta.url), { workerData: { file: this.opts.file } });
+    // Plain JavaScript: no loader flags (tsx) in the thread, so it starts in tens of ms.
+    const w = new Worker(new URL('./wal-checkpoint-thread.mjs', import.meta.url), { workerData: { file: this.opts.file }, execArgv: [] });
+    w.unref();
     w.on('message', (r: Reply) => {
       this.inFlight = false;
       if (!r.ok) return this.fail(`WAL checkpoint failed: ${r.message}`);
       this.counts.checkpoints++;
+      this.sinceDone = 0;
       this.counts.lastLogFrames = r.log ?? 0;
       this.counts.lastCheckpointedFrames = r.checkpointed ?? 0;
       // SQLite rewinds the WAL only for a write transaction whose snapshot began with every frame

@@ -41,6 +41,11 @@ export class WorkTurns {
     this.schedule = opts.schedule ?? ((fn) => void setImmediate(fn));
   }
 
+  /** Resolves once every task queued so far has run (shutdown: after the sockets close). */
+  idle(): Promise<void> {
+    return this.depth === 0 ? Promise.resolve() : this.run(() => undefined);
+  }
+
   /** Tasks waiting for a turn. */
   get depth(): number {
     return this.queue.length - this.head;
