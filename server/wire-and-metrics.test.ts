@@ -130,6 +130,7 @@ test('/metrics: refused without the admin token, Prometheus text with it, and on
   assert.ok(value(/^flock_bytes_total\{job="mnist-mlp",direction="out"\} (\d+)$/m) > 0);
   assert.equal(value(/^flock_workers\{backend="wasm",runtime="node",job="mnist-mlp"\} (\d+)$/m), 1, 'one worker still connected');
   assert.match(text, /^flock_queue_depth\{job="mnist-mlp",queue="waiting"\} \d+$/m);
+  assert.equal(value(/^flock_worker_events_waiting (\d+)$/m), 0, 'no worker event waiting once the worker is idle');
 
   assert.ok(c.metricsPort !== null && c.metricsPort > 0);
   const own = await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`);
