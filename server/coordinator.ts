@@ -327,11 +327,17 @@ async function assemble(opts: CoordinatorOptions, clock: Clock, log: Logger, htt
   }, workerRows.everyMs);
   pruner.unref();
 
+  // In turn with the worker events: a push that arrived before its lease's deadline and is still
+  // waiting its turn is judged before the sweep could expire that lease.
   const sweep = setInterval(() => {
-    for (const job of registry.all()) {
-      const n = job.sweep();
-      if (n > 0) log.info(`job ${job.id}: ${n} lease(s) expired and will be reissued`);
-    }
+    void turns
+      .run(() => {
+        for (const job of registry.all()) {
+          const n = job.sweep();
+          if (n > 0) log.info(`job ${job.id}: ${n} lease(s) expired and will be reissued`);
+        }
+      })
+      .catch((err: unknown) => log.warn(`lease sweep failed: ${(err as Error).message}`));
   }, opts.sweepIntervalMs ?? 1000);
   sweep.unref();
 
