@@ -127,9 +127,9 @@ export interface LoopOptions {
    * coordinator's work behind compute, at the cost of about one more version of staleness per
    * worker. Measured on the MNIST MLP: with one gradient per lease +29% samples/s but more samples
    * to reach 97%, no faster to the target, so off for those; with `local` leases (H steps each, the
-   * version moves every K pushes) one tab reached 97% in 33-35 s instead of 41-43 s, so on for
-   * those. Absent: on for `local` leases only; `?prefetch=1` / `0` on the page forces it. Never on
-   * under a usage cap.
+   * version moves every K pushes) one tab reached 97% in 33-35 s instead of 41-43 s, but two tabs
+   * with it never reached 97% in 90 s (0.89-0.92; without it: 97% in 26.6 s), so off by default
+   * for every lease. Absent: off; `?prefetch=1` on the page turns it on. Never on under a usage cap.
    */
   readonly prefetch?: boolean | undefined;
   /**
@@ -408,7 +408,7 @@ export class WorkerLoop {
       this.cacheMisses = 0;
     }
 
-    if ((opts.prefetch ?? lease.local !== undefined) && this.dutyCycle >= 1 && !this.paused) {
+    if (opts.prefetch === true && this.dutyCycle >= 1 && !this.paused) {
       const ask = link.requestLease(this.leaseRequest(job));
       ask.catch(() => undefined); // awaited (and its failure handled) by the next step
       this.nextLease = ask;
