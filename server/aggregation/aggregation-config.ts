@@ -37,6 +37,13 @@ export const AggregationSchema = z.object({
    */
   workerMomentum: z.number().min(0).max(0.999).optional(),
   /**
+   * Robust rules with a worker history: past this many times the median distance, a gradient's
+   * weight falls as the square of its worker's distance (history-screen.ts screenWeights), so a
+   * far-out worker's pull shrinks instead of staying at the median's. Absent: tau / d all the way
+   * (jobs stored before the key existed); new robust jobs get 2.
+   */
+  screenKnee: z.number().min(1).max(100).optional(),
+  /**
    * async / buffered: workers get the weights predicted s optimizer steps ahead, s = the recent
    * average staleness of accepted gradients, so a gradient is computed about where the weights
    * will be when it lands (DANA, Hakimi et al. 2019). The model itself, evaluations, checkpoints
@@ -62,7 +69,7 @@ export const LEGACY_AGGREGATION: AggregationConfig = AggregationSchema.parse({ m
  * What the demos and new jobs get: buffers of 6 gradients, each clipped to 2x the recent median norm,
  * combined by CenteredClip from a momentum centre (anyone can open the volunteer URL).
  */
-export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6), workerMomentum: 0.9, lookahead: true });
+export const DEFAULT_AGGREGATION: AggregationConfig = AggregationSchema.parse({ mode: 'buffered', rule: 'centered-clip', bufferSize: 6, learningRateScale: Math.sqrt(6), workerMomentum: 0.9, screenKnee: 2, lookahead: true });
 
 /**
  * The config for a mode named with some of its options (job files, POST /api/jobs): `buffered` and
@@ -80,6 +87,7 @@ export function aggregationFor(input: { mode: AggregationMode; rule?: string | u
     ...parsed,
     ...(parsed.mode === 'buffered' && parsed.learningRateScale === undefined ? { learningRateScale: Math.sqrt(parsed.bufferSize) } : {}),
     ...(parsed.rule !== 'mean' && parsed.workerMomentum === undefined ? { workerMomentum: 0.9 } : {}),
+    ...(parsed.rule !== 'mean' && parsed.screenKnee === undefined ? { screenKnee: 2 } : {}),
     ...(parsed.mode === 'buffered' && parsed.lookahead === undefined ? { lookahead: true } : {}),
   };
 }

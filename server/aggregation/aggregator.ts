@@ -269,7 +269,7 @@ export class Aggregator {
       return this.history.get(c.worker)!.m.slice();
     });
     while (this.history.size > MAX_HISTORY) this.history.delete(this.history.keys().next().value!);
-    return screenWeights(moms);
+    return screenWeights(moms, this.cfg.screenKnee);
   }
 
   snapshot(): AggregatorSnapshot {

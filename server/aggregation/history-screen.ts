@@ -41,10 +41,16 @@ export function countSketch(g: Float32Array, table: Uint32Array, dim = SKETCH_DI
 }
 
 /**
- * One weight in (0, 1] per momentum: min(1, tau / distance from the coordinate-wise median of all
- * of them), tau = the median distance. Fewer than 3 momenta: all 1 (no majority to judge by).
+ * One weight in (0, 1] per momentum, by its distance d from the coordinate-wise median of all of
+ * them, tau the median distance: 1 up to tau, then tau / d, and past `knee` x tau the weight falls
+ * as knee x tau^2 / d^2 (continuous at the knee). With tau / d alone a worker's pull (weight x
+ * distance) stays at tau however far out it sits: a fixed direction repeated every step still
+ * cost 1-2.5 points of MNIST under CPU load. Past the knee the pull shrinks as knee x tau^2 / d
+ * (a worker 8 x tau out, as that attacker sits, keeps 1/4 of it); honest workers sat within
+ * 1.2 x tau there, so the knee leaves them alone. `knee` absent: tau / d all the way (jobs stored
+ * before it existed replay as they ran). Fewer than 3 momenta: all 1 (no majority to judge by).
  */
-export function screenWeights(moms: readonly Float32Array[]): number[] {
+export function screenWeights(moms: readonly Float32Array[], knee?: number): number[] {
   const n = moms.length;
   if (n < 3) return moms.map(() => 1);
   const dim = moms[0]!.length;
@@ -63,5 +69,8 @@ export function screenWeights(moms: readonly Float32Array[]): number[] {
     return Math.sqrt(s);
   });
   const tau = median(dists);
-  return dists.map((d) => (d > tau && d > 0 ? tau / d : 1));
+  return dists.map((d) => {
+    if (!(d > tau && d > 0)) return 1;
+    return knee !== undefined && d > knee * tau ? (knee * tau * tau) / (d * d) : tau / d;
+  });
 }

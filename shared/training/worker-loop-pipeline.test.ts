@@ -26,6 +26,8 @@ interface Options {
   gradients?: Encoding;
   weights?: WeightEncoding;
   ackDelayMs?: number;
+  /** `local` leases; the version steps once this many pushes are buffered (as the coordinator's buffered rule). */
+  localBuffer?: number;
 }
 
 async function fakeCoordinator(opts: Options = {}) {
@@ -39,6 +41,9 @@ async function fakeCoordinator(opts: Options = {}) {
   model.dispose();
   let version = 0;
   let leases = 0;
+  let buffered = 0;
+  const stalenessAtPush: number[] = [];
+  const released: string[] = [];
   const applied = new Map<string, number>();
   const pushes: GradientPush[] = [];
   const events: string[] = [];
@@ -63,6 +68,7 @@ async function fakeCoordinator(opts: Options = {}) {
           leaseId: `l${leases}`, jobId: 'j', epoch: 0, shardIndex: leases, baseVersion: version, deadlineAt: Date.now() + 10_000, numSamples: 8,
           x: new Uint8Array(8 * 16).map((_, i) => (i * 37 + leases) % 256), y: new Uint8Array(8).map((_, i) => (i + leases) % 3),
           ...(opts.gradients ? { gradientEncoding: opts.gradients, topkRatio: 0.2 } : {}),
+          ...(opts.localBuffer ? { local: { steps: 2, batchSize: 4, optimizer: { kind: 'sgd' as const, learningRate: 0.1 } } } : {}),
         },
         weights: send ? { version, specs: weights.specs, data, ...(w !== 'f32' ? { encoding: w } : {}) } : null,
       };
@@ -71,23 +77,38 @@ async function fakeCoordinator(opts: Options = {}) {
       pushes.push(p);
       // The coordinator applies synchronously on arrival (as the real one does), whatever happens to the ack.
       const first = !applied.has(p.leaseId);
+      let stepped = true;
       if (first) {
-        version++;
-        applied.set(p.leaseId, version);
+        stalenessAtPush.push(version - p.baseVersion);
+        if (opts.localBuffer) {
+          buffered++;
+          stepped = buffered >= opts.localBuffer;
+          if (stepped) buffered = 0;
+        }
+        if (stepped) version++;
+        applied.set(p.leaseId, stepped ? version : version + 1);
         events.push(`push ${p.leaseId}`);
       }
       if (opts.ackDelayMs) await new Promise((r) => setTimeout(r, opts.ackDelayMs));
       if (first && lost.has(p.leaseId)) throw new Error('operation has timed out');
-      return { ok: true, status: first ? 'applied' : 'duplicate', version: applied.get(p.leaseId)!, staleness: 0, scale: 1 };
+      return { ok: true, status: first ? (stepped ? 'applied' : 'buffered') : 'duplicate', version: applied.get(p.leaseId)!, staleness: 0, scale: 1 };
     },
-    releaseLease: async () => ({ ok: true }),
+    releaseLease: async (leaseId) => {
+      released.push(leaseId);
+      return { ok: true };
+    },
     refuseJob: async () => ({ ok: true }),
     onConnect: () => {},
     onDisconnect: () => {},
     onJobUpdate: () => {},
     close: () => {},
   };
-  return { link, pushes, applied, events, job, codecs: () => codecs };
+  /** Another worker's push completes a step. */
+  const externalStep = (): void => {
+    version++;
+    buffered = 0;
+  };
+  return { link, pushes, applied, events, job, codecs: () => codecs, stalenessAtPush, released, externalStep };
 }
 
 test('pipelined: 60 leases applied exactly once with two lost acks; no tensor leak', async () => {
@@ -150,4 +171,30 @@ test('negotiated encodings: int8 weights decoded, top-k gradients with error fee
   await new WorkerLoop(fc2.link, { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, maxLeases: 1, codecs: ['f32'] }).run();
   assert.deepEqual(fc2.codecs(), ['f32']);
   assert.equal(fc2.pushes[0]!.encoding, undefined);
+});
+
+test('prefetch with local leases: a lease asked for before a step is handed back and asked for again, so no push is computed on weights a step behind', async () => {
+  await initNodeBackend('wasm');
+  const fc = await fakeCoordinator({ localBuffer: 2 });
+  let n = 0;
+  // Every fifth lease, another worker completes a step while this one computes.
+  const beforePush = (): void => {
+    if (++n % 5 === 0) fc.externalStep();
+  };
+  const base = { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, prefetch: true, maxLeases: 20, beforePush } as const;
+  for (const pipeline of [false, true]) {
+    const before = fc.stalenessAtPush.length;
+    const loop = new WorkerLoop(fc.link, { ...base, pipeline });
+    await loop.run();
+    const st = fc.stalenessAtPush.slice(before);
+    assert.equal(st.length, 20);
+    // Pushes right after another worker's step are a step behind, as they would be without prefetch
+    // (the lease was granted before it); none is behind because of the prefetch itself.
+    const behind = st.filter((s) => s > 0).length;
+    assert.ok(behind <= 4, `pipeline=${pipeline}: ${behind} of 20 pushes computed on stale weights: ${st.join(',')}`);
+    assert.ok(loop.stats.prefetchesDropped >= 8, `pipeline=${pipeline}: ${loop.stats.prefetchesDropped} prefetched leases handed back`);
+    assert.equal(loop.stats.accepted, 20);
+  }
+  // Every lease handed back was never pushed.
+  for (const id of fc.released) assert.ok(!fc.applied.has(id), `${id} both released and pushed`);
 });

@@ -57,6 +57,8 @@ export interface WorkerStats {
   samplesPerSec: number;
   lastLoss: number | null;
   lastStaleness: number | null;
+  /** Prefetched `local` leases handed back because a step landed while they waited (asked for again). */
+  prefetchesDropped: number;
 }
 
 export interface LoopListener {
@@ -169,6 +171,7 @@ export class WorkerLoop {
     samplesPerSec: 0,
     lastLoss: null,
     lastStaleness: null,
+    prefetchesDropped: 0,
   };
   private job: JobDescriptor | null = null;
   private model: tf.LayersModel | null = null;
@@ -274,6 +277,15 @@ export class WorkerLoop {
       if (res.ok) await this.release(res.lease.leaseId);
     } catch {
       /* nothing was granted, or the deadline will reclaim it */
+    }
+  }
+
+  /** Hands the prefetched lease back when its weights are older than `version` (the next step asks again). */
+  private async dropIfBehind(version: number): Promise<void> {
+    const next = await this.nextLease?.catch(() => null);
+    if (next?.ok && next.lease.baseVersion < version) {
+      this.stats.prefetchesDropped++;
+      await this.dropPrefetched();
     }
   }
 
@@ -461,7 +473,12 @@ export class WorkerLoop {
     this.stats.lastLoss = grad.loss;
     this.leases++;
     const last = opts.maxLeases !== undefined && this.leases >= opts.maxLeases;
-    if (opts.pipeline === true && !last && this.dutyCycle >= 1 && !this.paused) {
+    // A `local` lease asked for while this one computed carries the weights of that moment: once a
+    // step has landed since (this push's, or another worker's), a pseudo-gradient from them counts
+    // the step's progress twice (two tabs with prefetch stalled at 0.89-0.92). Such a push waits for
+    // its ack, which says where the version is, and a prefetched lease behind it is asked for again.
+    const prefetchedLocal = lease.local !== undefined && this.nextLease !== null;
+    if (opts.pipeline === true && !last && this.dutyCycle >= 1 && !this.paused && !prefetchedLocal) {
       this.sendPipelined(push);
       // Behind the push on the same connection: the coordinator answers it with weights that include the push.
       if (!this.nextLease) {
@@ -484,6 +501,7 @@ export class WorkerLoop {
     }
     this.pendingPush = null;
     this.countAck(ack, lease.numSamples);
+    if (prefetchedLocal && ack.ok && ack.status !== 'duplicate') await this.dropIfBehind(ack.status === 'applied' ? ack.version : ack.version - 1);
     if (last) {
       await this.dropPrefetched();
       return true;
