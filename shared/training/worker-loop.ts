@@ -126,12 +126,13 @@ export interface LoopOptions {
   readonly maxBackoffMs?: number | undefined;
   /**
    * Ask for the next lease while computing the current one, hiding the round trip and the
-   * coordinator's work behind compute, at the cost of about one more version of staleness per
-   * worker. Measured on the MNIST MLP: with one gradient per lease +29% samples/s but more samples
-   * to reach 97%, no faster to the target, so off for those; with `local` leases (H steps each, the
-   * version moves every K pushes) one tab reached 97% in 33-35 s instead of 41-43 s, but two tabs
-   * with it never reached 97% in 90 s (0.89-0.92; without it: 97% in 26.6 s), so off by default
-   * for every lease. Absent: off; `?prefetch=1` on the page turns it on. Never on under a usage cap.
+   * coordinator's work behind compute. With one gradient per lease it costs about one version of
+   * staleness per worker (MNIST MLP: +29% samples/s, no sooner at 97%). With `local` leases a push
+   * waits for its ack, and a prefetched lease granted before a step that has landed since is
+   * handed back and asked for again (dropIfBehind): a pseudo-gradient from weights a step behind
+   * counts that step's progress twice (two tabs stalled at 0.89-0.92 before this), so prefetch
+   * adds no staleness there and only hides the round trips between steps. Absent: off; `?prefetch=1`
+   * on the page turns it on. Never on under a usage cap.
    */
   readonly prefetch?: boolean | undefined;
   /**
@@ -280,13 +281,18 @@ export class WorkerLoop {
     }
   }
 
-  /** Hands the prefetched lease back when its weights are older than `version` (the next step asks again). */
-  private async dropIfBehind(version: number): Promise<void> {
+  /**
+   * Hands the prefetched lease back when its weights are older than `version`, asking for the next
+   * one at the same time (one round trip, not two).
+   */
+  private async dropIfBehind(job: JobDescriptor, version: number): Promise<void> {
     const next = await this.nextLease?.catch(() => null);
-    if (next?.ok && next.lease.baseVersion < version) {
-      this.stats.prefetchesDropped++;
-      await this.dropPrefetched();
-    }
+    if (!next?.ok || next.lease.baseVersion >= version) return;
+    this.stats.prefetchesDropped++;
+    const ask = this.link.requestLease(this.leaseRequest(job));
+    ask.catch(() => undefined); // awaited (and its failure handled) by the next step
+    this.nextLease = ask;
+    await this.release(next.lease.leaseId);
   }
 
   /** Runs until stop(), the job finishes, or maxLeases is reached. */
@@ -501,7 +507,7 @@ export class WorkerLoop {
     }
     this.pendingPush = null;
     this.countAck(ack, lease.numSamples);
-    if (prefetchedLocal && ack.ok && ack.status !== 'duplicate') await this.dropIfBehind(ack.status === 'applied' ? ack.version : ack.version - 1);
+    if (prefetchedLocal && ack.ok && ack.status !== 'duplicate') await this.dropIfBehind(job, ack.status === 'applied' ? ack.version : ack.version - 1);
     if (last) {
       await this.dropPrefetched();
       return true;
