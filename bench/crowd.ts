@@ -4,7 +4,7 @@
 // plus one dashboard connection watching the job. Measured from the coordinator's own /metrics:
 // event-loop lag p99 under the load, resident memory per idle worker (before/after connecting them);
 // and whether the dashboard kept receiving live deltas. Writes bench/results/crowd.json.
-// Usage: npm run bench:crowd [-- --workers 1000 --working 32 --seconds 20 --compute-ms 50]
+// Usage: npm run bench:crowd [-- --workers 1000 --working 32 --seconds 20 --compute-ms 50 --out crowd]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -163,5 +163,5 @@ try {
 console.log(JSON.stringify(result, null, 2));
 mkdirSync('bench/results', { recursive: true });
 const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-writeFileSync('bench/results/crowd.json', JSON.stringify({ benchmark: 'crowd', at: new Date().toISOString(), machine, ...result }, null, 2) + '\n');
+writeFileSync(`bench/results/${arg('out') ?? 'crowd'}.json`, JSON.stringify({ benchmark: 'crowd', at: new Date().toISOString(), machine, ...result }, null, 2) + '\n');
 process.exit(0);

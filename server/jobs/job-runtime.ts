@@ -344,6 +344,11 @@ export class JobRuntime {
     return n;
   }
 
+  /** The next accepted push runs the robust combine (the worker-event queue gives it a turn of its own). */
+  get nextPushIsHeavy(): boolean {
+    return this.aggregator.nextAdmitCombines;
+  }
+
   get currentVersion(): number {
     return this.version;
   }

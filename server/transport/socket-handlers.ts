@@ -90,8 +90,8 @@ export function attachWorkerHandlers(
    * Every worker event past its parse runs as a task in `turns` (server/transport/work-turns.ts):
    * in arrival order, in event-loop turns of bounded length. A task that throws answers INTERNAL.
    */
-  const inTurn = (ack: (res: Failure) => void, task: () => unknown): void => {
-    turns.run(task).catch((err: unknown) => {
+  const inTurn = (ack: (res: Failure) => void, task: () => unknown, heavy?: () => boolean): void => {
+    turns.run(task, heavy).catch((err: unknown) => {
       log.warn(`a worker request failed: ${(err as Error).stack ?? err}`);
       ack(fail(ErrorCode.Internal, 'coordinator error; ask again soon', 1000));
     });
@@ -258,7 +258,7 @@ export function attachWorkerHandlers(
           log.warn(`push from ${wid} failed: ${(err as Error).stack ?? err}`);
           ack(fail(ErrorCode.Internal, 'coordinator error; the shard will be reissued', 1000));
         }
-      });
+      }, () => (socket.data.jobId ? registry.get(socket.data.jobId)?.nextPushIsHeavy === true : false));
     });
 
     socket.on('lease:release', (raw, rawAck) => {

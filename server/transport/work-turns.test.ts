@@ -40,6 +40,39 @@ test('tasks run in arrival order, in turns of at most the budget; later tasks wa
   assert.deepEqual(ran, [1, 2, 3, 4, 5, 6]);
 });
 
+test('a heavy task (a push that completes a buffer) starts a turn of its own; asked when its turn comes', async () => {
+  const m = manual(10);
+  const ran: string[] = [];
+  const task = (name: string, ms: number) => () => {
+    ran.push(name);
+    m.clock.t += ms;
+  };
+  let steps = true;
+  m.turns.run(task('a', 1));
+  m.turns.run(task('b', 1));
+  m.turns.run(task('step', 20), () => steps);
+  m.turns.run(task('c', 1));
+  m.turns.run(task('not-now', 1), () => false);
+  m.next();
+  assert.deepEqual(ran, ['a', 'b'], 'the turn ends before the heavy task, not after it');
+  m.next();
+  assert.deepEqual(ran, ['a', 'b', 'step'], 'the heavy task opens the next turn; its 20 ms spend the budget');
+  m.next();
+  assert.deepEqual(ran, ['a', 'b', 'step', 'c', 'not-now'], 'a task that says it is not heavy runs on in the turn');
+  // Heavy but first in its turn: runs at once.
+  steps = true;
+  m.turns.run(task('step2', 20), () => steps);
+  m.next();
+  assert.deepEqual(ran.at(-1), 'step2');
+  // A predicate that throws counts as not heavy.
+  m.turns.run(task('d', 1));
+  m.turns.run(task('e', 1), () => {
+    throw new Error('gone');
+  });
+  m.next();
+  assert.deepEqual(ran.slice(-2), ['d', 'e']);
+});
+
 test('a throwing task rejects its own promise only; async tasks resolve with their value', async () => {
   const m = manual(10);
   const a = m.turns.run(() => {

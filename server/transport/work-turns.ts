@@ -19,6 +19,8 @@ export interface WorkTurnsOptions {
 
 interface Task {
   readonly run: () => unknown;
+  /** Asked when the task's turn comes: true if it will hold the loop long (an optimizer step). */
+  readonly heavy: (() => boolean) | undefined;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -54,10 +56,13 @@ export class WorkTurns {
   /**
    * Runs `task` in a later turn, after every task queued before it; resolves (or rejects) with what
    * it returns (or throws). A task's own awaits run outside the budget: only its synchronous part counts.
+   * `heavy`, asked when the task's turn comes, says it will hold the loop long (a push that completes
+   * a buffer runs the robust step, 10-40 ms): such a task starts a turn of its own rather than running
+   * after others in one, so the loop is held for the longer of the two, not their sum.
    */
-  run<T>(task: () => T | Promise<T>): Promise<T> {
+  run<T>(task: () => T | Promise<T>, heavy?: () => boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run: task, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ run: task, heavy, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         this.schedule(() => this.turn());
@@ -68,8 +73,14 @@ export class WorkTurns {
   private turn(): void {
     this.counts.turns++;
     const start = this.now();
+    let ran = 0;
     while (this.head < this.queue.length) {
       const t = this.queue[this.head]!;
+      if (ran > 0 && t.heavy !== undefined && isHeavy(t)) {
+        this.counts.deferred += this.queue.length - this.head;
+        break;
+      }
+      ran++;
       this.queue[this.head++] = undefined as unknown as Task; // let it be collected
       this.counts.tasks++;
       try {
@@ -93,5 +104,13 @@ export class WorkTurns {
       }
       this.schedule(() => this.turn());
     }
+  }
+}
+
+function isHeavy(t: Task): boolean {
+  try {
+    return t.heavy!();
+  } catch {
+    return false;
   }
 }

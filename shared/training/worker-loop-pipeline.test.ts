@@ -28,6 +28,10 @@ interface Options {
   ackDelayMs?: number;
   /** `local` leases; the version steps once this many pushes are buffered (as the coordinator's buffered rule). */
   localBuffer?: number;
+  /** Lease answers arrive this late (granted at once, as the coordinator does). */
+  leaseDelayMs?: number;
+  /** Called as each push arrives (before it is applied). */
+  onPush?: (p: GradientPush) => void;
 }
 
 async function fakeCoordinator(opts: Options = {}) {
@@ -44,6 +48,7 @@ async function fakeCoordinator(opts: Options = {}) {
   let buffered = 0;
   const stalenessAtPush: number[] = [];
   const released: string[] = [];
+  const granted: string[] = [];
   const applied = new Map<string, number>();
   const pushes: GradientPush[] = [];
   const events: string[] = [];
@@ -62,18 +67,22 @@ async function fakeCoordinator(opts: Options = {}) {
       const send = req.cachedVersion !== version;
       const w = opts.weights ?? 'f32';
       const data = w === 'f32' ? weights.data.slice().buffer : encodeVector(w, weights.data, tensorSizes(weights.specs));
+      granted.push(`l${leases}`);
+      const base = version;
+      if (opts.leaseDelayMs) await new Promise((r) => setTimeout(r, opts.leaseDelayMs));
       return {
         ok: true,
         lease: {
-          leaseId: `l${leases}`, jobId: 'j', epoch: 0, shardIndex: leases, baseVersion: version, deadlineAt: Date.now() + 10_000, numSamples: 8,
+          leaseId: `l${leases}`, jobId: 'j', epoch: 0, shardIndex: leases, baseVersion: base, deadlineAt: Date.now() + 10_000, numSamples: 8,
           x: new Uint8Array(8 * 16).map((_, i) => (i * 37 + leases) % 256), y: new Uint8Array(8).map((_, i) => (i + leases) % 3),
           ...(opts.gradients ? { gradientEncoding: opts.gradients, topkRatio: 0.2 } : {}),
           ...(opts.localBuffer ? { local: { steps: 2, batchSize: 4, optimizer: { kind: 'sgd' as const, learningRate: 0.1 } } } : {}),
         },
-        weights: send ? { version, specs: weights.specs, data, ...(w !== 'f32' ? { encoding: w } : {}) } : null,
+        weights: send ? { version: base, specs: weights.specs, data, ...(w !== 'f32' ? { encoding: w } : {}) } : null,
       };
     },
     pushGradient: async (p): Promise<PushAck> => {
+      opts.onPush?.(p);
       pushes.push(p);
       // The coordinator applies synchronously on arrival (as the real one does), whatever happens to the ack.
       const first = !applied.has(p.leaseId);
@@ -108,7 +117,7 @@ async function fakeCoordinator(opts: Options = {}) {
     version++;
     buffered = 0;
   };
-  return { link, pushes, applied, events, job, codecs: () => codecs, stalenessAtPush, released, externalStep };
+  return { link, pushes, applied, events, job, codecs: () => codecs, stalenessAtPush, released, granted, externalStep };
 }
 
 test('pipelined: 60 leases applied exactly once with two lost acks; no tensor leak', async () => {
@@ -197,4 +206,30 @@ test('prefetch with local leases: a lease asked for before a step is handed back
   }
   // Every lease handed back was never pushed.
   for (const id of fc.released) assert.ok(!fc.applied.has(id), `${id} both released and pushed`);
+});
+
+/** Every lease granted was pushed or handed back, exactly once, and none is left held. */
+function accountedFor(fc: Awaited<ReturnType<typeof fakeCoordinator>>): void {
+  const pushed = new Set(fc.pushes.map((p) => p.leaseId));
+  const released = new Set(fc.released);
+  assert.equal(released.size, fc.released.length, `a lease released twice: ${fc.released.join(',')}`);
+  for (const id of fc.granted) assert.ok(pushed.has(id) !== released.has(id), `${id}: pushed ${pushed.has(id)}, released ${released.has(id)}`);
+}
+
+test('prefetch with local leases: the last lease, and stop() during a hand-back, leave no lease held and none released twice', async () => {
+  await initNodeBackend('wasm');
+  const base = { clock: systemClock, capabilities: { backend: 'wasm', runtime: 'node' }, prefetch: true } as const;
+  // maxLeases 2 on a buffer of 2: the second push steps, and the prefetched lease behind it is
+  // handed back without another being asked for.
+  const a = await fakeCoordinator({ localBuffer: 2 });
+  await new WorkerLoop(a.link, { ...base, maxLeases: 2 }).run();
+  accountedFor(a);
+  assert.equal(a.granted.length, 3, `granted ${a.granted.join(',')}`);
+  // Lease answers late (the ack comes before the prefetched lease), stop() as the stepping push arrives.
+  let loop: WorkerLoop | null = null;
+  const b = await fakeCoordinator({ localBuffer: 2, leaseDelayMs: 40, onPush: (p) => (p.leaseId === 'l3' ? loop?.stop() : undefined) });
+  loop = new WorkerLoop(b.link, { ...base, maxLeases: 10 });
+  await loop.run();
+  await new Promise((r) => setTimeout(r, 100)); // late answers land
+  accountedFor(b);
 });

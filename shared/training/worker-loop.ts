@@ -282,17 +282,25 @@ export class WorkerLoop {
   }
 
   /**
-   * Hands the prefetched lease back when its weights are older than `version`, asking for the next
-   * one at the same time (one round trip, not two).
+   * Hands the prefetched lease back when its weights are older than `version` and, unless the loop
+   * is about to end, pause or rest, asks for the next one in the same round trip (the release is
+   * sent first, so the shard it frees can be the one granted).
    */
-  private async dropIfBehind(job: JobDescriptor, version: number): Promise<void> {
-    const next = await this.nextLease?.catch(() => null);
+  private async dropIfBehind(job: JobDescriptor, version: number, last: boolean): Promise<void> {
+    const pending = this.nextLease;
+    const next = await pending?.catch(() => null);
+    // stop() or a pause took (and handed back) the prefetched lease while it was on its way.
+    if (this.nextLease !== pending || this.stopped) return;
     if (!next?.ok || next.lease.baseVersion >= version) return;
     this.stats.prefetchesDropped++;
-    const ask = this.link.requestLease(this.leaseRequest(job));
-    ask.catch(() => undefined); // awaited (and its failure handled) by the next step
-    this.nextLease = ask;
-    await this.release(next.lease.leaseId);
+    this.nextLease = null;
+    const released = this.release(next.lease.leaseId);
+    if (!last && !this.paused && this.dutyCycle >= 1) {
+      const ask = this.link.requestLease(this.leaseRequest(job));
+      ask.catch(() => undefined); // awaited (and its failure handled) by the next step
+      this.nextLease = ask;
+    }
+    await released;
   }
 
   /** Runs until stop(), the job finishes, or maxLeases is reached. */
@@ -507,7 +515,9 @@ export class WorkerLoop {
     }
     this.pendingPush = null;
     this.countAck(ack, lease.numSamples);
-    if (prefetchedLocal && ack.ok && ack.status !== 'duplicate') await this.dropIfBehind(job, ack.status === 'applied' ? ack.version : ack.version - 1);
+    // The version now: `applied` names the step this push made, `buffered` the one it will join;
+    // `duplicate` (a resend) the step it joined, so at least ack.version - 1.
+    if (prefetchedLocal && ack.ok) await this.dropIfBehind(job, ack.status === 'applied' ? ack.version : ack.version - 1, last);
     if (last) {
       await this.dropPrefetched();
       return true;
