@@ -12,14 +12,16 @@ export function l2norm(v: Float32Array): number {
   return Math.sqrt(s);
 }
 
-/** A copy of `v` scaled down to norm `bound` when it is longer (unchanged copy otherwise). */
+/**
+ * `v` scaled down to norm `bound` when it is longer (a copy), else `v` itself: callers never write
+ * into what it returns (a copy per gradient cost 0.26 ms of each robust step's ~18 at 100k).
+ */
 export function clipToNorm(v: Float32Array, bound: number): Float32Array {
   const n = l2norm(v);
+  if (!(n > bound && n > 0)) return v;
   const out = v.slice();
-  if (n > bound && n > 0) {
-    const f = bound / n;
-    for (let i = 0; i < out.length; i++) out[i] = out[i]! * f;
-  }
+  const f = bound / n;
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! * f;
   return out;
 }
 
