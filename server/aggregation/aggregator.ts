@@ -114,6 +114,7 @@ export class Aggregator {
   get buffered(): number {
     return this.filled;
   }
+
   /**
    * The next admitted gradient completes the buffer of a robust rule: its admission runs the robust
    * combine (clip, history screen, CenteredClip: 10-40 ms at 6 x 100k), not just a mean or one step.
